@@ -1,0 +1,335 @@
+"""Configuration: nested dataclasses, the only home of defaults.
+
+A `Config` is built from defaults, then a named YAML (built-in, in `maskrcnn/configs/`,
+or a file path) that overrides some fields, then dotted command-line overrides
+(`solver.lr=0.01`). Every checkpoint stores `config_to_dict(cfg)`, so a checkpoint alone
+rebuilds its model.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config file, name, key or value that is not what was expected."""
+
+
+# ---------------------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class BackboneConfig:
+    # resnet18/34/50/101/152, resnext50_32x4d, resnext101_32x4d, or "plain" (small CNN)
+    name: str = "resnet50"
+    # "fpn" (P2-P6), "c4" (RPN on C4, res5 as RoI head), "dc5" (C5 dilated, stride 16)
+    layout: str = "fpn"
+    norm: str = "frozen_bn"  # frozen_bn | bn | gn
+    freeze_at: int = 2  # 0: train all; 1: freeze stem; k: freeze stem and res2..res(k)
+    fpn_channels: int = 256
+    fpn_norm: str = "none"  # none | bn | gn (torchvision's v2 uses bn)
+    plain_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128, 128])
+
+
+@dataclass
+class AnchorConfig:
+    sizes: list[list[float]] = field(default_factory=lambda: [[32], [64], [128], [256], [512]])
+    aspect_ratios: list[list[float]] = field(default_factory=lambda: [[0.5, 1.0, 2.0]] * 5)
+
+
+@dataclass
+class RPNConfig:
+    num_convs: int = 1  # 1: torchvision v1 / detectron2; 2: torchvision v2
+    conv_norm: str = "none"
+    fg_iou_thresh: float = 0.7
+    bg_iou_thresh: float = 0.3
+    allow_low_quality_matches: bool = True
+    batch_size_per_image: int = 256
+    positive_fraction: float = 0.5
+    pre_nms_top_n_train: int = 2000
+    pre_nms_top_n_test: int = 1000
+    post_nms_top_n_train: int = 2000
+    post_nms_top_n_test: int = 1000
+    nms_thresh: float = 0.7
+    score_thresh: float = 0.0
+    min_size: float = 1e-3
+    box_coder_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])
+
+
+@dataclass
+class RoIHeadsConfig:
+    box_head: str = "2fc"  # 2fc | 4conv1fc | res5 (only with layout c4)
+    box_head_dim: int = 1024
+    box_head_norm: str = "none"  # for 4conv1fc: none | bn | gn
+    pooler: str = "roi_align"  # roi_align | roi_pool
+    box_pool_size: int = 7
+    mask_pool_size: int = 14
+    sampling_ratio: int = 2
+    aligned: bool = False
+    canonical_scale: int = 224
+    canonical_level: int = 4
+    fg_iou_thresh: float = 0.5
+    bg_iou_thresh: float = 0.5
+    batch_size_per_image: int = 512
+    positive_fraction: float = 0.25
+    box_coder_weights: list[float] = field(default_factory=lambda: [10.0, 10.0, 5.0, 5.0])
+    score_thresh: float = 0.05
+    nms_thresh: float = 0.5
+    detections_per_img: int = 100
+    mask_on: bool = True
+    mask_head: str = "conv"  # conv (4 conv + deconv) | mlp (paper's ablation)
+    mask_head_norm: str = "none"
+    mask_head_channels: int = 256
+    mask_loss: str = "sigmoid"  # sigmoid (per-class BCE) | softmax (multinomial ablation)
+
+
+@dataclass
+class TransformConfig:
+    min_size: list[int] = field(default_factory=lambda: [800])  # several: random per image in training
+    max_size: int = 1333
+    image_mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
+    image_std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    size_divisible: int = 32
+
+
+@dataclass
+class ModelConfig:
+    num_classes: int = 91  # including background (label 0)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    anchors: AnchorConfig = field(default_factory=AnchorConfig)
+    rpn: RPNConfig = field(default_factory=RPNConfig)
+    roi_heads: RoIHeadsConfig = field(default_factory=RoIHeadsConfig)
+    transform: TransformConfig = field(default_factory=TransformConfig)
+
+
+# ---------------------------------------------------------------------------------------
+# Data, solver, training
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class DatasetConfig:
+    kind: str = "coco"  # coco | shapes
+    annotations: str = ""  # COCO JSON path
+    images: str = ""  # image folder the JSON's file_name values are relative to
+    # for kind "shapes": generated into `images` with `annotations` written beside them
+    num_images: int = 0
+    image_size: int = 128
+    seed: int = 0
+
+
+@dataclass
+class AugmentConfig:
+    horizontal_flip: float = 0.5  # probability
+    random_crop: float = 0.0  # probability of a random crop
+    crop_min_fraction: float = 0.6  # smallest crop side as a fraction of the image side
+    photometric: bool = False  # brightness / contrast / saturation jitter
+
+
+@dataclass
+class DataConfig:
+    train: DatasetConfig = field(default_factory=DatasetConfig)
+    val: DatasetConfig = field(default_factory=DatasetConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    batch_size: int = 2  # images per process
+    num_workers: int = 0
+    group_by_aspect_ratio: bool = True
+
+
+@dataclass
+class SolverConfig:
+    lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    max_iter: int = 1000
+    warmup_iters: int = 100
+    warmup_factor: float = 0.001
+    schedule: str = "multistep"  # multistep | cosine
+    steps: list[int] = field(default_factory=lambda: [700, 900])
+    gamma: float = 0.1
+    clip_grad_norm: float = 0.0  # 0: no clipping
+    amp: bool = False  # mixed precision (CUDA only)
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "runs/train"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    seed: int = 0
+    checkpoint_period: int = 500
+    eval_period: int = 0  # 0: evaluate only at the end
+    log_period: int = 20
+
+
+@dataclass
+class Config:
+    name: str = "custom"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# ---------------------------------------------------------------------------------------
+# Loading, dumping, overrides
+# ---------------------------------------------------------------------------------------
+
+
+def builtin_config_names() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    """Check/convert one value to a dataclass field's declared type."""
+    origin = typing.get_origin(typ)
+    if dataclasses.is_dataclass(typ):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return _from_dict(typ, value, where)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item_type,) = typing.get_args(typ) or (Any,)
+        return [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        try:
+            as_float = float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+        if as_float != int(as_float):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return int(as_float)
+    if typ is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if typ is str:
+        if not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    types_ = _field_types(cls)
+    unknown = sorted(set(data) - set(types_))
+    if unknown:
+        raise ConfigError(
+            f"{where or 'config'}: unknown key(s) {unknown}; expected some of {sorted(types_)}"
+        )
+    kwargs = {k: _coerce(v, types_[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def merge_dict(cfg: Config, overrides: dict[str, Any], where: str = "") -> Config:
+    """Return a copy of `cfg` with the nested mapping `overrides` applied."""
+    base = config_to_dict(cfg)
+
+    def deep_update(dst: dict[str, Any], src: dict[str, Any], path: str) -> None:
+        for key, value in src.items():
+            if isinstance(value, dict) and isinstance(dst.get(key), dict):
+                deep_update(dst[key], value, f"{path}.{key}" if path else key)
+            else:
+                dst[key] = value
+
+    deep_update(base, overrides, where)
+    return _from_dict(Config, base, where)
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    return merge_dict(Config(), data)
+
+
+def load_config(name_or_path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults <- built-in name or YAML file <- dotted `key=value` overrides."""
+    cfg = Config()
+    if name_or_path:
+        path = Path(name_or_path)
+        if not path.suffix and (CONFIG_DIR / f"{name_or_path}.yaml").is_file():
+            path = CONFIG_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise ConfigError(
+                f"config {str(name_or_path)!r}: no such file and not a built-in name; "
+                f"built-in configs: {', '.join(builtin_config_names())}"
+            )
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        data.setdefault("name", path.stem)
+        try:
+            cfg = merge_dict(cfg, data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    for item in overrides or []:
+        cfg = apply_override(cfg, item)
+    return cfg
+
+
+def apply_override(cfg: Config, item: str) -> Config:
+    """Apply one `a.b.c=value` override; the value is parsed as YAML (`[1,2]`, `true`, `0.1`)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r}: expected key=value, e.g. solver.lr=0.01")
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    node: Any = cfg
+    for i, part in enumerate(parts):
+        if not dataclasses.is_dataclass(node) or part not in {f.name for f in dataclasses.fields(node)}:
+            known = [f.name for f in dataclasses.fields(node)] if dataclasses.is_dataclass(node) else []
+            raise ConfigError(f"override {item!r}: unknown key {'.'.join(parts[: i + 1])!r}; expected one of {known}")
+        if i < len(parts) - 1:
+            node = getattr(node, part)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    nested: dict[str, Any] = {parts[-1]: value}
+    for part in reversed(parts[:-1]):
+        nested = {part: nested}
+    return merge_dict(cfg, nested)
+
+
+def dump_config(cfg: Config, path: str | Path | None = None) -> str:
+    text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+    if path is not None:
+        Path(path).write_text(text)
+    return text
+
+
+def clone(cfg: Config) -> Config:
+    return copy.deepcopy(cfg)
