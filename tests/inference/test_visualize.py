@@ -1,0 +1,127 @@
+"""Overlays: colours land where the masks are, matching is COCO-style greedy, shapes are right."""
+
+import numpy as np
+import pytest
+import torch
+
+from maskrcnn.inference.coco_names import COCO_CATEGORY_NAMES
+from maskrcnn.inference.visualize import (
+    FALSE_POSITIVE_COLOR,
+    MATCHED_COLOR,
+    draw_gt_vs_pred,
+    draw_instances,
+    instance_colors,
+    mask_outline,
+    match_predictions,
+    pairwise_box_iou,
+    pairwise_mask_iou,
+    save_image,
+)
+
+
+def square_mask(size: int, x0: int, y0: int, side: int) -> np.ndarray:
+    mask = np.zeros((size, size), dtype=bool)
+    mask[y0 : y0 + side, x0 : x0 + side] = True
+    return mask
+
+
+def test_mask_outline_of_a_square_is_its_border() -> None:
+    mask = square_mask(8, 2, 2, 4)
+    outline = mask_outline(mask, 1)
+    expected = mask.copy()
+    expected[3:5, 3:5] = False  # the 2x2 interior stays out
+    assert np.array_equal(outline, expected)
+
+
+def test_instance_colors_are_distinct() -> None:
+    colors = instance_colors(12)
+    assert colors.shape == (12, 3) and colors.dtype == np.uint8
+    assert len({tuple(c) for c in colors}) == 12
+
+
+def test_draw_instances_tints_mask_and_keeps_background() -> None:
+    image = np.full((64, 64, 3), 100, dtype=np.uint8)
+    mask = square_mask(64, 20, 30, 20)
+    color = np.array([[255, 0, 0]], dtype=np.uint8)
+    out = draw_instances(image, [[20, 30, 40, 50]], [1], [0.9], mask[None], ["bg", "thing"], colors=color, alpha=0.5)
+    assert out.shape == (64, 64, 3) and out.dtype == np.uint8
+    # interior of the mask: 100 * 0.5 + (255, 0, 0) * 0.5
+    assert tuple(out[42, 30]) == (178, 50, 50)
+    # far from the instance and its caption: unchanged
+    assert tuple(out[5, 60]) == (100, 100, 100)
+    # the input is not modified
+    assert (image == 100).all()
+
+
+def test_draw_instances_accepts_tensors_probabilities_and_scale() -> None:
+    image = torch.zeros((32, 48, 3), dtype=torch.uint8)
+    masks = torch.zeros((1, 32, 48))
+    masks[0, 8:24, 8:24] = 0.8
+    out = draw_instances(image, torch.tensor([[8.0, 8.0, 24.0, 24.0]]), torch.tensor([3]), torch.tensor([0.7]), masks, scale=2)
+    assert out.shape == (64, 96, 3)
+    assert out[30:34, 30:34].sum() > 0  # mask interior tinted (scaled coordinates)
+
+
+def test_draw_instances_with_no_instances_returns_the_image() -> None:
+    image = np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    out = draw_instances(image, np.zeros((0, 4)), np.zeros((0,), np.int64), np.zeros((0,)), np.zeros((0, 20, 30), bool))
+    assert np.array_equal(out, image)
+
+
+def test_draw_instances_rejects_bad_image() -> None:
+    with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
+        draw_instances(np.zeros((10, 10), np.uint8), np.zeros((0, 4)), [])
+    with pytest.raises(ValueError, match="masks: expected shape"):
+        draw_instances(np.zeros((10, 10, 3), np.uint8), [[0, 0, 5, 5]], [1], None, np.zeros((1, 5, 5)))
+
+
+def test_pairwise_ious_by_hand() -> None:
+    a = square_mask(10, 0, 0, 4)  # 16 px
+    b = square_mask(10, 2, 0, 4)  # overlaps a in 2x4 = 8 px; union 24
+    iou = pairwise_mask_iou(np.stack([a]), np.stack([b, np.zeros_like(a)]))
+    assert iou.shape == (1, 2)
+    assert iou[0, 0] == pytest.approx(8 / 24) and iou[0, 1] == 0.0
+    box_iou = pairwise_box_iou(np.array([[0, 0, 4, 4.0]]), np.array([[2, 0, 6, 4.0]]))
+    assert box_iou[0, 0] == pytest.approx(8 / 24)
+
+
+def test_match_predictions_greedy_by_score_and_class() -> None:
+    # two gts, three predictions; pred 0 and pred 1 both overlap gt 0, pred 1 scores higher
+    iou = np.array([[0.7, 0.9, 0.0], [0.0, 0.0, 0.4]])
+    scores = np.array([0.5, 0.8, 0.9])
+    assert match_predictions(iou, scores, 0.5).tolist() == [-1, 0, -1]
+    # pred 0 is matched once the better one belongs to another class
+    matched = match_predictions(iou, scores, 0.5, gt_labels=np.array([1, 1]), pred_labels=np.array([1, 2, 1]))
+    assert matched.tolist() == [0, -1, -1]
+    assert match_predictions(np.zeros((0, 2)), np.array([0.3, 0.2])).tolist() == [-1, -1]
+
+
+def test_draw_gt_vs_pred_colours_matched_and_false_positive() -> None:
+    size = 96
+    image = np.zeros((size, size, 3), dtype=np.uint8)
+    gt = np.stack([square_mask(size, 10, 10, 30), square_mask(size, 60, 60, 20)])
+    pred = np.stack([square_mask(size, 11, 10, 30), square_mask(size, 60, 10, 20)])
+    out = draw_gt_vs_pred(
+        image, [[10, 10, 40, 40], [60, 60, 80, 80]], gt, [[11, 10, 41, 40], [60, 10, 80, 30]], [0.9, 0.8], pred, alpha=1.0
+    )
+    assert out.shape[1] == size and out.shape[0] > size  # legend strip below
+    assert tuple(out[30, 25]) == MATCHED_COLOR  # matched prediction interior
+    assert tuple(out[25, 70]) == FALSE_POSITIVE_COLOR  # false-positive interior
+    assert tuple(out[72, 70]) != (0, 0, 0)  # missed gt tinted red
+    assert tuple(out[50, 50]) == (0, 0, 0)  # nothing there
+
+
+def test_save_image_writes_png(tmp_path) -> None:
+    from PIL import Image
+
+    image = np.zeros((5, 7, 3), np.uint8)
+    image[1, 2] = (1, 2, 3)
+    save_image(tmp_path / "sub" / "x.png", image)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "sub" / "x.png")), image)
+
+
+def test_coco_names_follow_category_ids() -> None:
+    assert len(COCO_CATEGORY_NAMES) == 91
+    assert sum(name != "N/A" for name in COCO_CATEGORY_NAMES[1:]) == 80
+    assert COCO_CATEGORY_NAMES[1] == "person" and COCO_CATEGORY_NAMES[90] == "toothbrush"
+    assert COCO_CATEGORY_NAMES[44] == "bottle" and COCO_CATEGORY_NAMES[62] == "chair"
