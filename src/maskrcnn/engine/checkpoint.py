@@ -1,0 +1,151 @@
+"""Training checkpoints that lose nothing, in the native checkpoint format.
+
+A training checkpoint is a native model checkpoint (the dict `maskrcnn.checkpoints`
+reads: {"format": "maskrcnn", "version": 1, "config": ..., "model": state_dict}) with
+the training state added beside it:
+
+    iteration        completed iterations (the next update is number `iteration`)
+    epoch, batch     loader position: the next batch is batch `batch` of pass `epoch`
+    optimizer, scheduler, scaler   their state dicts (scaler: {} when AMP is off)
+    rng              one entry per process: python, numpy, torch CPU (and CUDA) states
+    world_size       number of processes that wrote it
+    best_metric, best_iteration    the best validation score so far (for best.pt)
+    class_names, label_to_category_id   so predictions map back to dataset categories
+
+Everything is stored as tensors and plain Python values, so the file loads with
+`torch.load(..., weights_only=True)`. Files are written atomically: a run killed during
+a save leaves the previous file whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from maskrcnn.config import Config, config_to_dict
+from maskrcnn.io_utils import atomic_torch_save
+
+CHECKPOINT_FORMAT = "maskrcnn"
+CHECKPOINT_VERSION = 1
+LAST_NAME = "last.pt"
+BEST_NAME = "best.pt"
+FINAL_NAME = "model_final.pt"
+
+
+class CheckpointError(ValueError):
+    """A training checkpoint that is missing, unreadable or does not fit this run."""
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The plain model inside a DistributedDataParallel (or the model itself)."""
+    return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """This process's random generators: python, numpy, torch CPU and (if present) CUDA."""
+    kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Put back generators saved by `capture_rng_state`."""
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    np_state = state["numpy"]
+    np.random.set_state(
+        (
+            np_state["kind"],
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["cached_gaussian"],
+        )
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+
+
+def model_checkpoint(model: nn.Module, cfg: Config, **extra: Any) -> dict[str, Any]:
+    """The native checkpoint dict: format tag, config, CPU state dict, then `extra` fields."""
+    state_dict = {k: v.detach().cpu() for k, v in unwrap_model(model).state_dict().items()}
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "config": config_to_dict(cfg),
+        "model": state_dict,
+        **extra,
+    }
+
+
+def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
+    """Write atomically (temporary file, fsync, rename)."""
+    atomic_torch_save(checkpoint, path)
+
+
+def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a training checkpoint, with one clear error when it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint to resume from (train without resume to start a new run)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same message
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a maskrcnn checkpoint (expected a dict with format={CHECKPOINT_FORMAT!r})")
+    missing = [k for k in ("model", "config", "iteration", "optimizer", "scheduler", "rng") if k not in checkpoint]
+    if missing:
+        raise CheckpointError(f"{path}: a model-only checkpoint, not a training checkpoint (missing {missing})")
+    return checkpoint
+
+
+def check_same_model_config(checkpoint_config: dict[str, Any], cfg: Config, path: str | Path) -> None:
+    """Resuming needs the same model; name the first differing `model.*` fields."""
+    current = config_to_dict(cfg)["model"]
+    stored = checkpoint_config.get("model", {})
+    differences: list[str] = []
+
+    def compare(a: Any, b: Any, where: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b)):
+                compare(a.get(key), b.get(key), f"{where}.{key}")
+        elif a != b:
+            differences.append(f"{where}: checkpoint {a!r}, config {b!r}")
+
+    compare(stored, current, "model")
+    if differences:
+        shown = "; ".join(differences[:3])
+        raise CheckpointError(f"{path}: the checkpoint's model differs from the config ({shown})")
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """SHA-256 over the state dict (names, shapes and exact bytes) to compare replicas."""
+    digest = hashlib.sha256()
+    for name, tensor in unwrap_model(model).state_dict().items():
+        digest.update(name.encode())
+        data = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()
