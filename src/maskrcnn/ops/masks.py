@@ -1,0 +1,179 @@
+"""Mask conversions: polygons / RLE <-> binary masks, mask targets, pasting into images.
+
+Shape glossary: N instances; H, W image height and width; M mask side (e.g. 28).
+
+RLE work is done by pycocotools. `crop_and_resize_masks` and `paste_masks_in_image`
+follow torchvision's Mask R-CNN (project_masks_on_boxes and paste_masks_in_image).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pycocotools import mask as coco_mask
+from torch import Tensor
+
+from maskrcnn.ops.roi_align import roi_align
+
+
+def polygons_to_mask(polygons: list[list[float]], height: int, width: int) -> np.ndarray:
+    """Rasterize COCO polygons ([x1, y1, x2, y2, ...] each) into one (H, W) uint8 {0, 1} mask."""
+    polygons = [list(map(float, p)) for p in polygons if len(p) >= 6]
+    if not polygons:
+        return np.zeros((height, width), dtype=np.uint8)
+    rles = coco_mask.frPyObjects(polygons, height, width)
+    mask = coco_mask.decode(coco_mask.merge(rles))  # (H, W)
+    return np.ascontiguousarray(mask, dtype=np.uint8)
+
+
+def rle_to_mask(rle: dict, height: int | None = None, width: int | None = None) -> np.ndarray:
+    """Decode a COCO RLE (compressed: counts str/bytes; uncompressed: counts list of ints).
+
+    Returns an (H, W) uint8 {0, 1} mask. `height`/`width`, when given, must agree with the
+    RLE's "size" ([h, w]).
+    """
+    if not isinstance(rle, dict) or "counts" not in rle or "size" not in rle:
+        raise ValueError(f"RLE must be a dict with 'size' [h, w] and 'counts', got {rle!r:.200}")
+    rle_height, rle_width = (int(v) for v in rle["size"])
+    if (height is not None and height != rle_height) or (width is not None and width != rle_width):
+        raise ValueError(
+            f"RLE size {[rle_height, rle_width]} does not match the image size {[height, width]}"
+        )
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        if sum(counts) != rle_height * rle_width:
+            raise ValueError(
+                f"uncompressed RLE counts sum to {sum(counts)}, expected h*w = {rle_height * rle_width}"
+            )
+        compressed = coco_mask.frPyObjects(rle, rle_height, rle_width)
+    else:
+        compressed = {"size": [rle_height, rle_width], "counts": counts}
+    mask = coco_mask.decode(compressed)
+    return np.ascontiguousarray(mask, dtype=np.uint8)
+
+
+def mask_to_rle(mask: np.ndarray | Tensor) -> dict:
+    """Encode an (H, W) mask (nonzero = foreground) as JSON-ready compressed RLE."""
+    if isinstance(mask, Tensor):
+        mask = mask.detach().cpu().numpy()
+    if mask.ndim != 2:
+        raise ValueError(f"mask_to_rle expects an (H, W) mask, got shape {mask.shape}")
+    encoded = coco_mask.encode(np.asfortranarray(mask != 0, dtype=np.uint8))
+    counts = encoded["counts"]
+    return {
+        "size": [int(mask.shape[0]), int(mask.shape[1])],
+        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
+    }
+
+
+def masks_to_rles(masks: np.ndarray | Tensor) -> list[dict]:
+    """Encode (N, H, W) masks as a list of N JSON-ready compressed RLEs."""
+    if isinstance(masks, Tensor):
+        masks = masks.detach().cpu().numpy()
+    if masks.ndim != 3:
+        raise ValueError(f"masks_to_rles expects (N, H, W) masks, got shape {masks.shape}")
+    if masks.shape[0] == 0:
+        return []
+    encoded = coco_mask.encode(np.asfortranarray((masks != 0).transpose(1, 2, 0), dtype=np.uint8))
+    return [
+        {
+            "size": [int(masks.shape[1]), int(masks.shape[2])],
+            "counts": e["counts"].decode("ascii") if isinstance(e["counts"], bytes) else e["counts"],
+        }
+        for e in encoded
+    ]
+
+
+def crop_and_resize_masks(gt_masks: Tensor, boxes: Tensor, mask_size: int) -> Tensor:
+    """Mask-head targets: each (H, W) mask cropped to its box and resized -> (N, M, M) float.
+
+    Exactly torchvision's project_masks_on_boxes: RoIAlign of the float masks with rois
+    (i, box_i), output M x M, spatial_scale 1, adaptive sampling (-1), aligned=False.
+    """
+    num = gt_masks.shape[0]
+    if boxes.shape[0] != num:
+        raise ValueError(f"crop_and_resize_masks: {num} masks but {boxes.shape[0]} boxes")
+    dtype = boxes.dtype if boxes.is_floating_point() else torch.float32
+    if num == 0:
+        return torch.zeros((0, mask_size, mask_size), dtype=dtype, device=boxes.device)
+    rois = torch.cat(
+        [torch.arange(num, dtype=dtype, device=boxes.device)[:, None], boxes.to(dtype)], dim=1
+    )  # (N, 5)
+    masks = gt_masks[:, None].to(device=boxes.device, dtype=dtype)  # (N, 1, H, W)
+    return roi_align(masks, rois, (mask_size, mask_size), 1.0, sampling_ratio=-1, aligned=False)[:, 0]
+
+
+def _expand_boxes(boxes: Tensor, scale: float) -> Tensor:
+    """Scale (N, 4) boxes about their centres (torchvision's expand_boxes)."""
+    w_half = (boxes[:, 2] - boxes[:, 0]) * 0.5
+    h_half = (boxes[:, 3] - boxes[:, 1]) * 0.5
+    x_c = (boxes[:, 2] + boxes[:, 0]) * 0.5
+    y_c = (boxes[:, 3] + boxes[:, 1]) * 0.5
+    w_half = w_half * scale
+    h_half = h_half * scale
+    return torch.stack((x_c - w_half, y_c - h_half, x_c + w_half, y_c + h_half), dim=1)
+
+
+def _resize_weights(in_size: int, out_sizes: Tensor, max_out: int, dtype: torch.dtype) -> Tensor:
+    """Bilinear resize matrices (align_corners=False), one per output size: (N, max_out, in_size).
+
+    Row o of matrix n holds the weights F.interpolate gives the input pixels for output
+    pixel o when resizing in_size -> out_sizes[n]; rows o >= out_sizes[n] are zero.
+    """
+    device = out_sizes.device
+    out_index = torch.arange(max_out, device=device, dtype=dtype)  # (O,)
+    scale = in_size / out_sizes.to(dtype)  # (N,)
+    source = ((out_index[None, :] + 0.5) * scale[:, None] - 0.5).clamp(min=0)  # (N, O)
+    low = source.to(torch.int64)  # floor of a non-negative value
+    high = torch.where(low < in_size - 1, low + 1, low)
+    frac_high = source - low.to(dtype)
+    frac_low = 1.0 - frac_high
+    valid = (out_index[None, :] < out_sizes[:, None].to(dtype)).to(dtype)  # (N, O)
+    weights = torch.zeros((out_sizes.shape[0], max_out, in_size), dtype=dtype, device=device)
+    weights.scatter_add_(2, low[..., None], (frac_low * valid)[..., None])
+    weights.scatter_add_(2, high[..., None], (frac_high * valid)[..., None])
+    return weights
+
+
+def paste_masks_in_image(
+    masks: Tensor, boxes: Tensor, image_size: tuple[int, int], padding: int = 1
+) -> Tensor:
+    """Paste (N, M, M) mask probabilities into an image of size (h, w) -> (N, h, w) float.
+
+    torchvision's semantics: each mask gets `padding` zero pixels per side, its box is
+    scaled about the centre by (M + 2p) / M and truncated to integers, the mask is resized
+    bilinearly (align_corners=False) to (y2 - y1 + 1, x2 - x1 + 1) pixels and written at
+    (x1, y1), clipped to the image. Work is done only inside each box: the resize is two
+    small matrix products per mask, batched over masks.
+    """
+    im_h, im_w = int(image_size[0]), int(image_size[1])
+    num = masks.shape[0]
+    dtype = masks.dtype if masks.is_floating_point() else torch.float32
+    out = torch.zeros((num, im_h, im_w), dtype=dtype, device=masks.device)
+    if num == 0 or im_h == 0 or im_w == 0:
+        return out
+    side = masks.shape[-1]
+    padded = F.pad(masks.to(dtype), (padding,) * 4)  # (N, M + 2p, M + 2p)
+    scale = float(side + 2 * padding) / side
+    int_boxes = _expand_boxes(boxes.to(masks.device), scale).to(torch.int64)  # (N, 4) truncated
+    widths = (int_boxes[:, 2] - int_boxes[:, 0] + 1).clamp(min=1)  # (N,)
+    heights = (int_boxes[:, 3] - int_boxes[:, 1] + 1).clamp(min=1)
+
+    # Parts of each resized mask that land inside the image (in resized-mask coordinates).
+    x0 = int_boxes[:, 0].clamp(min=0)
+    x1 = torch.minimum(int_boxes[:, 2] + 1, torch.tensor(im_w, device=masks.device))
+    y0 = int_boxes[:, 1].clamp(min=0)
+    y1 = torch.minimum(int_boxes[:, 3] + 1, torch.tensor(im_h, device=masks.device))
+    bounds = torch.stack((x0, x1, y0, y1, int_boxes[:, 0], int_boxes[:, 1]), dim=1).tolist()
+
+    max_h = int(heights.max())
+    max_w = int(widths.max())
+    row_weights = _resize_weights(padded.shape[-2], heights, max_h, dtype)  # (N, max_h, M')
+    col_weights = _resize_weights(padded.shape[-1], widths, max_w, dtype)  # (N, max_w, M')
+    resized = row_weights @ padded @ col_weights.transpose(1, 2)  # (N, max_h, max_w)
+    for n, (px0, px1, py0, py1, bx, by) in enumerate(bounds):
+        if px1 <= px0 or py1 <= py0:
+            continue
+        out[n, py0:py1, px0:px1] = resized[n, py0 - by : py1 - by, px0 - bx : px1 - bx]
+    return out

@@ -1,0 +1,262 @@
+"""RoIAlign and RoIPool in plain PyTorch, with torchvision's exact semantics.
+
+Shape glossary: B images; C channels; H, W feature height and width; K RoIs;
+oh, ow output height and width; G sample points per bin along one axis;
+E "taps" per bin along one axis (feature rows or columns a bin reads, with a weight).
+
+How RoIAlign is computed. torchvision's bilinear sample at (y, x), zeroed outside
+[-1, H] x [-1, W], factorizes into a y part and an x part, and a bin's value is the mean
+of a fixed grid of samples. So each output bin is sum_ij wy[i] * wx[j] * F[:, y_i, x_j]
+over a few rows y_i and columns x_j. For every (RoI, bin) we list those rows and columns
+with their weights ("taps", built per axis), gather the E_y * E_x feature vectors from a
+channels-last copy of the map in one `index_select`, and reduce them with one batched
+matrix product. Taps are either two per sample (the sample's low and high pixel) or one
+contiguous band of pixels (cheaper when samples are dense, as with adaptive sampling);
+the cheaper one is used. Gradients come from autograd through the gather.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+_GATHER_BUDGET = 1 << 22  # gathered feature values held at once (per chunk of RoIs)
+
+
+def _pair(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    if isinstance(size, int):
+        return size, size
+    height, width = size
+    return int(height), int(width)
+
+
+def _check_inputs(name: str, input: Tensor, rois: Tensor) -> None:
+    if input.dim() != 4:
+        raise ValueError(f"{name}: input must be (B, C, H, W), got shape {tuple(input.shape)}")
+    if rois.dim() != 2 or rois.shape[1] != 5:
+        raise ValueError(
+            f"{name}: rois must be (K, 5) [batch_index, x1, y1, x2, y2], got shape {tuple(rois.shape)}"
+        )
+
+
+def _sample_taps(
+    start: Tensor, bin_size: Tensor, grid: Tensor, out_size: int, max_grid: int, length: int
+) -> tuple[Tensor, Tensor]:
+    """Two taps per sample along one axis: indices (K, out, 2G) int64 and weights (K, out, 2G).
+
+    Follows torchvision's CPU kernel: sample i of bin p sits at
+    start + p * bin + (i + 0.5) * bin / grid; outside [-1, length] it counts 0; below 0 it is
+    moved to 0; at or past length - 1 it snaps to the last pixel. Weights include 1 / grid.
+    """
+    dtype = start.dtype
+    device = start.device
+    bins = torch.arange(out_size, device=device, dtype=dtype)  # (out,)
+    samples = torch.arange(max_grid, device=device, dtype=dtype) + 0.5  # (G,)
+    grid_f = grid.clamp(min=1).to(dtype)  # (K,)
+    coord = (start[:, None] + bins[None, :] * bin_size[:, None])[:, :, None] + (
+        samples[None, None, :] * bin_size[:, None, None]
+    ) / grid_f[:, None, None]  # (K, out, G)
+    used = (torch.arange(max_grid, device=device)[None, :] < grid[:, None])[:, None, :]  # (K, 1, G)
+    inside = (coord >= -1.0) & (coord <= length) & used  # (K, out, G)
+    coord = coord.clamp(min=0)
+    low = coord.to(torch.int64)  # floor, coord >= 0
+    at_edge = low >= length - 1
+    low = torch.where(at_edge, torch.full_like(low, length - 1), low)
+    high = torch.where(at_edge, low, low + 1)
+    coord = torch.where(at_edge, low.to(dtype), coord)
+    frac_high = coord - low.to(dtype)
+    frac_low = 1.0 - frac_high
+    scale = inside.to(dtype) / grid_f[:, None, None]  # (K, out, G)
+    index = torch.stack((low, high), dim=-1).flatten(2)  # (K, out, 2G)
+    weight = torch.stack((frac_low * scale, frac_high * scale), dim=-1).flatten(2)
+    return index, weight
+
+
+def _band_taps(index: Tensor, weight: Tensor, length: int) -> tuple[Tensor, Tensor]:
+    """Same taps merged into one contiguous band of pixels per bin: (K, out, E) each."""
+    band_start = index.amin(dim=2, keepdim=True)  # (K, out, 1)
+    offset = index - band_start  # (K, out, 2G)
+    band_len = int(offset.max()) + 1
+    band_weight = torch.zeros(index.shape[:2] + (band_len,), dtype=weight.dtype, device=weight.device)
+    band_weight.scatter_add_(2, offset, weight)
+    band_index = (band_start + torch.arange(band_len, device=index.device)).clamp(max=length - 1)
+    return band_index, band_weight
+
+
+def _axis_taps(
+    start: Tensor, bin_size: Tensor, grid: Tensor, out_size: int, length: int
+) -> tuple[Tensor, Tensor]:
+    """Taps of one axis for a chunk of RoIs, whichever of the two forms has fewer."""
+    max_grid = max(int(grid.max()), 1)
+    index, weight = _sample_taps(start, bin_size, grid, out_size, max_grid, length)
+    band_index, band_weight = _band_taps(index, weight, length)
+    if band_index.shape[2] < index.shape[2]:
+        return band_index, band_weight
+    return index, weight
+
+
+def _gather_reduce(
+    flat_features: Tensor, flat_index: Tensor, weights: Tensor, num_bins: int, channels: int
+) -> Tensor:
+    """sum_t weights[n, t] * flat_features[flat_index[n, t]] -> (num_bins, C)."""
+    taps = flat_index.shape[-1]
+    gathered = flat_features.index_select(0, flat_index.reshape(-1))  # (n*T, C)
+    gathered = gathered.view(num_bins, taps, channels)  # (n, T, C)
+    return torch.bmm(weights.reshape(num_bins, 1, taps), gathered).view(num_bins, channels)
+
+
+def _chunks(grid_h: Tensor, grid_w: Tensor, per_tap_cost: int) -> list[Tensor]:
+    """Split RoI indices into chunks of similar sample grids that fit the gather budget."""
+    num = grid_h.shape[0]
+    key_h = torch.ceil(torch.log2(grid_h.clamp(min=1).double())).long()  # buckets by powers of 2
+    key_w = torch.ceil(torch.log2(grid_w.clamp(min=1).double())).long()
+    key = key_h * 64 + key_w
+    chunks = []
+    for bucket in torch.unique(key).tolist():
+        members = torch.where(key == bucket)[0]
+        taps = 4 * int(grid_h[members].max().clamp(min=1)) * int(grid_w[members].max().clamp(min=1))
+        step = max(1, _GATHER_BUDGET // (taps * per_tap_cost))
+        chunks.extend(members[i : i + step] for i in range(0, members.shape[0], step))
+    if len(chunks) == 1 and chunks[0].shape[0] == num:
+        return [torch.arange(num, device=grid_h.device)]
+    return chunks
+
+
+def roi_align(
+    input: Tensor,
+    rois: Tensor,
+    output_size: int | tuple[int, int],
+    spatial_scale: float,
+    sampling_ratio: int = -1,
+    aligned: bool = False,
+) -> Tensor:
+    """RoIAlign (torchvision semantics): (B, C, H, W), (K, 5) rois -> (K, C, oh, ow).
+
+    rois rows are [batch_index, x1, y1, x2, y2] in input-image pixels; spatial_scale maps
+    them to the feature map. sampling_ratio > 0 takes that many samples per bin and axis,
+    <= 0 takes ceil(roi_size / output_size) per RoI. aligned=True shifts boxes by -0.5 px;
+    aligned=False makes RoIs at least 1 px wide and high. Differentiable w.r.t. input.
+    """
+    _check_inputs("roi_align", input, rois)
+    out_h, out_w = _pair(output_size)
+    batch, channels, height, width = input.shape
+    num = rois.shape[0]
+    if num == 0 or channels == 0:
+        return input.new_zeros((num, channels, out_h, out_w))
+    dtype = input.dtype
+    rois = rois.detach().to(device=input.device, dtype=dtype)
+    offset = 0.5 if aligned else 0.0
+    batch_index = rois[:, 0].to(torch.int64)  # (K,)
+    start_x = rois[:, 1] * spatial_scale - offset
+    start_y = rois[:, 2] * spatial_scale - offset
+    roi_w = rois[:, 3] * spatial_scale - offset - start_x
+    roi_h = rois[:, 4] * spatial_scale - offset - start_y
+    if not aligned:
+        roi_w = roi_w.clamp(min=1.0)
+        roi_h = roi_h.clamp(min=1.0)
+    bin_w = roi_w / out_w  # (K,)
+    bin_h = roi_h / out_h
+    if sampling_ratio > 0:
+        grid_h = torch.full((num,), sampling_ratio, dtype=torch.int64, device=input.device)
+        grid_w = grid_h
+    else:
+        grid_h = torch.ceil(bin_h).to(torch.int64)
+        grid_w = torch.ceil(bin_w).to(torch.int64)
+
+    features = input.permute(0, 2, 3, 1).reshape(batch * height * width, channels)  # (B*H*W, C)
+    results = []
+    chunks = _chunks(grid_h, grid_w, out_h * out_w * channels)
+    for members in chunks:
+        index_y, weight_y = _axis_taps(start_y[members], bin_h[members], grid_h[members], out_h, height)
+        index_x, weight_x = _axis_taps(start_x[members], bin_w[members], grid_w[members], out_w, width)
+        base = batch_index[members] * (height * width)  # (k,)
+        flat_index = (
+            base[:, None, None, None, None]
+            + index_y[:, :, None, :, None] * width
+            + index_x[:, None, :, None, :]
+        )  # (k, oh, ow, Ey, Ex)
+        weights = weight_y[:, :, None, :, None] * weight_x[:, None, :, None, :]  # (k, oh, ow, Ey, Ex)
+        k = members.shape[0]
+        num_bins = k * out_h * out_w
+        pooled = _gather_reduce(
+            features, flat_index.reshape(num_bins, -1), weights.reshape(num_bins, -1), num_bins, channels
+        )  # (k*oh*ow, C)
+        results.append(pooled.view(k, out_h, out_w, channels))
+    out = results[0] if len(results) == 1 else torch.cat(results, dim=0)  # (K, oh, ow, C) chunk order
+    if len(chunks) > 1:
+        order = torch.cat(chunks)
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(num, device=order.device)
+        out = out[inverse]
+    return out.permute(0, 3, 1, 2).contiguous()  # (K, C, oh, ow)
+
+
+def _round_half_away(values: Tensor) -> Tensor:
+    """C's round(): halves go away from zero (torch.round sends them to even)."""
+    truncated = torch.trunc(values)
+    is_half = (values - truncated).abs() == 0.5
+    return torch.where(is_half, truncated + torch.sign(values), torch.round(values))
+
+
+def roi_pool(
+    input: Tensor, rois: Tensor, output_size: int | tuple[int, int], spatial_scale: float
+) -> Tensor:
+    """RoIPool (torchvision semantics): (B, C, H, W), (K, 5) rois -> (K, C, oh, ow).
+
+    RoI corners are scaled and rounded to whole pixels, the RoI (at least 1 x 1 pixel,
+    corners inclusive) is cut into oh x ow bins with floor/ceil edges, and each bin takes
+    the max over its pixels; a bin with no pixel inside the map gives 0.
+    """
+    _check_inputs("roi_pool", input, rois)
+    out_h, out_w = _pair(output_size)
+    batch, channels, height, width = input.shape
+    num = rois.shape[0]
+    if num == 0 or channels == 0:
+        return input.new_zeros((num, channels, out_h, out_w))
+    device = input.device
+    rois = rois.detach().to(device=device, dtype=input.dtype)
+    batch_index = rois[:, 0].to(torch.int64)
+    corners = _round_half_away(rois[:, 1:] * spatial_scale).to(torch.int64)  # (K, 4)
+    roi_w = (corners[:, 2] - corners[:, 0] + 1).clamp(min=1)
+    roi_h = (corners[:, 3] - corners[:, 1] + 1).clamp(min=1)
+    bin_h = roi_h.to(input.dtype) / out_h  # (K,)
+    bin_w = roi_w.to(input.dtype) / out_w
+
+    def edges(bin_size: Tensor, roi_start: Tensor, out_size: int, length: int) -> tuple[Tensor, Tensor]:
+        bins = torch.arange(out_size, device=device, dtype=input.dtype)
+        lo = torch.floor(bins[None, :] * bin_size[:, None]).to(torch.int64)  # (K, out)
+        hi = torch.ceil((bins[None, :] + 1) * bin_size[:, None]).to(torch.int64)
+        lo = (lo + roi_start[:, None]).clamp(min=0, max=length)
+        hi = (hi + roi_start[:, None]).clamp(min=0, max=length)
+        return lo, hi
+
+    y_lo, y_hi = edges(bin_h, corners[:, 1], out_h, height)
+    x_lo, x_hi = edges(bin_w, corners[:, 0], out_w, width)
+    features = input.permute(0, 2, 3, 1).reshape(batch * height * width, channels)
+    span_y = int((y_hi - y_lo).max().clamp(min=1))
+    span_x = int((x_hi - x_lo).max().clamp(min=1))
+    steps_y = torch.arange(span_y, device=device)
+    steps_x = torch.arange(span_x, device=device)
+    per_roi = out_h * out_w * span_y * span_x * channels
+    step = max(1, _GATHER_BUDGET // per_roi)
+    results = []
+    for first in range(0, num, step):
+        sl = slice(first, min(first + step, num))
+        rows = y_lo[sl, :, None] + steps_y  # (k, oh, Ly)
+        cols = x_lo[sl, :, None] + steps_x  # (k, ow, Lx)
+        valid = (rows < y_hi[sl, :, None])[:, :, None, :, None] & (cols < x_hi[sl, :, None])[:, None, :, None, :]
+        flat = (
+            batch_index[sl, None, None, None, None] * (height * width)
+            + rows.clamp(max=height - 1)[:, :, None, :, None] * width
+            + cols.clamp(max=width - 1)[:, None, :, None, :]
+        )  # (k, oh, ow, Ly, Lx)
+        k = flat.shape[0]
+        gathered = features.index_select(0, flat.reshape(-1)).view(k * out_h * out_w, span_y * span_x, channels)
+        gathered = gathered.masked_fill(~valid.reshape(k * out_h * out_w, span_y * span_x, 1), -math.inf)
+        best = gathered.max(dim=1).values  # (k*oh*ow, C)
+        empty = ~valid.reshape(k * out_h * out_w, -1).any(dim=1)
+        best = best.masked_fill(empty[:, None], 0.0)
+        results.append(best.view(k, out_h, out_w, channels))
+    return torch.cat(results, dim=0).permute(0, 3, 1, 2).contiguous()  # (K, C, oh, ow)
