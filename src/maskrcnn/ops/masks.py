@@ -125,7 +125,7 @@ def _resize_weights(in_size: int, out_sizes: Tensor, max_out: int, dtype: torch.
     out_index = torch.arange(max_out, device=device, dtype=dtype)  # (O,)
     scale = in_size / out_sizes.to(dtype)  # (N,)
     source = ((out_index[None, :] + 0.5) * scale[:, None] - 0.5).clamp(min=0)  # (N, O)
-    low = source.to(torch.int64)  # floor of a non-negative value
+    low = source.to(torch.int64).clamp(max=in_size - 1)  # floor; rows past the size are unused
     high = torch.where(low < in_size - 1, low + 1, low)
     frac_high = source - low.to(dtype)
     frac_low = 1.0 - frac_high
