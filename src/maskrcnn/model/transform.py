@@ -1,0 +1,148 @@
+"""Image transform: normalize, resize, pad into one batch; and the way back.
+
+Shape glossary: B images; N instances of one image; H, W an image's size as given;
+h, w its size after resize; Hp, Wp the padded batch size (multiples of `size_divisible`);
+M the side of the predicted (square) mask.
+
+The resize is torchvision's GeneralizedRCNNTransform arithmetic, so that its checkpoints
+see exactly the pixels they were trained on: the scale factor is computed in float32 as
+min(min_size / short side, max_size / long side), the image goes through
+`F.interpolate(scale_factor=..., recompute_scale_factor=True)` (output side =
+floor(side * scale)), and boxes are scaled by the float32 ratio new side / old side.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from maskrcnn.ops.masks import paste_masks_in_image
+from maskrcnn.structures import Detections, ImageBatch, Targets
+
+
+def resize_scale_factor(height: int, width: int, min_size: float, max_size: float) -> float:
+    """The factor that brings the short side to `min_size` unless the long side would pass `max_size`."""
+    sides = torch.tensor([height, width])
+    short_side = torch.min(sides).to(dtype=torch.float32)
+    long_side = torch.max(sides).to(dtype=torch.float32)
+    scale = torch.min(min_size / short_side, max_size / long_side)  # float32, as torchvision
+    return scale.item()
+
+
+def resize_boxes(boxes: Tensor, old_size: tuple[int, int], new_size: tuple[int, int]) -> Tensor:
+    """Scale (N, 4) xyxy boxes from an image of `old_size` (h, w) to one of `new_size`."""
+    ratio_h = torch.tensor(new_size[0], dtype=torch.float32, device=boxes.device) / torch.tensor(
+        old_size[0], dtype=torch.float32, device=boxes.device
+    )
+    ratio_w = torch.tensor(new_size[1], dtype=torch.float32, device=boxes.device) / torch.tensor(
+        old_size[1], dtype=torch.float32, device=boxes.device
+    )
+    x1, y1, x2, y2 = boxes.unbind(1)
+    return torch.stack((x1 * ratio_w, y1 * ratio_h, x2 * ratio_w, y2 * ratio_h), dim=1)
+
+
+def pad_to_batch(images: list[Tensor], size_divisible: int) -> Tensor:
+    """Zero-pad (3, h, w) images at the bottom/right into one (B, 3, Hp, Wp) tensor."""
+    max_h = max(img.shape[-2] for img in images)
+    max_w = max(img.shape[-1] for img in images)
+    stride = float(size_divisible)
+    padded_h = int(math.ceil(max_h / stride) * stride)
+    padded_w = int(math.ceil(max_w / stride) * stride)
+    batch = images[0].new_zeros((len(images), images[0].shape[0], padded_h, padded_w))
+    for i, img in enumerate(images):
+        batch[i, :, : img.shape[-2], : img.shape[-1]].copy_(img)
+    return batch
+
+
+class ImageTransform(nn.Module):
+    """Normalize, resize (random short side per image in training) and batch images."""
+
+    def __init__(
+        self,
+        *,
+        min_size: list[int],
+        max_size: int,
+        image_mean: list[float],
+        image_std: list[float],
+        size_divisible: int,
+    ) -> None:
+        super().__init__()
+        if not min_size:
+            raise ValueError("model.transform.min_size: expected at least one size, got []")
+        self.min_size = [int(s) for s in min_size]
+        self.max_size = int(max_size)
+        self.size_divisible = int(size_divisible)
+        # Not part of the state dict: torchvision's checkpoints do not hold them.
+        self.register_buffer("image_mean", torch.tensor(image_mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("image_std", torch.tensor(image_std, dtype=torch.float32), persistent=False)
+
+    def pick_min_size(self) -> float:
+        if self.training and len(self.min_size) > 1:
+            index = int(torch.randint(len(self.min_size), ()).item())
+            return float(self.min_size[index])
+        return float(self.min_size[-1])
+
+    def normalize(self, image: Tensor) -> Tensor:
+        mean = self.image_mean.to(dtype=image.dtype, device=image.device)
+        std = self.image_std.to(dtype=image.dtype, device=image.device)
+        return (image - mean[:, None, None]) / std[:, None, None]
+
+    def resize(self, image: Tensor, target: Targets | None) -> tuple[Tensor, Targets | None]:
+        """(3, H, W) -> (3, h, w); the target's boxes and masks follow."""
+        height, width = image.shape[-2:]
+        scale = resize_scale_factor(height, width, self.pick_min_size(), float(self.max_size))
+        resized = F.interpolate(
+            image[None], scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False
+        )[0]
+        if target is None:
+            return resized, None
+        new_size = (resized.shape[-2], resized.shape[-1])
+        boxes = resize_boxes(target.boxes, (height, width), new_size)
+        masks = target.masks
+        if masks is not None:
+            if masks.shape[0] == 0:
+                masks = masks.new_zeros((0, *new_size))
+            else:  # nearest, as torchvision resizes target masks
+                masks = F.interpolate(
+                    masks[:, None].float(), scale_factor=scale, recompute_scale_factor=True
+                )[:, 0].to(torch.uint8)
+        return resized, Targets(boxes=boxes, labels=target.labels, masks=masks)
+
+    def forward(
+        self, images: list[Tensor], targets: list[Targets] | None = None
+    ) -> tuple[ImageBatch, list[Targets] | None]:
+        original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
+        resized_images: list[Tensor] = []
+        resized_targets: list[Targets] = []
+        for i, image in enumerate(images):
+            target = targets[i] if targets is not None else None
+            image, target = self.resize(self.normalize(image), target)
+            resized_images.append(image)
+            if target is not None:
+                resized_targets.append(target)
+        image_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in resized_images]
+        batch = ImageBatch(
+            tensor=pad_to_batch(resized_images, self.size_divisible),  # (B, 3, Hp, Wp)
+            image_sizes=image_sizes,
+            original_sizes=original_sizes,
+        )
+        return batch, (resized_targets if targets is not None else None)
+
+    def postprocess(
+        self,
+        detections: list[Detections],
+        image_sizes: list[tuple[int, int]],
+        original_sizes: list[tuple[int, int]],
+    ) -> list[Detections]:
+        """Boxes back to original pixels; (N, M, M) mask probabilities pasted into (N, H, W)."""
+        results = []
+        for det, size, original in zip(detections, image_sizes, original_sizes):
+            boxes = resize_boxes(det.boxes, size, original)
+            masks = det.masks
+            if masks is not None:
+                masks = paste_masks_in_image(masks, boxes, original, padding=1)  # (N, H, W)
+            results.append(Detections(boxes=boxes, scores=det.scores, labels=det.labels, masks=masks))
+        return results
