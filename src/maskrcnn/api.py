@@ -1,0 +1,63 @@
+"""Thin Python entry points: `maskrcnn.train(...)` and `maskrcnn.evaluate(...)`.
+
+They do what `maskrcnn train` and `maskrcnn evaluate` do, without printing tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def train(
+    config: Any = "shapes_demo",
+    *,
+    overrides: Sequence[str] = (),
+    resume: bool = False,
+    output_dir: str | Path | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Train from a Config, a built-in config name or a YAML path (plus `key=value`
+    overrides); returns the training summary (checkpoints, times, last evaluation)."""
+    from maskrcnn.config import Config, apply_override, load_config
+    from maskrcnn.engine.train import train as train_loop
+
+    cfg = config if isinstance(config, Config) else load_config(str(config), list(overrides))
+    if isinstance(config, Config):
+        for item in overrides:
+            cfg = apply_override(cfg, item)
+    if output_dir is not None:
+        cfg = apply_override(cfg, f"train.output_dir={output_dir}")
+    if device is not None:
+        cfg = apply_override(cfg, f"train.device={device}")
+    return train_loop(cfg, resume=resume)
+
+
+def evaluate(
+    annotations: str | Path,
+    *,
+    weights: str | Path | None = None,
+    images: str | Path | None = None,
+    predictions: str | Path | None = None,
+    config: str | None = None,
+    device: str = "auto",
+    batch_size: int = 1,
+    score_threshold: float = 0.5,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """COCO bbox/segm AP (and the Data Science Bowl score) of a checkpoint run on `images`,
+    or of a COCO results file `predictions`, against the COCO JSON `annotations`."""
+    from maskrcnn.inference.evaluation import evaluate_metrics
+
+    return evaluate_metrics(
+        annotations=annotations,
+        weights=weights,
+        images=images,
+        predictions=predictions,
+        config=config,
+        device=device,
+        batch_size=batch_size,
+        score_threshold=score_threshold,
+        progress=progress,
+    )

@@ -1,0 +1,237 @@
+"""`maskrcnn demo`: the whole system end to end on generated shapes, sized for a CPU.
+
+    1. generate a seeded shapes data set (train + val) into OUTPUT/data/
+    2. train the `shapes_demo` recipe (progress bar; checkpoints, metrics.jsonl, loss_curve.png)
+    3. evaluate on the validation images (COCO bbox / segm AP, Data Science Bowl score)
+    4. draw overlays of validation predictions and ground-truth-vs-prediction views
+    5. write OUTPUT/metrics.json and print a short table of figures and file locations
+
+Options make it longer or larger: --iters (the LR schedule's steps scale with it),
+--train-images, --val-images, --image-size (the model's input size and anchor sizes scale
+with it), --set key=value for anything else (applied last).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RECIPE = "shapes_demo"
+
+
+def demo_config(
+    *,
+    output: str | Path,
+    iters: int | None = None,
+    train_images: int | None = None,
+    val_images: int | None = None,
+    image_size: int | None = None,
+    overrides: Sequence[str] = (),
+    device: str = "auto",
+    seed: int = 0,
+) -> Any:
+    """The `shapes_demo` recipe with the demo's paths and options applied (a Config)."""
+    from maskrcnn.config import ConfigError, apply_override, load_config
+
+    cfg = load_config(RECIPE)
+    out = Path(output)
+    for name, split in (("train", cfg.data.train), ("val", cfg.data.val)):
+        split.kind = "shapes"
+        split.annotations = str(out / "data" / f"{name}.json")
+        split.images = ""
+        split.seed = split.seed + seed
+    cfg.train.output_dir = str(out)
+    cfg.train.device = device
+    cfg.train.seed = cfg.train.seed + seed
+    if iters is not None:
+        if iters < 1:
+            raise ConfigError(f"--iters: expected a positive number of iterations, got {iters}")
+        factor = iters / max(1, cfg.solver.max_iter)
+        cfg.solver.steps = [max(1, round(step * factor)) for step in cfg.solver.steps]
+        cfg.solver.warmup_iters = min(cfg.solver.warmup_iters, max(0, iters // 4))
+        cfg.solver.max_iter = iters
+    if train_images is not None:
+        cfg.data.train.num_images = train_images
+    if val_images is not None:
+        cfg.data.val.num_images = val_images
+    if image_size is not None:
+        if image_size < 32:
+            raise ConfigError(f"--image-size: expected at least 32 pixels, got {image_size}")
+        factor = image_size / cfg.data.train.image_size
+        cfg.data.train.image_size = cfg.data.val.image_size = image_size
+        cfg.model.transform.min_size = [round(s * factor) for s in cfg.model.transform.min_size]
+        cfg.model.transform.max_size = round(cfg.model.transform.max_size * factor)
+        cfg.model.anchors.sizes = [[s * factor for s in level] for level in cfg.model.anchors.sizes]
+    for name, split in (("train", cfg.data.train), ("val", cfg.data.val)):
+        if split.num_images < 1:
+            raise ConfigError(f"--{name}-images: expected at least 1 image, got {split.num_images}")
+    for item in overrides:
+        cfg = apply_override(cfg, item)
+    return cfg
+
+
+def _pictures(
+    model: Any, dataset: Any, *, device: Any, count: int, out_dir: Path, class_names: list[str] | None,
+    score_threshold: float = 0.5,
+) -> list[Path]:
+    """Overlays of the first `count` validation images: predictions, and predictions vs ground truth."""
+    from maskrcnn.inference.predictor import Predictor
+    from maskrcnn.inference.visualize import display_scale, draw_gt_vs_pred, draw_instances, save_image
+
+    predictor = Predictor(model, class_names=class_names, score_threshold=score_threshold, device=device)
+    written: list[Path] = []
+    panels: list[np.ndarray] = []
+    for index in range(min(count, len(dataset))):
+        image = dataset.load_image(index)  # (H, W, 3) uint8
+        targets = dataset.load_targets(index)
+        result = predictor(image)
+        scale = display_scale(*image.shape[:2], target=384)
+        stem = Path(dataset.image_info(index)["file_name"]).stem
+        picture = draw_instances(
+            image, result["boxes"], result["labels"], result["scores"], result["masks"], class_names, scale=scale
+        )
+        versus = draw_gt_vs_pred(
+            image, targets.boxes, targets.masks, result["boxes"], result["scores"], result["masks"],
+            gt_labels=targets.labels, pred_labels=result["labels"], class_names=class_names, scale=scale,
+        )
+        for suffix, array in (("pred", picture), ("vs_gt", versus)):
+            path = out_dir / f"{stem}_{suffix}.png"
+            save_image(path, array)
+            written.append(path)
+        panels.append(_side_by_side(picture, versus))
+    if panels:
+        sheet_path = out_dir.parent / "overlays.png"
+        save_image(sheet_path, _stack_rows(panels[:4]))
+        written.insert(0, sheet_path)
+    return written
+
+
+def _side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 6) -> np.ndarray:
+    height = max(left.shape[0], right.shape[0])
+    canvas = np.full((height, left.shape[1] + gap + right.shape[1], 3), 255, dtype=np.uint8)
+    canvas[: left.shape[0], : left.shape[1]] = left
+    canvas[: right.shape[0], left.shape[1] + gap :] = right
+    return canvas
+
+
+def _stack_rows(rows: list[np.ndarray], gap: int = 6) -> np.ndarray:
+    width = max(r.shape[1] for r in rows)
+    height = sum(r.shape[0] for r in rows) + gap * (len(rows) - 1)
+    sheet = np.full((height, width, 3), 255, dtype=np.uint8)
+    y = 0
+    for row in rows:
+        sheet[y : y + row.shape[0], : row.shape[1]] = row
+        y += row.shape[0] + gap
+    return sheet
+
+
+def _print_table(metrics: dict[str, Any], files: dict[str, str]) -> None:
+    from maskrcnn.inference.evaluation import format_metrics_table
+
+    print()
+    print(format_metrics_table(metrics))
+    print()
+    timing = [
+        ("data generation", metrics.get("data_time_s")),
+        ("training", metrics.get("train_time_s")),
+        ("evaluation + pictures", metrics.get("eval_time_s")),
+        ("total", metrics.get("total_time_s")),
+    ]
+    for name, seconds in timing:
+        if isinstance(seconds, (int, float)):
+            print(f"{name + ' time':<28}{seconds:8.1f} s")
+    print()
+    for name, path in files.items():
+        print(f"{name:<28}{path}")
+
+
+def run_demo(
+    *,
+    output: str | Path = "runs/demo",
+    iters: int | None = None,
+    train_images: int | None = None,
+    val_images: int | None = None,
+    image_size: int | None = None,
+    overrides: Sequence[str] = (),
+    device: str = "auto",
+    seed: int = 0,
+    num_overlays: int = 6,
+) -> dict[str, Any]:
+    """Run the demo; returns the metrics written to OUTPUT/metrics.json."""
+    import torch
+
+    from maskrcnn.checkpoints import load_model
+    from maskrcnn.data.build import ensure_shapes
+    from maskrcnn.data.coco import CocoDataset
+    from maskrcnn.engine.evaluate import evaluate_model
+    from maskrcnn.engine.train import train
+    from maskrcnn.inference.predictor import resolve_device
+    from maskrcnn.io_utils import atomic_write_json
+
+    started = time.perf_counter()
+    cfg = demo_config(
+        output=output, iters=iters, train_images=train_images, val_images=val_images,
+        image_size=image_size, overrides=overrides, device=device, seed=seed,
+    )
+    out = Path(cfg.train.output_dir)
+    resolved = resolve_device(cfg.train.device)
+    print(
+        f"maskrcnn demo: {cfg.data.train.num_images} training + {cfg.data.val.num_images} validation shapes "
+        f"images of {cfg.data.train.image_size} px, {cfg.solver.max_iter} iterations on {resolved} "
+        f"(torch threads: {torch.get_num_threads()}); output in {out}/"
+    )
+
+    tick = time.perf_counter()
+    train_json, _ = ensure_shapes(cfg.data.train, "data.train")
+    val_json, val_images_dir = ensure_shapes(cfg.data.val, "data.val")
+    data_time = time.perf_counter() - tick
+    print(f"data: {train_json} and {val_json} ({data_time:.1f} s)")
+
+    summary = train(cfg)
+
+    tick = time.perf_counter()
+    final_checkpoint = Path(summary.get("final_checkpoint") or out / "model_final.pt")
+    model, _ = load_model(final_checkpoint, device=resolved)
+    val_set = CocoDataset(val_json, val_images_dir)
+    metrics = dict(summary.get("last_eval") or {})  # the training loop's final evaluation
+    if "segm_AP" not in metrics:
+        metrics, _results = evaluate_model(model, val_set, device=resolved, batch_size=1, progress=True)
+    pictures = _pictures(
+        model, val_set, device=resolved, count=num_overlays, out_dir=out / "overlays",
+        class_names=list(val_set.class_names),
+    )
+    eval_time = time.perf_counter() - tick
+
+    record: dict[str, Any] = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    record.update(
+        {
+            "train_time_s": summary.get("train_time_s"),
+            "data_time_s": round(data_time, 2),
+            "eval_time_s": round(eval_time, 2),
+            "total_time_s": round(time.perf_counter() - started, 2),
+            "iterations": cfg.solver.max_iter,
+            "train_images": cfg.data.train.num_images,
+            "val_images": cfg.data.val.num_images,
+            "image_size": cfg.data.train.image_size,
+            "device": str(resolved),
+            "torch_threads": torch.get_num_threads(),
+            "recipe": RECIPE,
+            "checkpoint": str(final_checkpoint),
+        }
+    )
+    metrics_path = out / "metrics.json"
+    atomic_write_json(metrics_path, record)
+    files = {
+        "checkpoint": str(final_checkpoint),
+        "metrics": str(metrics_path),
+        "training log": str(out / "metrics.jsonl"),
+        "loss plot": str(out / "loss_curve.png"),
+        "overlays": str(pictures[0]) if pictures else "(none)",
+        "per-image overlays": f"{out / 'overlays'}/ ({max(0, len(pictures) - 1)} files)",
+    }
+    _print_table(record, files)
+    return record

@@ -1,0 +1,155 @@
+"""The `maskrcnn predict` job: images in, COCO-format predictions and overlay PNGs out.
+
+    OUTPUT/predictions.json     a list of COCO results: file_name, image_id, category_id,
+                                bbox [x, y, w, h], score, segmentation (RLE, str counts)
+    OUTPUT/overlays/<name>.png  one picture per image (masks, contours, boxes, captions)
+
+image_id is the 1-based position of the image in the sorted input list; `maskrcnn
+evaluate --predictions` maps predictions to ground truth by file_name when it can.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+GLOB_CHARACTERS = set("*?[")
+
+
+class ImageListError(ValueError):
+    """An image argument that names nothing readable: no such path, no matches, no images."""
+
+
+def _is_image_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
+    """Expand files, folders (their image files, not recursive) and glob patterns, in order."""
+    found: list[Path] = []
+    for item in inputs:
+        text = str(item)
+        path = Path(text)
+        if path.is_file():
+            found.append(path)  # any extension: the image reader gives the clear error if needed
+        elif path.is_dir():
+            images = sorted(p for p in path.iterdir() if _is_image_file(p))
+            if not images:
+                raise ImageListError(f"{text}: folder has no image files (looked for {', '.join(IMAGE_EXTENSIONS)})")
+            found.extend(images)
+        elif GLOB_CHARACTERS & set(text):
+            matches = [Path(m) for m in sorted(glob.glob(text, recursive=True))]
+            images = [m for m in matches if _is_image_file(m)]
+            if not images:
+                what = "no files match" if not matches else f"{len(matches)} match(es) but none is an image file"
+                raise ImageListError(f"{text}: {what}")
+            found.extend(images)
+        else:
+            raise ImageListError(f"{text}: no such file or folder")
+    unique: dict[Path, Path] = {}  # resolved path -> the path as given; the same file once
+    for p in found:
+        unique.setdefault(p.resolve(), p)
+    return list(unique.values())
+
+
+def overlay_names(paths: Sequence[Path]) -> list[str]:
+    """One PNG name per image: its stem, with _2, _3 ... when stems repeat."""
+    seen: dict[str, int] = {}
+    names = []
+    for path in paths:
+        count = seen.get(path.stem, 0) + 1
+        seen[path.stem] = count
+        names.append(f"{path.stem}.png" if count == 1 else f"{path.stem}_{count}.png")
+    return names
+
+
+def coco_records(
+    result: dict[str, np.ndarray], *, image_id: int, file_name: str, category_id_of: Any
+) -> list[dict[str, Any]]:
+    """One Predictor result -> COCO results rows (bbox x, y, w, h; RLE with str counts)."""
+    from maskrcnn.ops.masks import masks_to_rles
+
+    rles = masks_to_rles(result["masks"])
+    records = []
+    for box, label, score, rle in zip(result["boxes"], result["labels"], result["scores"], rles):
+        x1, y1, x2, y2 = (float(v) for v in box)
+        records.append(
+            {
+                "file_name": file_name,
+                "image_id": int(image_id),
+                "category_id": int(category_id_of(int(label))),
+                "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                "score": round(float(score), 5),
+                "segmentation": rle,
+            }
+        )
+    return records
+
+
+def run_predict(
+    inputs: Sequence[str | Path],
+    *,
+    weights: str | Path,
+    config: str | None = None,
+    output: str | Path = "runs/predict",
+    score_threshold: float = 0.5,
+    mask_threshold: float = 0.5,
+    device: str = "auto",
+    batch_size: int = 1,
+    overlays: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Predict on every image; returns {"images", "detections", "predictions", "overlays"}."""
+    from tqdm import tqdm
+
+    from maskrcnn.data.images import read_image
+    from maskrcnn.inference.predictor import Predictor
+    from maskrcnn.inference.visualize import display_scale, draw_instances, save_image
+    from maskrcnn.io_utils import atomic_write_json
+
+    if batch_size < 1:
+        raise ImageListError(f"--batch-size: expected a positive integer, got {batch_size}")
+    paths = collect_images(inputs)  # before loading the model: bad paths fail fast
+    predictor = Predictor.from_checkpoint(
+        weights, config=config, device=device, score_threshold=score_threshold, mask_threshold=mask_threshold
+    )
+    output = Path(output)
+    overlay_dir = output / "overlays"
+    names = overlay_names(paths)
+    records: list[dict[str, Any]] = []
+    bar = tqdm(total=len(paths), desc="predict", unit="img", disable=not progress)
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start : start + batch_size]
+        images = [read_image(p) for p in chunk]
+        results = predictor.predict_batch(images)
+        for offset, (path, image, result) in enumerate(zip(chunk, images, results)):
+            index = start + offset
+            records.extend(
+                coco_records(result, image_id=index + 1, file_name=str(path), category_id_of=predictor.category_id)
+            )
+            if overlays:
+                picture = draw_instances(
+                    image, result["boxes"], result["labels"], result["scores"], result["masks"],
+                    predictor.class_names, scale=display_scale(*image.shape[:2]),
+                )
+                save_image(overlay_dir / names[index], picture)
+        bar.update(len(chunk))
+    bar.close()
+    predictions_path = output / "predictions.json"
+    atomic_write_json(predictions_path, records, indent=None)
+    summary = {
+        "images": len(paths),
+        "detections": len(records),
+        "predictions": str(predictions_path),
+        "overlays": str(overlay_dir) if overlays else None,
+    }
+    print(f"{len(paths)} image(s), {len(records)} detection(s) with score >= {score_threshold:g}")
+    print(f"predictions: {predictions_path}")
+    if overlays:
+        print(f"overlays:    {overlay_dir}/")
+    return summary

@@ -1,0 +1,198 @@
+"""`Predictor`: run a trained model on RGB NumPy images and get NumPy arrays back.
+
+    predictor = Predictor.from_checkpoint("runs/demo/model_final.pt")
+    out = predictor(image)            # image: (H, W, 3) uint8 RGB
+    out["boxes"]   (N, 4) float32 x1 y1 x2 y2 in image pixels
+    out["labels"]  (N,) int64, 1..num_classes-1 (index into predictor.class_names)
+    out["scores"]  (N,) float32, highest first, all >= predictor.score_threshold
+    out["masks"]   (N, H, W) bool
+
+The model itself (an nn.Module) stays apart from this class: the Predictor owns the
+device, the thresholds, input checks, and the class names / COCO category ids that a
+checkpoint carries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from maskrcnn.structures import Detections
+
+
+class ImageFormatError(ValueError):
+    """An image given to the Predictor that is not an (H, W, 3) uint8 RGB array."""
+
+
+class DeviceError(ValueError):
+    """A device name that is not valid or not available here."""
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """"auto" or None: CUDA when available, else CPU; "cuda" without CUDA: a clear error."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise DeviceError(f"device {device!r}: expected auto, cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"device {device!r}: CUDA is not available on this machine; use --device cpu")
+    return resolved
+
+
+def check_image(image: Any, where: str = "image") -> np.ndarray:
+    """Return `image` as a contiguous (H, W, 3) uint8 array or raise ImageFormatError."""
+    if hasattr(image, "detach"):
+        raise ImageFormatError(f"{where}: expected a NumPy array (H, W, 3) uint8, got a torch tensor; use .numpy()")
+    if not isinstance(image, np.ndarray):
+        raise ImageFormatError(f"{where}: expected a NumPy array (H, W, 3) uint8, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise ImageFormatError(f"{where}: expected dtype uint8 (0..255), got {image.dtype}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ImageFormatError(
+            f"{where}: expected shape (H, W, 3) RGB, got {tuple(image.shape)}"
+            + ("; grayscale? stack it to 3 channels" if image.ndim == 2 else "")
+            + ("; RGBA? drop the alpha channel" if image.ndim == 3 and image.shape[2] == 4 else "")
+        )
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ImageFormatError(f"{where}: empty image of shape {tuple(image.shape)}")
+    return np.ascontiguousarray(image)
+
+
+def image_to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1] on `device`."""
+    tensor = torch.from_numpy(image).to(device)
+    return tensor.permute(2, 0, 1).float().div_(255.0)
+
+
+def detections_to_numpy(det: Detections, score_threshold: float, mask_threshold: float, height: int, width: int) -> dict[str, np.ndarray]:
+    """Keep detections scoring >= score_threshold; masks thresholded to bool (N, H, W)."""
+    keep = det.scores >= score_threshold  # (N,)
+    boxes = det.boxes[keep].detach().float().cpu().numpy().reshape(-1, 4)
+    if det.masks is not None:
+        masks = (det.masks[keep] >= mask_threshold).cpu().numpy()
+    else:
+        masks = np.zeros((boxes.shape[0], height, width), dtype=bool)
+    return {
+        "boxes": boxes.astype(np.float32),
+        "labels": det.labels[keep].detach().cpu().numpy().astype(np.int64),
+        "scores": det.scores[keep].detach().float().cpu().numpy().astype(np.float32),
+        "masks": masks.reshape(-1, height, width).astype(bool),
+    }
+
+
+class Predictor:
+    """A model in eval mode on a device, with thresholds and class names."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        class_names: Sequence[str] | None = None,
+        label_to_category_id: dict[int, int] | None = None,
+        score_threshold: float = 0.5,
+        mask_threshold: float = 0.5,
+        device: str | torch.device | None = None,
+        config: Any | None = None,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.class_names = list(class_names) if class_names is not None else None
+        self.label_to_category_id = dict(label_to_category_id) if label_to_category_id else None
+        self.score_threshold = float(score_threshold)
+        self.mask_threshold = float(mask_threshold)
+        self.config = config
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        config: str | Any | None = None,
+        device: str | torch.device | None = None,
+        *,
+        score_threshold: float = 0.5,
+        mask_threshold: float = 0.5,
+    ) -> "Predictor":
+        """Load a native checkpoint, or a torchvision state dict with `config` naming a built-in config."""
+        from maskrcnn.checkpoints import load_model  # the model code is imported only when needed
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(2, "checkpoint file not found", str(path))
+        resolved = resolve_device(device)
+        model, cfg = load_model(path, config=config, device=resolved)
+        class_names, label_to_category_id = checkpoint_labels(path, cfg)
+        return cls(
+            model,
+            class_names=class_names,
+            label_to_category_id=label_to_category_id,
+            score_threshold=score_threshold,
+            mask_threshold=mask_threshold,
+            device=resolved,
+            config=cfg,
+        )
+
+    def category_id(self, label: int) -> int:
+        """The dataset category id of a model label (label itself when no mapping is known)."""
+        if self.label_to_category_id is None:
+            return int(label)
+        return int(self.label_to_category_id.get(int(label), int(label)))
+
+    def class_name(self, label: int) -> str:
+        if self.class_names is not None and 0 <= label < len(self.class_names):
+            return self.class_names[label]
+        return str(label)
+
+    def __call__(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        return self.predict_batch([image])[0]
+
+    @torch.inference_mode()
+    def predict_batch(self, images: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """Run the model once on several images (any sizes); one result dict per image."""
+        checked = [check_image(image, f"image {i}" if len(images) > 1 else "image") for i, image in enumerate(images)]
+        if not checked:
+            return []
+        tensors = [image_to_tensor(image, self.device) for image in checked]  # each (3, H, W)
+        detections: list[Detections] = self.model(tensors)
+        return [
+            detections_to_numpy(det, self.score_threshold, self.mask_threshold, *image.shape[:2])
+            for det, image in zip(detections, checked)
+        ]
+
+
+def checkpoint_labels(path: str | Path, cfg: Any) -> tuple[list[str] | None, dict[int, int] | None]:
+    """Class names and label -> category id stored in a native checkpoint, if any.
+
+    A torchvision COCO checkpoint (91 classes) uses label == COCO category id, so its names
+    are COCO's; anything else without stored names gets (None, None): label == category id.
+    """
+    metadata = read_checkpoint_metadata(path)
+    class_names = metadata.get("class_names")
+    mapping = metadata.get("label_to_category_id")
+    if mapping:
+        mapping = {int(k): int(v) for k, v in mapping.items()}
+    if class_names is None and getattr(getattr(cfg, "model", None), "num_classes", None) == 91:
+        from maskrcnn.inference.coco_names import COCO_CATEGORY_NAMES
+
+        class_names = list(COCO_CATEGORY_NAMES)
+    return (list(class_names) if class_names is not None else None), (mapping or None)
+
+
+def read_checkpoint_metadata(path: str | Path) -> dict[str, Any]:
+    """The small top-level fields of a native checkpoint (no weights); {} for other files.
+
+    The file is memory-mapped, so this costs little even for a large checkpoint.
+    """
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - load_model has already given the clear error for bad files
+        return {}
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != "maskrcnn":
+        return {}
+    return {k: checkpoint[k] for k in ("class_names", "label_to_category_id") if k in checkpoint}
