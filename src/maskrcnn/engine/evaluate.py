@@ -1,0 +1,223 @@
+"""COCO evaluation: detections -> COCO results, COCO AP, and the Data Science Bowl score.
+
+Metric names: `bbox_AP, bbox_AP50, bbox_AP75, bbox_APs, bbox_APm, bbox_APl` and the same
+with `segm_` (pycocotools' first six summary numbers, in [0, 1]; -1 where the ground truth
+has no object of that size). Boxes and masks are evaluated as torchvision's reference
+script does: bbox results without their masks, segm results without their boxes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from maskrcnn.data.coco import DatasetError, load_coco_gt
+from maskrcnn.engine.dsb_score import dsb_score
+from maskrcnn.ops.masks import masks_to_rles, rle_to_mask
+from maskrcnn.structures import Detections
+
+METRIC_SUFFIXES: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+
+
+def detections_to_coco_results(
+    detections: Sequence[Detections],
+    infos: Sequence[dict[str, Any]],
+    label_to_category_id: dict[int, int],
+    mask_threshold: float = 0.5,
+) -> list[dict[str, Any]]:
+    """One COCO result dict per detection: image_id, category_id, bbox [x, y, w, h], score,
+    and (when the detections have masks) segmentation as RLE with str counts, from
+    mask probability > mask_threshold."""
+    results: list[dict[str, Any]] = []
+    for det, info in zip(detections, infos, strict=True):
+        if len(det) == 0:
+            continue
+        boxes = det.boxes.detach().float().cpu()  # (N, 4) x1 y1 x2 y2
+        xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).tolist()
+        scores = det.scores.detach().float().cpu().tolist()
+        labels = det.labels.detach().cpu().tolist()
+        rles: list[dict[str, Any] | None] = [None] * len(det)
+        if det.masks is not None:
+            binary = (det.masks.detach() > mask_threshold).to(torch.uint8).cpu().numpy()  # (N, H, W)
+            rles = masks_to_rles(binary)
+        for box, score, label, rle in zip(xywh, scores, labels, rles):
+            if int(label) not in label_to_category_id:
+                raise ValueError(
+                    f"detections_to_coco_results: label {label} has no category id "
+                    f"(known labels {sorted(label_to_category_id)})"
+                )
+            result = {
+                "image_id": int(info["image_id"]),
+                "category_id": int(label_to_category_id[int(label)]),
+                "bbox": [round(float(v), 3) for v in box],
+                "score": round(float(score), 5),
+            }
+            if rle is not None:
+                result["segmentation"] = rle
+            results.append(result)
+    return results
+
+
+def _empty_metrics(iou_types: Sequence[str]) -> dict[str, float]:
+    return {f"{iou_type}_{suffix}": 0.0 for iou_type in iou_types for suffix in METRIC_SUFFIXES}
+
+
+def _results_for(iou_type: str, results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies holding what one IoU type is scored on (loadRes adds fields to what it gets)."""
+    drop = "segmentation" if iou_type == "bbox" else "bbox"
+    return [{k: copy.deepcopy(v) for k, v in r.items() if k != drop} for r in results]
+
+
+def coco_evaluate(
+    coco_gt: Any, results: Sequence[dict[str, Any]], iou_types: Sequence[str] = ("bbox", "segm")
+) -> dict[str, float]:
+    """COCO AP of `results` against `coco_gt` (a pycocotools COCO); pycocotools' prints are captured.
+
+    Empty results give zeros. An IoU type whose results lack its field ("segmentation"
+    for segm) is left out of the answer.
+    """
+    from pycocotools.cocoeval import COCOeval
+
+    for iou_type in iou_types:
+        if iou_type not in ("bbox", "segm"):
+            raise ValueError(f"coco_evaluate: iou_types must be 'bbox' or 'segm', got {iou_type!r}")
+    if not results:
+        return _empty_metrics(iou_types)
+    metrics: dict[str, float] = {}
+    for iou_type in iou_types:
+        field = "bbox" if iou_type == "bbox" else "segmentation"
+        if not all(field in r for r in results):
+            continue
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco_dt = coco_gt.loadRes(_results_for(iou_type, results))
+            evaluator = COCOeval(coco_gt, coco_dt, iou_type)
+            evaluator.evaluate()
+            evaluator.accumulate()
+            evaluator.summarize()
+        for suffix, value in zip(METRIC_SUFFIXES, evaluator.stats[:6]):
+            metrics[f"{iou_type}_{suffix}"] = float(value)
+    return metrics
+
+
+def dsb_score_from_coco(coco_gt: Any, results: Sequence[dict[str, Any]], score_threshold: float = 0.5) -> float:
+    """DSB score over every ground-truth image, from result RLEs with score >= score_threshold.
+
+    Crowd regions are left out of the ground truth; classes are ignored.
+    """
+    by_image: dict[int, list[dict[str, Any]]] = {}
+    for r in results:
+        if "segmentation" in r and r["score"] >= score_threshold:
+            by_image.setdefault(int(r["image_id"]), []).append(r)
+    preds, gts = [], []
+    for image_id in sorted(coco_gt.getImgIds()):
+        img = coco_gt.imgs[image_id]
+        height, width = img["height"], img["width"]
+        anns = [a for a in coco_gt.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]
+        gt = [coco_gt.annToMask(a) for a in anns]
+        pred = [rle_to_mask(r["segmentation"], height, width) for r in by_image.get(image_id, [])]
+        gts.append(np.stack(gt) if gt else np.zeros((0, height, width), np.uint8))
+        preds.append(np.stack(pred) if pred else np.zeros((0, height, width), np.uint8))
+    return dsb_score(preds, gts)
+
+
+def evaluate_model(
+    model: torch.nn.Module, dataset: Any, *, device: torch.device | str, batch_size: int = 1, progress: bool = True
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Run `model` in eval mode over a CocoDataset (its augmentations switched off meanwhile)
+    and score it: COCO bbox and segm AP plus `dsb_score` (masks of detections scoring >= 0.5).
+
+    Returns (metrics, COCO results). The model's train/eval mode is restored afterwards.
+    """
+    from tqdm import tqdm
+
+    from maskrcnn.data.loader import build_loader
+
+    was_training = model.training
+    saved_transforms = getattr(dataset, "transforms", None)
+    dataset.transforms = None
+    results: list[dict[str, Any]] = []
+    has_masks = True
+    try:
+        model.eval()
+        loader = build_loader(dataset, batch_size=batch_size, train=False, group_by_aspect_ratio=False)
+        with torch.inference_mode():
+            for images, _targets, infos in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
+                detections = model([image.to(device) for image in images])
+                detections = [d.to("cpu") for d in detections]
+                has_masks = has_masks and all(d.masks is not None for d in detections)
+                results.extend(detections_to_coco_results(detections, infos, dataset.label_to_category_id))
+    finally:
+        dataset.transforms = saved_transforms
+        model.train(was_training)
+    iou_types = ("bbox", "segm") if has_masks else ("bbox",)
+    metrics = coco_evaluate(dataset.coco, results, iou_types)
+    if has_masks:
+        metrics["dsb_score"] = dsb_score_from_coco(dataset.coco, results)
+    metrics["num_images"] = float(len(dataset))
+    metrics["num_detections"] = float(len(results))
+    return metrics, results
+
+
+def load_results(path: str | Path, coco_gt: Any) -> list[dict[str, Any]]:
+    """Read and check a COCO results file against the ground truth it is scored on."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: predictions file not found")
+    try:
+        results = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(results, list):
+        raise DatasetError(f"{path}: expected a JSON list of COCO results")
+    image_ids, category_ids = set(coco_gt.getImgIds()), set(coco_gt.getCatIds())
+    for i, r in enumerate(results):
+        where = f"{path.name}: result {i}"
+        if not isinstance(r, dict):
+            raise DatasetError(f"{where}: expected an object")
+        if r.get("image_id") not in image_ids:
+            raise DatasetError(f"{where}: image_id {r.get('image_id')!r} is not in the ground truth")
+        if r.get("category_id") not in category_ids:
+            raise DatasetError(f"{where}: category_id {r.get('category_id')!r} is not in the ground truth categories")
+        if not isinstance(r.get("score"), (int, float)):
+            raise DatasetError(f"{where}: 'score' must be a number")
+        if "bbox" not in r and "segmentation" not in r:
+            raise DatasetError(f"{where}: needs 'bbox' or 'segmentation'")
+        segm = r.get("segmentation")
+        if segm is not None and not (isinstance(segm, dict) and "counts" in segm and "size" in segm):
+            raise DatasetError(f"{where}: 'segmentation' must be an RLE object with 'counts' and 'size'")
+        if segm is not None:
+            img = coco_gt.imgs[r["image_id"]]
+            if list(segm["size"]) != [img["height"], img["width"]]:
+                raise DatasetError(
+                    f"{where}: segmentation size {segm['size']} differs from image {r['image_id']}'s "
+                    f"[{img['height']}, {img['width']}]"
+                )
+    return results
+
+
+def evaluate_files(
+    gt_json: str | Path, results_json: str | Path, *, score_threshold: float = 0.5
+) -> dict[str, float]:
+    """Score a predictions file against a ground-truth file (no model, no images).
+
+    Returns COCO metrics for every IoU type the predictions carry, and `dsb_score` (from
+    predictions with score >= score_threshold) when they carry masks.
+    """
+    coco_gt, _warnings = load_coco_gt(gt_json)
+    results = load_results(results_json, coco_gt)
+    iou_types = tuple(
+        t for t, f in (("bbox", "bbox"), ("segm", "segmentation")) if results and all(f in r for r in results)
+    ) or ("bbox", "segm")
+    metrics = coco_evaluate(coco_gt, results, iou_types)
+    if not results or all("segmentation" in r for r in results):
+        metrics["dsb_score"] = dsb_score_from_coco(coco_gt, results, score_threshold)
+    metrics["num_images"] = float(len(coco_gt.getImgIds()))
+    metrics["num_predictions"] = float(len(results))
+    return metrics
