@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from maskrcnn.config import BackboneConfig
+from maskrcnn.config import BackboneConfig, ConfigError
 from maskrcnn.model.backbone import build_backbone, build_res5_head
 from maskrcnn.model.fpn import FPN
 from maskrcnn.model.norm import FrozenBatchNorm2d, make_norm
@@ -154,15 +154,15 @@ def test_make_norm_kinds_and_errors() -> None:
 
 
 def test_builder_errors_name_the_field() -> None:
-    with pytest.raises(ValueError, match=r"backbone.name.*resnet50.*plain"):
+    with pytest.raises(ConfigError, match=r"backbone.name.*resnet50.*plain"):
         build_backbone(BackboneConfig(name="vgg16"))
-    with pytest.raises(ValueError, match=r"backbone.layout.*fpn, c4, dc5"):
+    with pytest.raises(ConfigError, match=r"backbone.layout.*fpn, c4, dc5"):
         build_backbone(BackboneConfig(layout="c5"))
-    with pytest.raises(ValueError, match="backbone.freeze_at"):
+    with pytest.raises(ConfigError, match="backbone.freeze_at"):
         build_backbone(BackboneConfig(name="resnet18", freeze_at=7))
-    with pytest.raises(ValueError, match=r"plain.*frozen_bn.*freeze_at"):
+    with pytest.raises(ConfigError, match=r"plain.*frozen_bn.*freeze_at"):
         build_backbone(BackboneConfig(name="plain"))
-    with pytest.raises(ValueError, match="backbone.norm"):
+    with pytest.raises(ConfigError, match="backbone.norm"):
         build_backbone(BackboneConfig(name="resnet18", norm="batch"))
 
 

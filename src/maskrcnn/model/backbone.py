@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from maskrcnn.config import BackboneConfig
+from maskrcnn.config import BackboneConfig, ConfigError
 from maskrcnn.model.fpn import FPN
 from maskrcnn.model.plain import PlainCNN
 from maskrcnn.model.resnet import RESNET_SPECS, Res5Head, ResNet
@@ -64,11 +64,11 @@ def allowed_backbone_names() -> list[str]:
 
 def _check(cfg: BackboneConfig) -> None:
     if cfg.name not in allowed_backbone_names():
-        raise ValueError(
+        raise ConfigError(
             f"backbone.name: unknown backbone {cfg.name!r}; expected one of {', '.join(allowed_backbone_names())}"
         )
     if cfg.layout not in LAYOUTS:
-        raise ValueError(f"backbone.layout: unknown layout {cfg.layout!r}; expected one of {', '.join(LAYOUTS)}")
+        raise ConfigError(f"backbone.layout: unknown layout {cfg.layout!r}; expected one of {', '.join(LAYOUTS)}")
     if cfg.name == PLAIN_NAME:
         problems = []
         if cfg.layout != "fpn":
@@ -78,12 +78,12 @@ def _check(cfg: BackboneConfig) -> None:
         if cfg.freeze_at != 0:
             problems.append(f"backbone.freeze_at={cfg.freeze_at} (use 0: its weights start random)")
         if problems:
-            raise ValueError(
+            raise ConfigError(
                 "backbone.name='plain' is a small CNN trained from scratch; it does not support "
                 + "; ".join(problems)
             )
     if cfg.fpn_channels <= 0:
-        raise ValueError(f"backbone.fpn_channels: expected a positive integer, got {cfg.fpn_channels}")
+        raise ConfigError(f"backbone.fpn_channels: expected a positive integer, got {cfg.fpn_channels}")
 
 
 def build_trunk(cfg: BackboneConfig) -> ResNet | PlainCNN:
@@ -139,5 +139,5 @@ def build_res5_head(cfg: BackboneConfig) -> Res5Head:
     """res5 of the trunk `cfg.name`, run on 14x14 RoI features for the C4 layout: -> (R, C5, 7, 7)."""
     _check(cfg)
     if cfg.name == PLAIN_NAME:
-        raise ValueError("backbone.name='plain' has no res5 head; the c4 layout needs a ResNet")
+        raise ConfigError("backbone.name='plain' has no res5 head; the c4 layout needs a ResNet")
     return Res5Head(name=cfg.name, norm=cfg.norm, frozen=cfg.freeze_at >= 5)

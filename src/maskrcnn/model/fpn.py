@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from maskrcnn.config import ConfigError
 from maskrcnn.model.norm import check_norm_kind, make_norm
 
 
@@ -43,11 +44,11 @@ class FPN(nn.Module):
         super().__init__()
         check_norm_kind(norm, "backbone.fpn_norm")
         if norm == "frozen_bn":
-            raise ValueError("backbone.fpn_norm: 'frozen_bn' is not used in an FPN; expected none, bn or gn")
+            raise ConfigError("backbone.fpn_norm: 'frozen_bn' is not used in an FPN; expected none, bn or gn")
         num_levels = len(in_channels) + int(extra_max_pool)
         self.out_names = out_names or [f"p{i + 2}" for i in range(num_levels)]
         if len(self.out_names) != num_levels:
-            raise ValueError(f"FPN: {len(self.out_names)} output names for {num_levels} levels")
+            raise ConfigError(f"FPN: {len(self.out_names)} output names for {num_levels} levels")
         self.out_channels = out_channels
         self.extra_max_pool = extra_max_pool
         self.inner_blocks = nn.ModuleList(conv_norm(c, out_channels, 1, norm) for c in in_channels)

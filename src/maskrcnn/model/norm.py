@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from maskrcnn.config import ConfigError
+
 NORM_KINDS = ("frozen_bn", "bn", "gn", "none")
 GROUP_NORM_GROUPS = 32
 
@@ -68,7 +70,7 @@ class FrozenBatchNorm2d(nn.Module):
 
 def check_norm_kind(kind: str, where: str = "norm") -> None:
     if kind not in NORM_KINDS:
-        raise ValueError(f"{where}: unknown normalization {kind!r}; expected one of {', '.join(NORM_KINDS)}")
+        raise ConfigError(f"{where}: unknown normalization {kind!r}; expected one of {', '.join(NORM_KINDS)}")
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
@@ -80,7 +82,7 @@ def make_norm(kind: str, channels: int) -> nn.Module:
         return nn.BatchNorm2d(channels)
     if kind == "gn":
         if channels % GROUP_NORM_GROUPS != 0:
-            raise ValueError(
+            raise ConfigError(
                 f"norm 'gn': {channels} channels cannot be split into {GROUP_NORM_GROUPS} groups; "
                 f"use channel counts that are multiples of {GROUP_NORM_GROUPS}"
             )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from maskrcnn.config import ConfigError
 from maskrcnn.model.norm import check_norm_kind, make_norm
 from maskrcnn.model.resnet import STAGE_NAMES, freeze
 
@@ -42,20 +43,20 @@ class PlainCNN(nn.Module):
         super().__init__()
         check_norm_kind(norm, "backbone.norm")
         if norm == "frozen_bn":
-            raise ValueError(
+            raise ConfigError(
                 "backbone.norm: the plain backbone is trained from scratch, so 'frozen_bn' "
                 "(fixed statistics) cannot work; expected bn, gn or none"
             )
         if len(channels) != PLAIN_NUM_STAGES or any(int(c) <= 0 for c in channels):
-            raise ValueError(
+            raise ConfigError(
                 f"backbone.plain_channels: expected {PLAIN_NUM_STAGES} positive channel counts "
                 f"(strides 2, 4, 8, 16, 32), got {channels}"
             )
         if not 0 <= freeze_at <= PLAIN_NUM_STAGES:
-            raise ValueError(f"backbone.freeze_at: expected 0..5, got {freeze_at}")
+            raise ConfigError(f"backbone.freeze_at: expected 0..5, got {freeze_at}")
         bad = [s for s in return_stages if s not in STAGE_NAMES]
         if bad or not return_stages:
-            raise ValueError(f"return_stages: expected a non-empty subset of {STAGE_NAMES}, got {list(return_stages)}")
+            raise ConfigError(f"return_stages: expected a non-empty subset of {STAGE_NAMES}, got {list(return_stages)}")
         self.return_stages = [s for s in STAGE_NAMES if s in return_stages]
         self.stage1 = nn.Sequential(*conv_norm_relu(3, channels[0], 2, norm))
         for i in range(1, PLAIN_NUM_STAGES):

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from maskrcnn.config import ConfigError
 from maskrcnn.model.norm import check_norm_kind, make_norm
 
 STAGE_NAMES = ("c2", "c3", "c4", "c5")
@@ -49,7 +50,7 @@ class BasicBlock(nn.Module):
     ) -> None:
         super().__init__()
         if groups != 1 or width_per_group != 64:
-            raise ValueError("BasicBlock supports only groups=1 and width_per_group=64")
+            raise ConfigError("BasicBlock supports only groups=1 and width_per_group=64")
         self.conv1 = nn.Conv2d(in_channels, planes, 3, stride, padding=dilation, dilation=dilation, bias=False)
         self.bn1 = make_norm(norm, planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, padding=dilation, dilation=dilation, bias=False)
@@ -124,7 +125,7 @@ STAGE_PLANES = (64, 128, 256, 512)
 
 def resnet_spec(name: str) -> ResNetSpec:
     if name not in RESNET_SPECS:
-        raise ValueError(f"backbone.name: unknown ResNet {name!r}; expected one of {', '.join(RESNET_SPECS)}")
+        raise ConfigError(f"backbone.name: unknown ResNet {name!r}; expected one of {', '.join(RESNET_SPECS)}")
     return RESNET_SPECS[name]
 
 
@@ -193,10 +194,10 @@ class ResNet(nn.Module):
         spec = resnet_spec(name)
         check_norm_kind(norm, "backbone.norm")
         if not 0 <= freeze_at <= 5:
-            raise ValueError(f"backbone.freeze_at: expected 0..5 (0: train all, 5: freeze all), got {freeze_at}")
+            raise ConfigError(f"backbone.freeze_at: expected 0..5 (0: train all, 5: freeze all), got {freeze_at}")
         bad = [s for s in return_stages if s not in STAGE_NAMES]
         if bad or not return_stages:
-            raise ValueError(f"return_stages: expected a non-empty subset of {STAGE_NAMES}, got {list(return_stages)}")
+            raise ConfigError(f"return_stages: expected a non-empty subset of {STAGE_NAMES}, got {list(return_stages)}")
         self.name = name
         self.return_stages = [s for s in STAGE_NAMES if s in return_stages]
         self.dilate_c5 = dilate_c5
