@@ -160,6 +160,7 @@ def evaluate_model(
     metrics = coco_evaluate(dataset.coco, results, iou_types)
     if has_masks:
         metrics["dsb_score"] = dsb_score_from_coco(dataset.coco, results)
+        metrics["dsb_score_threshold"] = 0.5
     metrics["num_images"] = float(len(dataset))
     metrics["num_detections"] = float(len(results))
     return metrics, results
@@ -218,6 +219,7 @@ def evaluate_files(
     metrics = coco_evaluate(coco_gt, results, iou_types)
     if not results or all("segmentation" in r for r in results):
         metrics["dsb_score"] = dsb_score_from_coco(coco_gt, results, score_threshold)
+        metrics["dsb_score_threshold"] = score_threshold
     metrics["num_images"] = float(len(coco_gt.getImgIds()))
     metrics["num_predictions"] = float(len(results))
     return metrics
