@@ -129,7 +129,10 @@ class BoxCoder:
         """Apply deltas (N, K*4) to reference boxes (N, 4) -> boxes (N, K, 4)."""
         num = reference_boxes.shape[0]
         reference_boxes = reference_boxes.to(deltas.dtype)
-        deltas = deltas.reshape(num, -1)  # (N, K*4)
+        if deltas.dim() != 2 or deltas.shape[0] != num or deltas.shape[1] % 4 != 0:
+            raise ValueError(
+                f"BoxCoder.decode: deltas must be (N, K*4) for N = {num} boxes, got {tuple(deltas.shape)}"
+            )
         widths = reference_boxes[:, 2] - reference_boxes[:, 0]  # (N,)
         heights = reference_boxes[:, 3] - reference_boxes[:, 1]
         ctr_x = reference_boxes[:, 0] + 0.5 * widths

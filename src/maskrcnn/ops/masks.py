@@ -8,6 +8,8 @@ follow torchvision's Mask R-CNN (project_masks_on_boxes and paste_masks_in_image
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -17,13 +19,20 @@ from torch import Tensor
 from maskrcnn.ops.roi_align import roi_align
 
 
+def _decode(rle: dict) -> np.ndarray:
+    """pycocotools decode without its NumPy 2 DeprecationWarning about `copy=`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return coco_mask.decode(rle)
+
+
 def polygons_to_mask(polygons: list[list[float]], height: int, width: int) -> np.ndarray:
     """Rasterize COCO polygons ([x1, y1, x2, y2, ...] each) into one (H, W) uint8 {0, 1} mask."""
     polygons = [list(map(float, p)) for p in polygons if len(p) >= 6]
     if not polygons:
         return np.zeros((height, width), dtype=np.uint8)
     rles = coco_mask.frPyObjects(polygons, height, width)
-    mask = coco_mask.decode(coco_mask.merge(rles))  # (H, W)
+    mask = _decode(coco_mask.merge(rles))  # (H, W)
     return np.ascontiguousarray(mask, dtype=np.uint8)
 
 
@@ -49,7 +58,7 @@ def rle_to_mask(rle: dict, height: int | None = None, width: int | None = None) 
         compressed = coco_mask.frPyObjects(rle, rle_height, rle_width)
     else:
         compressed = {"size": [rle_height, rle_width], "counts": counts}
-    mask = coco_mask.decode(compressed)
+    mask = _decode(compressed)
     return np.ascontiguousarray(mask, dtype=np.uint8)
 
 

@@ -1,0 +1,121 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from maskrcnn.ops.masks import (
+    crop_and_resize_masks,
+    mask_to_rle,
+    masks_to_rles,
+    paste_masks_in_image,
+    polygons_to_mask,
+    rle_to_mask,
+)
+
+
+def test_polygon_rectangle_to_mask():
+    # the rectangle x in [2, 6], y in [1, 4] covers pixel columns 2..5 and rows 1..3
+    mask = polygons_to_mask([[2.0, 1.0, 6.0, 1.0, 6.0, 4.0, 2.0, 4.0]], 6, 8)
+    expected = np.zeros((6, 8), dtype=np.uint8)
+    expected[1:4, 2:6] = 1
+    assert mask.dtype == np.uint8 and mask.shape == (6, 8)
+    assert np.array_equal(mask, expected)
+    assert polygons_to_mask([], 6, 8).sum() == 0
+
+
+def test_rle_round_trip_compressed_and_uncompressed():
+    mask = np.zeros((5, 7), dtype=np.uint8)
+    mask[1:3, 2:6] = 1
+    mask[4, 0] = 1
+    rle = mask_to_rle(mask)
+    assert rle["size"] == [5, 7] and isinstance(rle["counts"], str)
+    json.dumps(rle)  # JSON-ready
+    assert np.array_equal(rle_to_mask(rle), mask)
+    assert np.array_equal(rle_to_mask({"size": [5, 7], "counts": rle["counts"].encode()}, 5, 7), mask)
+    # uncompressed: column-major run lengths starting with background
+    column_major = mask.flatten(order="F")
+    counts, value, run = [], 0, 0
+    for pixel in column_major:
+        if pixel == value:
+            run += 1
+        else:
+            counts.append(run)
+            value, run = pixel, 1
+    counts.append(run)
+    assert np.array_equal(rle_to_mask({"size": [5, 7], "counts": counts}), mask)
+
+
+def test_rle_size_mismatch_is_a_clear_error():
+    rle = mask_to_rle(np.ones((3, 4), dtype=np.uint8))
+    with pytest.raises(ValueError, match="does not match"):
+        rle_to_mask(rle, 4, 4)
+
+
+def test_masks_to_rles_tensor_and_empty():
+    masks = torch.zeros((2, 4, 5), dtype=torch.bool)
+    masks[0, 1, 1] = True
+    masks[1, :, 4] = True
+    rles = masks_to_rles(masks)
+    assert len(rles) == 2
+    for rle, mask in zip(rles, masks):
+        assert np.array_equal(rle_to_mask(rle), mask.numpy().astype(np.uint8))
+    assert masks_to_rles(np.zeros((0, 4, 5), dtype=np.uint8)) == []
+    assert mask_to_rle(masks[0])["size"] == [4, 5]
+
+
+def test_crop_and_resize_masks_hand_values():
+    mask = torch.zeros((1, 8, 8), dtype=torch.uint8)
+    mask[0, :, :4] = 1  # left half set
+    # box covering columns 0..8; 2x2 output -> bins 4 px wide; left bin fully inside ones
+    targets = crop_and_resize_masks(mask, torch.tensor([[0.0, 0.0, 8.0, 8.0]]), 2)
+    assert targets.shape == (1, 2, 2) and targets.dtype == torch.float32
+    # left bin: samples at x = 0.5,1.5,2.5,3.5 -> 1, 1, 1, interpolated 0.5 -> mean 0.875
+    torch.testing.assert_close(targets[0], torch.tensor([[0.875, 0.0], [0.875, 0.0]]))
+    assert crop_and_resize_masks(torch.zeros((0, 8, 8)), torch.zeros((0, 4)), 28).shape == (0, 28, 28)
+
+
+def test_paste_constant_mask():
+    masks = torch.ones((1, 28, 28))
+    # box 28 x 28 at (10, 20) expands by 30/28 about the centre: [9, 19, 39, 49] -> 31 x 31 px
+    pasted = paste_masks_in_image(masks, torch.tensor([[10.0, 20.0, 38.0, 48.0]]), (60, 70))
+    assert pasted.shape == (1, 60, 70)
+    # the zero padding ring fades the border; the centre is exactly 1 and outside is 0
+    assert pasted[0, 34, 24] == 1.0
+    assert pasted[0, :19].sum() == 0 and pasted[0, 50:].sum() == 0
+    assert pasted[0, :, :9].sum() == 0 and pasted[0, :, 40:].sum() == 0
+    # the first resized pixel samples the zero padding (source index clamped to 0)
+    assert pasted[0, 19, 9:40].sum() == 0 and pasted[0, 19:50, 9].sum() == 0
+    assert (pasted[0, 20:49, 10:39] > 0).all()
+    torch.testing.assert_close(pasted[0, 20, 24], torch.tensor(1.5 * 30 / 31 - 0.5))
+
+
+def _reference_paste(masks, boxes, size):
+    """torchvision's loop, written out with F.interpolate."""
+    side = masks.shape[-1]
+    scale = (side + 2) / side
+    padded = F.pad(masks, (1, 1, 1, 1))
+    w_half = (boxes[:, 2] - boxes[:, 0]) * 0.5 * scale
+    h_half = (boxes[:, 3] - boxes[:, 1]) * 0.5 * scale
+    xc = (boxes[:, 2] + boxes[:, 0]) * 0.5
+    yc = (boxes[:, 3] + boxes[:, 1]) * 0.5
+    ints = torch.stack([xc - w_half, yc - h_half, xc + w_half, yc + h_half], 1).long().tolist()
+    out = torch.zeros((len(masks),) + size)
+    for n, (x0b, y0b, x1b, y1b) in enumerate(ints):
+        w, h = max(x1b - x0b + 1, 1), max(y1b - y0b + 1, 1)
+        resized = F.interpolate(padded[n][None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+        x0, x1, y0, y1 = max(x0b, 0), min(x1b + 1, size[1]), max(y0b, 0), min(y1b + 1, size[0])
+        if x1 > x0 and y1 > y0:
+            out[n, y0:y1, x0:x1] = resized[y0 - y0b : y1 - y0b, x0 - x0b : x1 - x0b]
+    return out
+
+
+def test_paste_matches_interpolate_reference_and_empty():
+    generator = torch.Generator().manual_seed(0)
+    masks = torch.rand((12, 28, 28), generator=generator)
+    corner = torch.rand((12, 2), generator=generator) * 90 - 10
+    boxes = torch.cat([corner, corner + torch.rand((12, 2), generator=generator) * 60], dim=1)
+    pasted = paste_masks_in_image(masks, boxes, (70, 90))
+    torch.testing.assert_close(pasted, _reference_paste(masks, boxes, (70, 90)), atol=1e-5, rtol=0)
+    assert paste_masks_in_image(torch.zeros((0, 28, 28)), torch.zeros((0, 4)), (70, 90)).shape == (0, 70, 90)

@@ -1,0 +1,62 @@
+import torch
+
+from maskrcnn.ops.matcher import Matcher
+from maskrcnn.ops.sampler import sample_balanced
+
+
+def test_matcher_thresholds():
+    quality = torch.tensor(
+        [
+            [0.9, 0.5, 0.1, 0.0],
+            [0.2, 0.6, 0.75, 0.2],
+        ]
+    )  # (M=2 gt, N=4 pred)
+    matcher = Matcher(0.7, 0.3, allow_low_quality_matches=False)
+    # pred0 -> gt0 (0.9); pred1 best 0.6 between; pred2 -> gt1 (0.75); pred3 best 0.2 below
+    assert matcher(quality).tolist() == [0, -2, 1, -1]
+
+
+def test_matcher_low_quality_matches():
+    quality = torch.tensor(
+        [
+            [0.1, 0.4, 0.4, 0.0],  # gt0's best is 0.4, reached by pred1 and pred2
+            [0.2, 0.0, 0.5, 0.9],
+        ]
+    )
+    matcher = Matcher(0.7, 0.3, allow_low_quality_matches=True)
+    # pred1 -> gt0 (its own best); pred2 reaches gt0's best but its best gt is gt1 (0.5),
+    # and torchvision keeps its best gt; pred3 -> gt1 above threshold; pred0 stays below.
+    assert matcher(quality).tolist() == [-1, 0, 1, 1]
+    assert Matcher(0.7, 0.3, False)(quality).tolist() == [-1, -2, -2, 1]
+
+
+def test_matcher_empty():
+    matcher = Matcher(0.7, 0.3, True)
+    out = matcher(torch.zeros((0, 5)))
+    assert out.tolist() == [-1] * 5 and out.dtype == torch.int64
+    assert matcher(torch.zeros((3, 0))).shape == (0,)
+
+
+def test_sampler_counts_and_membership():
+    labels = torch.tensor([1] * 10 + [0] * 100 + [-1] * 20)
+    generator = torch.Generator().manual_seed(0)
+    pos, neg = sample_balanced(labels, 16, 0.25, generator=generator)
+    assert pos.numel() == 4 and neg.numel() == 12
+    assert (labels[pos] == 1).all() and (labels[neg] == 0).all()
+    assert len(set(pos.tolist())) == 4 and len(set(neg.tolist())) == 12
+
+
+def test_sampler_few_positives_fill_with_negatives_and_empty():
+    labels = torch.tensor([1, 0, 0, 0, -1, 2])
+    pos, neg = sample_balanced(labels, 4, 0.5)
+    assert sorted(pos.tolist()) == [0, 5]  # label >= 1 counts as positive
+    assert neg.numel() == 2
+    pos, neg = sample_balanced(torch.zeros((0,), dtype=torch.int64), 256, 0.5)
+    assert pos.shape == (0,) and neg.shape == (0,)
+
+
+def test_sampler_generator_is_reproducible():
+    labels = torch.tensor([1] * 50 + [0] * 50)
+    a = sample_balanced(labels, 20, 0.5, generator=torch.Generator().manual_seed(3))
+    b = sample_balanced(labels, 20, 0.5, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])

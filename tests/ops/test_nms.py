@@ -1,0 +1,69 @@
+import torch
+
+from maskrcnn.ops.nms import batched_nms, nms
+
+
+def test_nms_hand_case():
+    boxes = torch.tensor(
+        [
+            [0.0, 0.0, 10.0, 10.0],
+            [1.0, 0.0, 11.0, 10.0],  # IoU with box 0 = 90 / 110 = 0.818
+            [0.0, 5.0, 10.0, 15.0],  # IoU with box 0 = 50 / 150 = 0.333
+            [50.0, 50.0, 60.0, 60.0],
+        ]
+    )
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.1])
+    assert nms(boxes, scores, 0.5).tolist() == [0, 2, 3]
+    assert nms(boxes, scores, 0.9).tolist() == [0, 1, 2, 3]
+    assert nms(boxes, scores, 0.3).tolist() == [0, 3]
+    # suppression needs IoU strictly above the threshold
+    assert nms(boxes, scores, 50 / 150).tolist() == [0, 2, 3]
+
+
+def test_nms_suppressed_box_does_not_suppress():
+    # 0 suppresses 1, 1 would suppress 2, but 1 is gone, so 2 survives.
+    boxes = torch.tensor([[0.0, 0, 10, 10], [3.0, 0, 13, 10], [6.0, 0, 16, 10]])
+    scores = torch.tensor([3.0, 2.0, 1.0])
+    assert nms(boxes, scores, 0.4).tolist() == [0, 2]
+
+
+def test_nms_ties_keep_input_order():
+    boxes = torch.tensor([[0.0, 0, 10, 10], [0.0, 0, 10, 10], [20.0, 20, 30, 30]])
+    scores = torch.tensor([0.5, 0.5, 0.5])
+    assert nms(boxes, scores, 0.5).tolist() == [0, 2]
+
+
+def test_nms_empty():
+    assert nms(torch.zeros((0, 4)), torch.zeros((0,)), 0.5).shape == (0,)
+    keep = batched_nms(torch.zeros((0, 4)), torch.zeros((0,)), torch.zeros((0,), dtype=torch.int64), 0.5)
+    assert keep.shape == (0,) and keep.dtype == torch.int64
+
+
+def test_batched_nms_keeps_other_categories():
+    boxes = torch.tensor([[0.0, 0, 10, 10], [0.0, 0, 10, 10], [0.0, 0, 10, 10]])
+    scores = torch.tensor([0.3, 0.9, 0.5])
+    idxs = torch.tensor([0, 1, 0])
+    assert batched_nms(boxes, scores, idxs, 0.5).tolist() == [1, 2]
+
+
+def test_batched_nms_many_boxes_path_matches_per_class_loop():
+    generator = torch.Generator().manual_seed(0)
+    xy = torch.rand(1500, 2, generator=generator) * 200
+    boxes = torch.cat([xy, xy + 5 + torch.rand(1500, 2, generator=generator) * 60], dim=1)
+    scores = torch.rand(1500, generator=generator)
+    idxs = torch.randint(0, 4, (1500,), generator=generator)
+    keep = batched_nms(boxes, scores, idxs, 0.5)
+    expected = torch.cat([torch.where(idxs == c)[0][nms(boxes[idxs == c], scores[idxs == c], 0.5)] for c in range(4)])
+    expected = expected[torch.sort(scores[expected], descending=True, stable=True)[1]]
+    assert torch.equal(keep, expected)
+
+
+def test_nms_parity_with_torchvision(parity_ops):
+    for case in parity_ops["nms"]:
+        keep = nms(parity_ops["nms_boxes"], parity_ops["nms_scores"], case["iou_threshold"])
+        assert torch.equal(keep, case["keep"]), case["iou_threshold"]
+    for case in parity_ops["batched_nms"]:
+        keep = batched_nms(
+            parity_ops["nms_boxes"], parity_ops["nms_scores"], parity_ops["nms_idxs"], case["iou_threshold"]
+        )
+        assert torch.equal(keep, case["keep"]), case["iou_threshold"]

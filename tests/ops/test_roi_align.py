@@ -1,0 +1,136 @@
+import math
+
+import pytest
+import torch
+
+from maskrcnn.ops import roi_align as roi_align_module
+from maskrcnn.ops.roi_align import roi_align, roi_pool
+
+
+def _bilinear(feature, y, x):
+    """torchvision's per-sample rule, one point, written as plainly as possible."""
+    height, width = feature.shape[-2:]
+    if y < -1.0 or y > height or x < -1.0 or x > width:
+        return torch.zeros(feature.shape[0], dtype=feature.dtype)
+    y, x = max(y, 0.0), max(x, 0.0)
+    y_low, x_low = int(y), int(x)
+    if y_low >= height - 1:
+        y_low = y_high = height - 1
+        y = float(y_low)
+    else:
+        y_high = y_low + 1
+    if x_low >= width - 1:
+        x_low = x_high = width - 1
+        x = float(x_low)
+    else:
+        x_high = x_low + 1
+    ly, lx = y - y_low, x - x_low
+    hy, hx = 1 - ly, 1 - lx
+    return (
+        hy * hx * feature[:, y_low, x_low]
+        + hy * lx * feature[:, y_low, x_high]
+        + ly * hx * feature[:, y_high, x_low]
+        + ly * lx * feature[:, y_high, x_high]
+    )
+
+
+def _reference_roi_align(input, rois, out_size, scale, sampling_ratio, aligned):
+    out = torch.zeros((rois.shape[0], input.shape[1], out_size, out_size), dtype=input.dtype)
+    offset = 0.5 if aligned else 0.0
+    for k, (b, x1, y1, x2, y2) in enumerate(rois.tolist()):
+        sx, sy = x1 * scale - offset, y1 * scale - offset
+        rw, rh = x2 * scale - offset - sx, y2 * scale - offset - sy
+        if not aligned:
+            rw, rh = max(rw, 1.0), max(rh, 1.0)
+        bw, bh = rw / out_size, rh / out_size
+        gh = sampling_ratio if sampling_ratio > 0 else math.ceil(rh / out_size)
+        gw = sampling_ratio if sampling_ratio > 0 else math.ceil(rw / out_size)
+        count = max(gh * gw, 1)
+        for ph in range(out_size):
+            for pw in range(out_size):
+                acc = torch.zeros(input.shape[1], dtype=input.dtype)
+                for iy in range(gh):
+                    y = sy + ph * bh + (iy + 0.5) * bh / gh
+                    for ix in range(gw):
+                        x = sx + pw * bw + (ix + 0.5) * bw / gw
+                        acc += _bilinear(input[int(b)], y, x)
+                out[k, :, ph, pw] = acc / count
+    return out
+
+
+def test_roi_align_hand_value():
+    feature = torch.arange(16.0).view(1, 1, 4, 4)  # value = 4 * y + x
+    rois = torch.tensor([[0.0, 0.0, 0.0, 2.0, 2.0]])
+    out = roi_align(feature, rois, 1, 1.0, sampling_ratio=1, aligned=False)
+    # one sample at (1, 1) -> 5
+    assert out.shape == (1, 1, 1, 1) and out.item() == 5.0
+    out = roi_align(feature, rois, 2, 1.0, sampling_ratio=2, aligned=True)
+    # aligned: box [-0.5, 1.5]; samples at -0.25, 0.25 (bin 0) and 0.75, 1.25 (bin 1);
+    # a linear map's mean is its value at the mean point (-0.25 clamps to 0 first)
+    expected = torch.tensor([[4 * 0.125 + 0.125, 4 * 0.125 + 1.0], [4 * 1.0 + 0.125, 4 * 1.0 + 1.0]])
+    torch.testing.assert_close(out[0, 0], expected)
+
+
+def test_roi_align_outside_map_is_zero_and_empty_inputs():
+    feature = torch.ones((2, 3, 5, 5))
+    far = torch.tensor([[1.0, 100.0, 100.0, 120.0, 120.0]])
+    assert roi_align(feature, far, 2, 1.0, 2, False).abs().sum() == 0
+    assert roi_align(feature, torch.zeros((0, 5)), (3, 4), 1.0).shape == (0, 3, 3, 4)
+    assert roi_pool(feature, torch.zeros((0, 5)), 2, 1.0).shape == (0, 3, 2, 2)
+    with pytest.raises(ValueError, match="rois must be"):
+        roi_align(feature, torch.zeros((3, 4)), 2, 1.0)
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("sampling_ratio", [2, -1])
+def test_roi_align_matches_plain_loop_with_mixed_grids(aligned, sampling_ratio, monkeypatch):
+    monkeypatch.setattr(roi_align_module, "_GATHER_BUDGET", 2000)  # force several chunks
+    generator = torch.Generator().manual_seed(1)
+    feature = torch.rand((2, 2, 12, 15), generator=generator, dtype=torch.float64)
+    corner = torch.rand((9, 2), generator=generator, dtype=torch.float64) * 50 - 6
+    size = torch.rand((9, 2), generator=generator, dtype=torch.float64) * torch.tensor([60.0, 4.0], dtype=torch.float64)
+    batch = torch.tensor([0, 1, 0, 1, 1, 0, 0, 1, 0], dtype=torch.float64)[:, None]
+    rois = torch.cat([batch, corner, corner + size], dim=1)
+    out = roi_align(feature, rois, 3, 0.25, sampling_ratio, aligned)
+    expected = _reference_roi_align(feature, rois, 3, 0.25, sampling_ratio, aligned)
+    torch.testing.assert_close(out, expected, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("sampling_ratio", [2, 0])
+def test_roi_align_gradcheck(aligned, sampling_ratio):
+    generator = torch.Generator().manual_seed(0)
+    feature = torch.rand((2, 2, 6, 7), generator=generator, dtype=torch.float64, requires_grad=True)
+    rois = torch.tensor(
+        [[0.0, 1.0, 1.5, 9.0, 10.0], [1.0, -2.0, 0.5, 4.0, 20.0], [0.0, 3.3, 2.2, 3.9, 2.8]], dtype=torch.float64
+    )
+    assert torch.autograd.gradcheck(
+        lambda f: roi_align(f, rois, (2, 3), 0.5, sampling_ratio, aligned), (feature,)
+    )
+
+
+def test_roi_pool_hand_value_and_gradcheck():
+    feature = torch.arange(20.0).view(1, 1, 4, 5)
+    rois = torch.tensor([[0.0, 0.0, 0.0, 3.0, 1.0], [0.0, 9.0, 9.0, 12.0, 12.0]])
+    out = roi_pool(feature, rois, (1, 2), 1.0)
+    # roi 0: columns 0..3, rows 0..1 -> bins cols [0, 2) and [2, 4) -> max 6 and 8
+    assert out[0, 0].tolist() == [[6.0, 8.0]]
+    assert out[1].abs().sum() == 0  # fully outside the map -> empty bins -> 0
+    generator = torch.Generator().manual_seed(0)
+    feature = torch.rand((1, 2, 6, 6), generator=generator, dtype=torch.float64, requires_grad=True)
+    rois = torch.tensor([[0.0, 0.4, 1.0, 8.0, 9.0], [0.0, 2.0, 2.0, 3.0, 5.0]], dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda f: roi_pool(f, rois, 2, 0.5), (feature,))
+
+
+def test_roi_align_and_pool_parity_with_torchvision(parity_ops):
+    feature, rois = parity_ops["feature"], parity_ops["rois"]
+    assert len(parity_ops["roi_align"]) == 24
+    for case in parity_ops["roi_align"]:
+        out = roi_align(
+            feature, rois, case["output_size"], case["spatial_scale"], case["sampling_ratio"], case["aligned"]
+        )
+        error = (out - case["out"]).abs().max().item()
+        assert error <= 1e-4, {k: v for k, v in case.items() if k != "out"}
+    for case in parity_ops["roi_pool"]:
+        out = roi_pool(feature, rois, case["output_size"], case["spatial_scale"])
+        assert (out - case["out"]).abs().max().item() <= 1e-4
