@@ -1,0 +1,50 @@
+"""A tiny randomly initialized model saved as a native checkpoint, shared by the CLI tests."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+TINY_OVERRIDES = [
+    "model.transform.min_size=[64]",
+    "model.transform.max_size=64",
+    "model.backbone.plain_channels=[8,16,16,16,16]",
+    "model.backbone.fpn_channels=16",
+    "model.roi_heads.box_head_dim=32",
+    "model.roi_heads.mask_head_channels=16",
+    "model.roi_heads.detections_per_img=5",
+]
+CLASS_NAMES = ["background", "circle", "square", "triangle"]
+LABEL_TO_CATEGORY_ID = {1: 10, 2: 20, 3: 30}
+
+
+def tiny_config():
+    from maskrcnn.config import load_config
+
+    return load_config("shapes_demo", TINY_OVERRIDES)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    from maskrcnn.checkpoints import save_model
+    from maskrcnn.model.build import build_model
+
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    path = tmp_path_factory.mktemp("tiny") / "tiny.pt"
+    save_model(path, model, cfg, class_names=CLASS_NAMES, label_to_category_id=LABEL_TO_CATEGORY_ID)
+    return path
+
+
+@pytest.fixture()
+def image_folder(tmp_path) -> Path:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, (h, w) in {"a.png": (48, 64), "b.jpg": (64, 40), "c.png": (50, 50)}.items():
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(folder / name)
+    (folder / "notes.txt").write_text("not an image")
+    return folder
