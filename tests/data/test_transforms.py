@@ -118,3 +118,14 @@ def test_build_transforms_follows_the_config():
 def test_bad_crop_fraction_is_refused():
     with pytest.raises(ValueError, match="min_fraction"):
         RandomCrop(p=1.0, min_fraction=0.0)
+
+
+def test_random_crop_never_loses_every_instance():
+    torch.manual_seed(1)
+    image = torch.rand(3, 40, 40)
+    masks = torch.zeros((1, 40, 40), dtype=torch.uint8)
+    masks[0, 0:2, 0:2] = 1  # a tiny corner instance that most windows miss
+    targets = Targets(boxes=torch.tensor([[0.0, 0.0, 2.0, 2.0]]), labels=torch.tensor([1]), masks=masks)
+    for _ in range(20):
+        _, out = RandomCrop(p=1.0, min_fraction=0.3)(image, targets)
+        assert len(out) == 1

@@ -58,8 +58,12 @@ class RandomCrop:
     """With probability p, crop a random window whose sides are `min_fraction`..1 of the image's.
 
     Masks are cropped and the boxes recomputed from them; instances with nothing left are
-    dropped. Without masks, boxes are clipped to the window instead.
+    dropped. Without masks, boxes are clipped to the window instead. A window that would
+    leave no instance of an image that has some is drawn again (up to `tries` times, then
+    the image is kept whole).
     """
+
+    tries = 10
 
     def __init__(self, p: float = 0.5, min_fraction: float = 0.6) -> None:
         if not 0 < min_fraction <= 1:
@@ -71,11 +75,15 @@ class RandomCrop:
         if torch.rand(()).item() >= self.p:
             return image, targets
         height, width = image.shape[-2:]
-        crop_h = max(1, round(height * _uniform(self.min_fraction, 1.0)))
-        crop_w = max(1, round(width * _uniform(self.min_fraction, 1.0)))
-        top = int(torch.randint(0, height - crop_h + 1, ()).item())
-        left = int(torch.randint(0, width - crop_w + 1, ()).item())
-        return crop(image, targets, top, left, crop_h, crop_w)
+        for _ in range(self.tries):
+            crop_h = max(1, round(height * _uniform(self.min_fraction, 1.0)))
+            crop_w = max(1, round(width * _uniform(self.min_fraction, 1.0)))
+            top = int(torch.randint(0, height - crop_h + 1, ()).item())
+            left = int(torch.randint(0, width - crop_w + 1, ()).item())
+            out_image, out_targets = crop(image, targets, top, left, crop_h, crop_w)
+            if len(out_targets) > 0 or len(targets) == 0:
+                return out_image, out_targets
+        return image, targets
 
     def __repr__(self) -> str:
         return f"RandomCrop(p={self.p}, min_fraction={self.min_fraction})"
