@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from maskrcnn.data.images import ImageReadError, read_image
+from maskrcnn.data.images import ImageReadError, image_size, read_image
 from maskrcnn.ops.masks import polygons_to_mask, rle_to_mask
 from maskrcnn.structures import Targets
 
@@ -287,8 +287,6 @@ class CocoDataset(torch.utils.data.Dataset):
                 continue
             img = dict(img)
             if "height" not in img or "width" not in img:
-                from maskrcnn.data.images import image_size
-
                 img["height"], img["width"] = image_size(path)
             kept = []
             for ann in by_image.get(img["id"], []):
