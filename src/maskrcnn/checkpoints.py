@@ -1,0 +1,179 @@
+"""Model checkpoints: the native format (config inside) and torchvision state dicts.
+
+Native checkpoint (what `save_model` and the trainer write):
+    {"format": "maskrcnn", "version": 1, "config": config_to_dict(cfg), "model": state_dict,
+     ...optional training fields (optimizer, scheduler, iteration, ...)}
+so a checkpoint alone rebuilds its model.
+
+torchvision checkpoint: a plain state dict (`torch.load` of a downloaded
+`maskrcnn_resnet50_fpn_coco-*.pth`), optionally under a "model" key; its config is not
+inside, so `load_model(path, config="maskrcnn_resnet50_fpn")` names the built-in config it
+fits. Key names of older torchvision releases (`rpn.head.conv.weight`,
+`backbone.fpn.inner_blocks.0.weight`, `roi_heads.mask_head.mask_fcn1.weight`, ...) are
+mapped to the current ones.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from maskrcnn.config import Config, ConfigError, builtin_config_names, config_from_dict, config_to_dict, load_config
+from maskrcnn.io_utils import atomic_torch_save
+from maskrcnn.model.build import build_model
+from maskrcnn.model.mask_rcnn import MaskRCNN
+
+FORMAT = "maskrcnn"
+VERSION = 1
+MAX_LISTED = 5  # keys named per kind of mismatch in error messages
+
+# Old torchvision key names -> current ones (torchvision renamed them when the blocks
+# became Conv2dNormActivation sequences).
+OLD_KEY_PATTERNS = [
+    (re.compile(r"^(backbone\.fpn\.(?:inner|layer)_blocks\.\d+)\.(weight|bias)$"), r"\1.0.\2"),
+    (re.compile(r"^(rpn\.head\.conv)\.(weight|bias)$"), r"\1.0.0.\2"),
+]
+OLD_MASK_FCN = re.compile(r"^(roi_heads\.mask_head)\.mask_fcn(\d+)\.(weight|bias)$")
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable checkpoint, or weights that do not fit the model."""
+
+
+def save_model(path: str | Path, model: nn.Module, cfg: Config, **extra: Any) -> None:
+    """Write a native checkpoint atomically; `extra` adds training fields (optimizer, ...)."""
+    module = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    checkpoint = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": config_to_dict(cfg),
+        "model": module.state_dict(),
+        **extra,
+    }
+    atomic_torch_save(checkpoint, path)
+
+
+def convert_torchvision_keys(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Rename old torchvision keys (and drop a DDP `module.` prefix); other keys pass unchanged."""
+    if state_dict and all(k.startswith("module.") for k in state_dict):
+        state_dict = {k[len("module."):]: v for k, v in state_dict.items()}
+    converted: dict[str, Tensor] = {}
+    for key, value in state_dict.items():
+        new_key = key
+        for pattern, replacement in OLD_KEY_PATTERNS:
+            new_key = pattern.sub(replacement, new_key)
+        match = OLD_MASK_FCN.match(new_key)
+        if match:
+            new_key = f"{match.group(1)}.{int(match.group(2)) - 1}.0.{match.group(3)}"
+        converted[new_key] = value
+    return converted
+
+
+def _describe_mismatch(state_dict: dict[str, Tensor], expected: dict[str, Tensor]) -> str | None:
+    optional = ".num_batches_tracked"  # BatchNorm counters: absent from old files, dropped by frozen BN
+    missing = [k for k in expected if k not in state_dict and not k.endswith(optional)]
+    unexpected = [k for k in state_dict if k not in expected and not k.endswith(optional)]
+    wrong_shape = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+        for k, v in state_dict.items()
+        if k in expected and isinstance(v, Tensor) and tuple(v.shape) != tuple(expected[k].shape)
+    ]
+    problems = []
+    for title, items in (("shape mismatch", wrong_shape), ("missing", missing), ("unexpected", unexpected)):
+        if items:
+            listed = ", ".join(items[:MAX_LISTED]) + (", ..." if len(items) > MAX_LISTED else "")
+            problems.append(f"{len(items)} {title} key(s): {listed}")
+    return "; ".join(problems) if problems else None
+
+
+def load_state_dict_into(model: nn.Module, state_dict: dict[str, Tensor]) -> None:
+    """Load native or torchvision (old or new key names) weights; one clear error if they do not fit."""
+    if not isinstance(state_dict, dict) or not all(isinstance(v, Tensor) for v in state_dict.values()):
+        raise CheckpointError("expected a state dict (a mapping of parameter names to tensors)")
+    state_dict = convert_torchvision_keys(state_dict)
+    expected = model.state_dict()
+    problem = _describe_mismatch(state_dict, expected)
+    if problem:
+        raise CheckpointError(f"the weights do not fit the model: {problem}")
+    usable = {k: v for k, v in state_dict.items() if k in expected}
+    for key, value in expected.items():  # counters the file lacks keep the model's values
+        usable.setdefault(key, value)
+    model.load_state_dict(usable, strict=True)
+
+
+def _read(path: Path) -> Any:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # Training checkpoints may hold non-tensor state (e.g. numpy RNG state); only
+        # open such files from sources you trust.
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # noqa: BLE001 - any failure here means "not a checkpoint"
+            raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, AttributeError) as exc:
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+def _resolve_config(config: str | Config | None, path: Path) -> Config:
+    if isinstance(config, Config):
+        return config
+    if config is None:
+        raise CheckpointError(
+            f"{path}: a plain state dict (torchvision format) holds no config; pass the built-in config "
+            f"it fits, e.g. config='maskrcnn_resnet50_fpn' (built-in: {', '.join(builtin_config_names())})"
+        )
+    try:
+        return load_config(config)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+
+
+def load_model(
+    path: str | Path, config: str | Config | None = None, device: torch.device | str | None = None
+) -> tuple[MaskRCNN, Config]:
+    """Rebuild a model from a checkpoint, in eval mode on `device` (CPU by default).
+
+    Native checkpoints carry their config (`config`, if given, replaces it, e.g. to change
+    test-time thresholds); torchvision state dicts need `config` (a built-in name, a YAML
+    path or a Config).
+    """
+    path = Path(path)
+    data = _read(path)
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: not a checkpoint (holds a {type(data).__name__}, expected a dict)")
+    if data.get("format") == FORMAT:
+        if data.get("version") != VERSION:
+            raise CheckpointError(f"{path}: checkpoint version {data.get('version')!r}; this code reads {VERSION}")
+        if config is None:
+            try:
+                cfg = config_from_dict(data["config"])
+            except (ConfigError, KeyError, TypeError) as exc:
+                raise CheckpointError(f"{path}: the config stored inside is not valid ({exc})") from None
+        else:
+            cfg = _resolve_config(config, path)
+        state_dict = data.get("model")
+    else:
+        state_dict = data.get("model", data) if isinstance(data.get("model"), dict) else data
+        if not state_dict or not all(isinstance(v, Tensor) for v in state_dict.values()):
+            raise CheckpointError(
+                f"{path}: neither a maskrcnn checkpoint (no 'format': 'maskrcnn') nor a state dict of tensors"
+            )
+        cfg = _resolve_config(config, path)
+    model = build_model(cfg.model)
+    try:
+        load_state_dict_into(model, state_dict)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path} with config {cfg.name!r}: {exc}") from None
+    model.eval()
+    if device is not None:
+        model.to(device)
+    return model, cfg

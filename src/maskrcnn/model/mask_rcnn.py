@@ -1,0 +1,122 @@
+"""Mask R-CNN: transform -> backbone -> RPN -> RoI heads -> back to original pixels.
+
+Shape glossary: B images; H, W an image's size as given; Hp, Wp the padded batch size;
+N instances (targets) or detections of one image.
+
+Input: a list of B images, each (3, H, W) float in [0, 1] (sizes may differ).
+Training (with targets): a dict of five scalar losses. Inference: a list of B
+`Detections` (boxes xyxy in original pixels, scores, labels, masks (N, H, W) probabilities).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from maskrcnn.model.roi_heads import RoIHeads
+from maskrcnn.model.rpn import RegionProposalNetwork
+from maskrcnn.model.transform import ImageTransform
+from maskrcnn.structures import Detections, Targets
+
+LOSS_NAMES = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss_mask")
+
+
+class MaskRCNN(nn.Module):
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        rpn: RegionProposalNetwork,
+        roi_heads: RoIHeads,
+        transform: ImageTransform,
+    ) -> None:
+        super().__init__()
+        self.transform = transform
+        self.backbone = backbone
+        self.rpn = rpn
+        self.roi_heads = roi_heads
+
+    @property
+    def num_classes(self) -> int:
+        """Classes including background, as the box predictor outputs them."""
+        return int(self.roi_heads.box_predictor.cls_score.out_features)
+
+    def forward(
+        self, images: list[Tensor], targets: list[Targets] | None = None
+    ) -> dict[str, Tensor] | list[Detections]:
+        check_images(images)
+        if self.training:
+            if targets is None:
+                raise ValueError("MaskRCNN in training mode needs targets (one Targets per image)")
+            check_targets(targets, images, self.num_classes, need_masks=self.roi_heads.mask_on)
+        batch, resized_targets = self.transform(images, targets if self.training else None)
+        features = self.backbone(batch.tensor)  # name -> (B, C, Hl, Wl)
+        gt_boxes = [t.boxes for t in resized_targets] if resized_targets is not None else None
+        proposals, rpn_losses = self.rpn(batch, list(features.values()), gt_boxes)
+        detections, head_losses = self.roi_heads(features, proposals, batch.image_sizes, resized_targets)
+        if self.training:
+            return {**rpn_losses, **head_losses}
+        return self.transform.postprocess(detections, batch.image_sizes, batch.original_sizes)
+
+
+def check_images(images: list[Tensor]) -> None:
+    """One clear error for inputs that are not a non-empty list of (3, H, W) float tensors."""
+    if not isinstance(images, (list, tuple)) or len(images) == 0:
+        raise ValueError(f"images: expected a non-empty list of (3, H, W) float tensors, got {type(images).__name__}")
+    for i, image in enumerate(images):
+        if not isinstance(image, Tensor):
+            raise TypeError(f"images[{i}]: expected a torch.Tensor, got {type(image).__name__}")
+        if image.dim() != 3 or image.shape[0] != 3:
+            raise ValueError(
+                f"images[{i}]: expected shape (3, H, W) (RGB, channels first), got {tuple(image.shape)}"
+            )
+        if not image.is_floating_point():
+            raise TypeError(
+                f"images[{i}]: expected a float tensor with values in [0, 1], got dtype {image.dtype} "
+                "(convert uint8 images with image.float() / 255)"
+            )
+        if image.shape[1] == 0 or image.shape[2] == 0:
+            raise ValueError(f"images[{i}]: empty image of shape {tuple(image.shape)}")
+
+
+def check_targets(targets: list[Targets], images: list[Tensor], num_classes: int, need_masks: bool) -> None:
+    """One clear error for targets whose boxes, labels or masks are not what the model expects."""
+    if len(targets) != len(images):
+        raise ValueError(f"targets: expected one Targets per image ({len(images)}), got {len(targets)}")
+    for i, (target, image) in enumerate(zip(targets, images)):
+        boxes, labels = target.boxes, target.labels
+        if boxes.dim() != 2 or boxes.shape[-1] != 4:
+            raise ValueError(f"targets[{i}].boxes: expected shape (N, 4) x1 y1 x2 y2, got {tuple(boxes.shape)}")
+        if not boxes.is_floating_point():
+            raise TypeError(f"targets[{i}].boxes: expected a float tensor, got dtype {boxes.dtype}")
+        if labels.dim() != 1 or labels.shape[0] != boxes.shape[0]:
+            raise ValueError(
+                f"targets[{i}].labels: expected shape ({boxes.shape[0]},) to match the boxes, got {tuple(labels.shape)}"
+            )
+        if labels.dtype != torch.int64:
+            raise TypeError(f"targets[{i}].labels: expected dtype torch.int64, got {labels.dtype}")
+        if labels.numel() > 0:
+            low, high = int(labels.min()), int(labels.max())
+            if low < 1 or high >= num_classes:
+                bad = low if low < 1 else high
+                raise ValueError(
+                    f"targets[{i}].labels: label {bad} is out of range; expected 1..{num_classes - 1} "
+                    f"(num_classes = {num_classes} including background 0)"
+                )
+        if boxes.numel() > 0:
+            degenerate = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+            if bool(degenerate.any()):
+                j = int(torch.where(degenerate)[0][0])
+                raise ValueError(
+                    f"targets[{i}].boxes[{j}] = {boxes[j].tolist()}: expected x2 > x1 and y2 > y1 (xyxy pixels)"
+                )
+        if need_masks:
+            masks = target.masks
+            expected = (boxes.shape[0], image.shape[-2], image.shape[-1])
+            if masks is None:
+                raise ValueError(f"targets[{i}].masks: the mask head needs masks of shape {expected}, got None")
+            if tuple(masks.shape) != expected:
+                raise ValueError(
+                    f"targets[{i}].masks: expected shape (N, H, W) = {expected} (one mask per box, image size), "
+                    f"got {tuple(masks.shape)}"
+                )

@@ -1,0 +1,253 @@
+"""RoI heads: pool features for proposals, classify and refine boxes, predict masks.
+
+Shape glossary: B images; L pooled feature levels; P proposals of one image; R RoIs of
+the batch (all images, image-major); K classes including background; S pooled side;
+D detections of one image; G ground-truth instances of one image; M mask side.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from maskrcnn.model.losses import fast_rcnn_losses, mask_loss, mask_probabilities
+from maskrcnn.ops.boxes import BoxCoder, box_iou, clip_boxes, remove_small_boxes
+from maskrcnn.ops.matcher import Matcher
+from maskrcnn.ops.nms import batched_nms
+from maskrcnn.ops.poolers import infer_scale, multilevel_roi_align
+from maskrcnn.ops.roi_align import roi_align
+from maskrcnn.ops.sampler import sample_balanced
+from maskrcnn.structures import Detections, Targets
+
+
+def mask_targets_for_rois(gt_masks: Tensor, gt_index: Tensor, boxes: Tensor, mask_size: int) -> Tensor:
+    """Mask-head targets: gt mask `gt_index[i]` (of (G, H, W)) cropped to `boxes[i]`, resized to M x M.
+
+    The arithmetic of `ops.masks.crop_and_resize_masks` (torchvision's project_masks_on_boxes:
+    RoIAlign, scale 1, adaptive sampling, not aligned), but each RoI reads its gt mask by
+    batch index instead of a per-RoI copy of a full-image mask: (F,) -> (F, M, M) float.
+    """
+    rois = torch.cat([gt_index.to(boxes.dtype)[:, None], boxes], dim=1)  # (F, 5)
+    masks = gt_masks[:, None].to(boxes.dtype)  # (G, 1, H, W)
+    return roi_align(masks, rois, (mask_size, mask_size), 1.0, sampling_ratio=-1, aligned=False)[:, 0]
+
+
+class RoIPooler(nn.Module):
+    """RoIAlign (or RoIPool) of boxes from the level their size selects: -> (R, C, S, S).
+
+    Level scales are inferred from feature size / largest image size, as torchvision's
+    MultiScaleRoIAlign does.
+    """
+
+    def __init__(
+        self,
+        *,
+        output_size: int,
+        sampling_ratio: int,
+        aligned: bool,
+        canonical_scale: int = 224,
+        canonical_level: int = 4,
+        pool: str = "align",
+    ) -> None:
+        super().__init__()
+        self.output_size = output_size
+        self.sampling_ratio = sampling_ratio
+        self.aligned = aligned
+        self.canonical_scale = canonical_scale
+        self.canonical_level = canonical_level
+        self.pool = pool
+
+    def forward(self, features: list[Tensor], boxes: list[Tensor], image_sizes: list[tuple[int, int]]) -> Tensor:
+        largest = (max(h for h, _ in image_sizes), max(w for _, w in image_sizes))
+        scales = [infer_scale((int(f.shape[-2]), int(f.shape[-1])), largest) for f in features]
+        return multilevel_roi_align(
+            features,
+            boxes,
+            scales,
+            self.output_size,
+            self.sampling_ratio,
+            self.aligned,
+            canonical_scale=self.canonical_scale,
+            canonical_level=self.canonical_level,
+            pool=self.pool,
+        )
+
+
+class RoIHeads(nn.Module):
+    """Box branch (+ mask branch) on top of the proposals.
+
+    `shared_head` runs on pooled features before both branches (res5 in the C4 design,
+    identity otherwise); `box_head` turns them into one vector per RoI.
+    """
+
+    def __init__(
+        self,
+        *,
+        feature_names: list[str],
+        box_pooler: RoIPooler,
+        shared_head: nn.Module,
+        box_head: nn.Module,
+        box_predictor: nn.Module,
+        mask_pooler: RoIPooler | None,
+        mask_head: nn.Module | None,
+        mask_predictor: nn.Module | None,
+        box_coder: BoxCoder,
+        matcher: Matcher,
+        batch_size_per_image: int,
+        positive_fraction: float,
+        score_thresh: float,
+        nms_thresh: float,
+        detections_per_img: int,
+        mask_loss_kind: str = "sigmoid",
+    ) -> None:
+        super().__init__()
+        self.feature_names = list(feature_names)
+        self.box_pooler = box_pooler
+        self.shared_head = shared_head
+        self.box_head = box_head
+        self.box_predictor = box_predictor
+        self.mask_pooler = mask_pooler
+        self.mask_head = mask_head
+        self.mask_predictor = mask_predictor
+        self.box_coder = box_coder
+        self.matcher = matcher
+        self.batch_size_per_image = batch_size_per_image
+        self.positive_fraction = positive_fraction
+        self.score_thresh = score_thresh
+        self.nms_thresh = nms_thresh
+        self.detections_per_img = detections_per_img
+        self.mask_loss_kind = mask_loss_kind
+
+    @property
+    def mask_on(self) -> bool:
+        return self.mask_pooler is not None and self.mask_head is not None and self.mask_predictor is not None
+
+    # ---- training ---------------------------------------------------------------------
+
+    def sample_proposals(
+        self, proposals: Tensor, targets: Targets
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Add gt boxes, match (IoU 0.5), sample 512 at 25% foreground.
+
+        proposals (P, 4) -> sampled boxes (S, 4) foreground first, labels (S,) int64,
+        matched gt index (S,) (0 for background), target deltas (F, 4) of the foreground.
+        """
+        gt_boxes = targets.boxes.to(proposals.dtype)
+        boxes = torch.cat([proposals, gt_boxes])  # (P + G, 4)
+        if gt_boxes.shape[0] == 0:  # background image: every RoI is background
+            labels = torch.zeros(boxes.shape[0], dtype=torch.int64, device=boxes.device)
+            matched = torch.zeros_like(labels)
+        else:
+            matched = self.matcher(box_iou(gt_boxes, boxes))  # (G, P+G) -> (P+G,)
+            labels = targets.labels[matched.clamp(min=0)].to(torch.int64)
+            labels[matched == Matcher.BELOW_LOW_THRESHOLD] = 0
+            labels[matched == Matcher.BETWEEN_THRESHOLDS] = -1
+            matched = matched.clamp(min=0)
+        sampler_labels = torch.where(labels > 0, 1, torch.where(labels == 0, 0, -1))
+        positive, negative = sample_balanced(sampler_labels, self.batch_size_per_image, self.positive_fraction)
+        sampled = torch.cat([positive, negative])
+        foreground = sampled[: positive.numel()]
+        target_deltas = self.box_coder.encode(gt_boxes[matched[foreground]], boxes[foreground])  # (F, 4)
+        return boxes[sampled], labels[sampled], matched[sampled], target_deltas
+
+    def training_losses(
+        self, features: list[Tensor], proposals: list[Tensor], image_sizes: list[tuple[int, int]], targets: list[Targets]
+    ) -> dict[str, Tensor]:
+        samples = [self.sample_proposals(p, t) for p, t in zip(proposals, targets)]
+        boxes = [s[0] for s in samples]
+        labels = torch.cat([s[1] for s in samples])  # (R,)
+        target_deltas = torch.cat([s[3] for s in samples])  # (F, 4), image-major like `labels > 0`
+        pooled = self.shared_head(self.box_pooler(features, boxes, image_sizes))  # (R, C, S, S)
+        class_logits, box_deltas = self.box_predictor(self.box_head(pooled))  # (R, K), (R, K*4)
+        loss_classifier, loss_box_reg = fast_rcnn_losses(class_logits, box_deltas, labels, target_deltas)
+        losses = {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
+        if self.mask_on:
+            losses["loss_mask"] = self.mask_training_loss(features, samples, image_sizes, targets)
+        return losses
+
+    def mask_training_loss(
+        self,
+        features: list[Tensor],
+        samples: list[tuple[Tensor, Tensor, Tensor, Tensor]],
+        image_sizes: list[tuple[int, int]],
+        targets: list[Targets],
+    ) -> Tensor:
+        """Mask loss on the foreground RoIs (which come first in each image's sample)."""
+        assert self.mask_pooler is not None and self.mask_head is not None and self.mask_predictor is not None
+        num_fg = [int((labels > 0).sum()) for _, labels, _, _ in samples]
+        fg_boxes = [boxes[:n] for (boxes, _, _, _), n in zip(samples, num_fg)]
+        fg_labels = torch.cat([labels[:n] for (_, labels, _, _), n in zip(samples, num_fg)])  # (F,)
+        pooled = self.shared_head(self.mask_pooler(features, fg_boxes, image_sizes))
+        mask_logits = self.mask_predictor(self.mask_head(pooled))  # (F, K, M, M)
+        if mask_logits.shape[0] == 0:
+            return mask_logits.sum() * 0.0
+        mask_size = mask_logits.shape[-1]
+        mask_targets = []
+        for (boxes, _, matched, _), target, n in zip(samples, targets, num_fg):
+            if n == 0:
+                continue
+            if target.masks is None:
+                raise ValueError("training the mask head needs Targets.masks for every image with instances")
+            mask_targets.append(mask_targets_for_rois(target.masks, matched[:n], boxes[:n], mask_size))
+        targets_tensor = torch.cat(mask_targets).to(mask_logits.dtype)  # (F, M, M)
+        return mask_loss(mask_logits, fg_labels, targets_tensor, self.mask_loss_kind)
+
+    # ---- inference --------------------------------------------------------------------
+
+    def detect(
+        self, class_logits: Tensor, box_deltas: Tensor, proposals: list[Tensor], image_sizes: list[tuple[int, int]]
+    ) -> list[Detections]:
+        """Softmax, per-class decode, clip, drop background/low/small, per-class NMS, top-n."""
+        num_classes = class_logits.shape[-1]
+        boxes = self.box_coder.decode(box_deltas, torch.cat(proposals))  # (R, K*4) -> (R, K, 4)
+        scores = F.softmax(class_logits, dim=-1)  # (R, K)
+        per_image = [p.shape[0] for p in proposals]
+        results = []
+        for image_boxes, image_scores, size in zip(boxes.split(per_image), scores.split(per_image), image_sizes):
+            image_boxes = clip_boxes(image_boxes, size)
+            labels = torch.arange(num_classes, device=image_scores.device).view(1, -1).expand_as(image_scores)
+            image_boxes = image_boxes[:, 1:].reshape(-1, 4)  # drop background: (P, K-1, 4) -> (P*(K-1), 4)
+            image_scores = image_scores[:, 1:].reshape(-1)
+            labels = labels[:, 1:].reshape(-1)
+            keep = torch.where(image_scores > self.score_thresh)[0]
+            image_boxes, image_scores, labels = image_boxes[keep], image_scores[keep], labels[keep]
+            keep = remove_small_boxes(image_boxes, 1e-2)
+            image_boxes, image_scores, labels = image_boxes[keep], image_scores[keep], labels[keep]
+            keep = batched_nms(image_boxes, image_scores, labels, self.nms_thresh)[: self.detections_per_img]
+            results.append(Detections(boxes=image_boxes[keep], scores=image_scores[keep], labels=labels[keep]))
+        return results
+
+    def predict_masks(
+        self, features: list[Tensor], detections: list[Detections], image_sizes: list[tuple[int, int]]
+    ) -> list[Detections]:
+        """One mask-head pass over all detections of the batch -> (D, M, M) probabilities each."""
+        assert self.mask_pooler is not None and self.mask_head is not None and self.mask_predictor is not None
+        pooled = self.shared_head(self.mask_pooler(features, [d.boxes for d in detections], image_sizes))
+        mask_logits = self.mask_predictor(self.mask_head(pooled))  # (sum D, K, M, M)
+        labels = torch.cat([d.labels for d in detections])
+        probs = mask_probabilities(mask_logits, labels, self.mask_loss_kind)  # (sum D, M, M)
+        return [
+            Detections(boxes=d.boxes, scores=d.scores, labels=d.labels, masks=m)
+            for d, m in zip(detections, probs.split([len(d) for d in detections]))
+        ]
+
+    def forward(
+        self,
+        features: dict[str, Tensor],
+        proposals: list[Tensor],
+        image_sizes: list[tuple[int, int]],
+        targets: list[Targets] | None = None,
+    ) -> tuple[list[Detections], dict[str, Tensor]]:
+        """Training: ([], losses). Inference: (detections in resized-image pixels, {})."""
+        levels = [features[name] for name in self.feature_names]
+        if self.training:
+            if targets is None:
+                raise ValueError("RoI heads in training mode need targets for every image")
+            return [], self.training_losses(levels, proposals, image_sizes, targets)
+        pooled = self.shared_head(self.box_pooler(levels, proposals, image_sizes))
+        class_logits, box_deltas = self.box_predictor(self.box_head(pooled))
+        detections = self.detect(class_logits, box_deltas, proposals, image_sizes)
+        if self.mask_on:
+            detections = self.predict_masks(levels, detections, image_sizes)
+        return detections, {}

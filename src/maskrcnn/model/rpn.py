@@ -1,0 +1,218 @@
+"""Region Proposal Network: objectness and box deltas for every anchor, then proposals.
+
+Shape glossary: B images; L feature levels; A anchors per location of a level;
+Hl, Wl a level's feature size; T = sum over levels of Hl*Wl*A anchors of one image;
+G ground-truth boxes of one image; P proposals kept for one image.
+
+Anchor order is (level, row, column, anchor) everywhere, as torchvision's, so head
+outputs, anchors, labels and proposals line up index by index.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from maskrcnn.model.norm import make_norm
+from maskrcnn.ops.anchors import AnchorGenerator
+from maskrcnn.ops.boxes import BoxCoder, box_iou, clip_boxes, remove_small_boxes
+from maskrcnn.ops.matcher import Matcher
+from maskrcnn.ops.nms import batched_nms
+from maskrcnn.ops.sampler import sample_balanced
+from maskrcnn.structures import ImageBatch
+
+
+class RPNHead(nn.Module):
+    """`num_convs` shared 3x3 conv (+norm) + ReLU, then 1x1 convs to A logits and 4A deltas.
+
+    Parameter names are torchvision's: `conv.{i}.0` (conv), `conv.{i}.1` (norm, if any),
+    `cls_logits`, `bbox_pred`.
+    """
+
+    def __init__(self, *, in_channels: int, num_anchors: int, num_convs: int = 1, norm: str = "none") -> None:
+        super().__init__()
+        blocks = []
+        for _ in range(num_convs):
+            layers: list[nn.Module] = [
+                nn.Conv2d(in_channels, in_channels, kernel_size=3, padding=1, bias=norm == "none")
+            ]
+            if norm != "none":
+                layers.append(make_norm(norm, in_channels))
+            layers.append(nn.ReLU(inplace=True))
+            blocks.append(nn.Sequential(*layers))
+        self.conv = nn.Sequential(*blocks)
+        self.cls_logits = nn.Conv2d(in_channels, num_anchors, kernel_size=1)
+        self.bbox_pred = nn.Conv2d(in_channels, num_anchors * 4, kernel_size=1)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.normal_(module.weight, std=0.01)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def forward(self, features: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        """Per level: (B, C, Hl, Wl) -> logits (B, A, Hl, Wl), deltas (B, A*4, Hl, Wl)."""
+        logits, deltas = [], []
+        for feature in features:
+            hidden = self.conv(feature)
+            logits.append(self.cls_logits(hidden))
+            deltas.append(self.bbox_pred(hidden))
+        return logits, deltas
+
+
+def flatten_head_outputs(logits: list[Tensor], deltas: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """Per-level head outputs -> (B, T) logits and (B, T, 4) deltas in (level, row, col, anchor) order."""
+    flat_logits, flat_deltas = [], []
+    for level_logits, level_deltas in zip(logits, deltas):
+        b, a, h, w = level_logits.shape
+        flat_logits.append(level_logits.permute(0, 2, 3, 1).reshape(b, h * w * a))  # (B, A, H, W) -> (B, H*W*A)
+        level_deltas = level_deltas.view(b, a, 4, h, w).permute(0, 3, 4, 1, 2)  # (B, A*4, H, W) -> (B, H, W, A, 4)
+        flat_deltas.append(level_deltas.reshape(b, h * w * a, 4))
+    return torch.cat(flat_logits, dim=1), torch.cat(flat_deltas, dim=1)
+
+
+def rpn_losses(
+    logits: Tensor, deltas: Tensor, labels: Tensor, target_deltas: Tensor, positive: Tensor, negative: Tensor
+) -> tuple[Tensor, Tensor]:
+    """BCE on sampled anchors; smooth L1 (beta 1/9) on positives, summed / number sampled.
+
+    logits (B*T,), deltas (B*T, 4), labels (B*T,) float 0/1, target_deltas (num_pos, 4) for
+    the anchors in `positive` (flat indices), `negative` flat indices.
+    """
+    sampled = torch.cat([positive, negative])
+    if sampled.numel() == 0:  # no anchor could be sampled: keep the graph, no signal
+        zero = logits.sum() * 0.0 + deltas.sum() * 0.0
+        return zero, zero.clone()
+    box_loss = F.smooth_l1_loss(deltas[positive], target_deltas, beta=1.0 / 9, reduction="sum") / sampled.numel()
+    objectness_loss = F.binary_cross_entropy_with_logits(logits[sampled], labels[sampled])
+    return objectness_loss, box_loss
+
+
+class RegionProposalNetwork(nn.Module):
+    """Head + anchors -> proposals per image (and the two RPN losses in training)."""
+
+    def __init__(
+        self,
+        *,
+        head: RPNHead,
+        anchor_generator: AnchorGenerator,
+        box_coder: BoxCoder,
+        matcher: Matcher,
+        batch_size_per_image: int,
+        positive_fraction: float,
+        pre_nms_top_n: tuple[int, int],  # (training, testing), per level
+        post_nms_top_n: tuple[int, int],  # (training, testing), per image
+        nms_thresh: float,
+        score_thresh: float = 0.0,
+        min_size: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        self.head = head
+        self.anchor_generator = anchor_generator
+        self.box_coder = box_coder
+        self.matcher = matcher
+        self.batch_size_per_image = batch_size_per_image
+        self.positive_fraction = positive_fraction
+        self.pre_nms_top_n = pre_nms_top_n
+        self.post_nms_top_n = post_nms_top_n
+        self.nms_thresh = nms_thresh
+        self.score_thresh = score_thresh
+        self.min_size = min_size
+
+    def anchors(self, images: ImageBatch, features: list[Tensor]) -> tuple[Tensor, list[int]]:
+        """(T, 4) anchors of one image (the same for every image) and T per level."""
+        padded_size = (int(images.tensor.shape[-2]), int(images.tensor.shape[-1]))
+        feature_sizes = [(int(f.shape[-2]), int(f.shape[-1])) for f in features]
+        per_level = self.anchor_generator(padded_size, feature_sizes, features[0].device, features[0].dtype)
+        return torch.cat(per_level, dim=0), [int(a.shape[0]) for a in per_level]
+
+    def select_proposals(
+        self, boxes: Tensor, logits: Tensor, image_sizes: list[tuple[int, int]], anchors_per_level: list[int]
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """Per level top-k on logits, sigmoid, clip, drop small/low boxes, NMS per level, top-n.
+
+        boxes (B, T, 4) decoded, logits (B, T) -> per image (P, 4) boxes and (P,) scores.
+        """
+        pre_n = self.pre_nms_top_n[0] if self.training else self.pre_nms_top_n[1]
+        post_n = self.post_nms_top_n[0] if self.training else self.post_nms_top_n[1]
+        logits = logits.detach()
+        top_indices, top_levels = [], []
+        offset = 0
+        for level, level_logits in enumerate(logits.split(anchors_per_level, dim=1)):
+            k = min(pre_n, level_logits.shape[1])
+            _, index = level_logits.topk(k, dim=1)  # (B, k)
+            top_indices.append(index + offset)
+            top_levels.append(torch.full_like(index, level))
+            offset += level_logits.shape[1]
+        index = torch.cat(top_indices, dim=1)  # (B, K)
+        levels = torch.cat(top_levels, dim=1)
+        batch_index = torch.arange(logits.shape[0], device=logits.device)[:, None]
+        scores = torch.sigmoid(logits[batch_index, index])  # (B, K)
+        boxes = boxes[batch_index, index]  # (B, K, 4)
+
+        final_boxes, final_scores = [], []
+        for image_boxes, image_scores, image_levels, size in zip(boxes, scores, levels, image_sizes):
+            image_boxes = clip_boxes(image_boxes, size)
+            keep = remove_small_boxes(image_boxes, self.min_size)
+            image_boxes, image_scores, image_levels = image_boxes[keep], image_scores[keep], image_levels[keep]
+            keep = torch.where(image_scores >= self.score_thresh)[0]
+            image_boxes, image_scores, image_levels = image_boxes[keep], image_scores[keep], image_levels[keep]
+            keep = batched_nms(image_boxes, image_scores, image_levels, self.nms_thresh)[:post_n]
+            final_boxes.append(image_boxes[keep])
+            final_scores.append(image_scores[keep])
+        return final_boxes, final_scores
+
+    def label_anchors(self, anchors: Tensor, gt_boxes: Tensor) -> tuple[Tensor, Tensor]:
+        """(T,) labels 1 positive / 0 negative / -1 ignored, and (T,) matched gt index (clamped at 0)."""
+        if gt_boxes.shape[0] == 0:  # background image: every anchor is negative
+            zeros = torch.zeros(anchors.shape[0], dtype=torch.int64, device=anchors.device)
+            return zeros.float(), zeros
+        matched = self.matcher(box_iou(gt_boxes, anchors))  # (G, T) -> (T,)
+        labels = (matched >= 0).float()
+        labels[matched == Matcher.BETWEEN_THRESHOLDS] = -1.0
+        return labels, matched.clamp(min=0)
+
+    def losses(
+        self, anchors: Tensor, logits: Tensor, deltas: Tensor, gt_boxes: list[Tensor]
+    ) -> dict[str, Tensor]:
+        """anchors (T, 4), logits (B, T), deltas (B, T, 4), gt_boxes per image (G, 4)."""
+        num_anchors = anchors.shape[0]
+        all_labels, positives, negatives, target_deltas = [], [], [], []
+        for i, boxes in enumerate(gt_boxes):
+            labels, matched = self.label_anchors(anchors, boxes)
+            pos, neg = sample_balanced(labels, self.batch_size_per_image, self.positive_fraction)
+            if pos.numel() > 0:
+                target_deltas.append(self.box_coder.encode(boxes[matched[pos]], anchors[pos]))
+            all_labels.append(labels)
+            positives.append(pos + i * num_anchors)
+            negatives.append(neg + i * num_anchors)
+        positive = torch.cat(positives)
+        targets = torch.cat(target_deltas) if target_deltas else deltas.new_zeros((0, 4))
+        objectness, box_reg = rpn_losses(
+            logits.reshape(-1),
+            deltas.reshape(-1, 4),
+            torch.cat(all_labels).clamp(min=0.0),
+            targets,
+            positive,
+            torch.cat(negatives),
+        )
+        return {"loss_objectness": objectness, "loss_rpn_box_reg": box_reg}
+
+    def forward(
+        self, images: ImageBatch, features: list[Tensor], gt_boxes: list[Tensor] | None = None
+    ) -> tuple[list[Tensor], dict[str, Tensor]]:
+        """features per level (B, C, Hl, Wl) -> proposals per image (P, 4) (+ losses in training)."""
+        level_logits, level_deltas = self.head(features)
+        anchors, anchors_per_level = self.anchors(images, features)  # (T, 4)
+        logits, deltas = flatten_head_outputs(level_logits, level_deltas)  # (B, T), (B, T, 4)
+        num_images = logits.shape[0]
+        decoded = self.box_coder.decode(
+            deltas.detach().reshape(-1, 4), anchors.repeat(num_images, 1)
+        ).view(num_images, -1, 4)  # (B*T, 1, 4) -> (B, T, 4)
+        proposals, _ = self.select_proposals(decoded, logits, images.image_sizes, anchors_per_level)
+        losses: dict[str, Tensor] = {}
+        if self.training:
+            if gt_boxes is None:
+                raise ValueError("RPN in training mode needs the ground-truth boxes of every image")
+            losses = self.losses(anchors, logits, deltas, gt_boxes)
+        return proposals, losses
