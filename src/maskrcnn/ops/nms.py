@@ -14,37 +14,59 @@ import numpy as np
 import torch
 from torch import Tensor
 
-_ROW_BLOCK = 256  # rows of the IoU matrix computed at once
+_ROW_BLOCK = 128
 
 
-def _suppression_rows(boxes: Tensor, iou_threshold: float) -> list[int]:
-    """For sorted (N, 4) float boxes: one bitmask per box i of the later j it suppresses."""
+def _suppressed_by(rows: Tensor, cols: Tensor, areas_rows: Tensor, areas_cols: Tensor, iou_threshold: float) -> Tensor:
+    """(R, C) bool: IoU(row box, col box) > threshold, with torchvision's float arithmetic."""
+    xx1 = torch.maximum(rows[:, None, 0], cols[None, :, 0])  # (R, C)
+    xx2 = torch.minimum(rows[:, None, 2], cols[None, :, 2])
+    width = xx2.sub_(xx1).clamp_(min=0)
+    yy1 = torch.maximum(rows[:, None, 1], cols[None, :, 1], out=xx1)
+    yy2 = torch.minimum(rows[:, None, 3], cols[None, :, 3])
+    inter = width.mul_(yy2.sub_(yy1).clamp_(min=0))
+    union = torch.add(areas_rows[:, None], areas_cols[None, :], out=yy2).sub_(inter)
+    return inter.div_(union) > iou_threshold
+
+
+def _greedy_keep(boxes: Tensor, iou_threshold: float) -> list[int]:
+    """Greedy NMS over score-sorted (N, 4) boxes -> kept positions (ascending).
+
+    Boxes go in blocks of _ROW_BLOCK. For a block, only its boxes not yet suppressed are
+    compared, and only against later boxes not yet suppressed; the result becomes one
+    Python-integer bitmask per row ("bit j: this box suppresses box j") and a plain loop
+    of ORs does the greedy sweep.
+    """
     num = boxes.shape[0]
-    x1, y1, x2, y2 = boxes.unbind(dim=1)  # (N,) each
-    areas = (x2 - x1) * (y2 - y1)  # (N,)
-    rows: list[int] = []
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # (N,)
+    removed = 0  # bit j set: box j suppressed
+    kept: list[int] = []
     padded_cols = (num + 7) // 8 * 8
     for start in range(0, num, _ROW_BLOCK):
         stop = min(start + _ROW_BLOCK, num)
-        # Only columns j > i matter; the block's columns start at its first row.
-        col = slice(start, num)
-        xx1 = torch.maximum(x1[start:stop, None], x1[None, col])  # (R, N - start)
-        yy1 = torch.maximum(y1[start:stop, None], y1[None, col])
-        xx2 = torch.minimum(x2[start:stop, None], x2[None, col])
-        yy2 = torch.minimum(y2[start:stop, None], y2[None, col])
-        width = (xx2 - xx1).clamp_(min=0)
-        height = (yy2 - yy1).clamp_(min=0)
-        inter = width.mul_(height)
-        union = (areas[start:stop, None] + areas[None, col]).sub_(inter)
-        suppress = inter.div_(union) > iou_threshold  # (R, N - start) bool
-        bits = np.zeros((stop - start, padded_cols), dtype=bool)
-        bits[:, start:num] = suppress.cpu().numpy()
-        packed = np.packbits(bits, axis=1, bitorder="little")  # (R, padded_cols / 8)
-        for offset in range(stop - start):
+        removed_bits = np.unpackbits(
+            np.frombuffer(removed.to_bytes(padded_cols // 8, "little"), dtype=np.uint8), bitorder="little"
+        )  # (padded_cols,) uint8
+        alive = np.flatnonzero(removed_bits[start:num] == 0) + start  # (C',) positions >= start
+        num_rows = int(np.searchsorted(alive, stop))
+        if num_rows == 0:
+            continue
+        alive_rows = alive[:num_rows].tolist()
+        alive_index = torch.from_numpy(alive).to(boxes.device)
+        row_index = alive_index[:num_rows]
+        suppress = _suppressed_by(
+            boxes[row_index], boxes[alive_index], areas[row_index], areas[alive_index], iou_threshold
+        )  # (R', C') bool
+        bits = np.zeros((num_rows, padded_cols), dtype=bool)
+        bits[:, alive] = suppress.cpu().numpy()
+        packed = np.packbits(bits, axis=1, bitorder="little")  # (R', padded_cols / 8)
+        for offset, i in enumerate(alive_rows):
+            if (removed >> i) & 1:
+                continue
+            kept.append(i)
             row = int.from_bytes(packed[offset].tobytes(), "little")
-            row &= ~((1 << (start + offset + 1)) - 1)  # keep bits j > i only
-            rows.append(row)
-    return rows
+            removed |= row & ~((1 << (i + 1)) - 1)  # only boxes after i
+    return kept
 
 
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
@@ -63,14 +85,7 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     sorted_boxes = boxes[order]
     if not sorted_boxes.is_floating_point():
         sorted_boxes = sorted_boxes.float()
-    rows = _suppression_rows(sorted_boxes, iou_threshold)
-    removed = 0
-    kept: list[int] = []
-    for i, row in enumerate(rows):
-        if (removed >> i) & 1:
-            continue
-        kept.append(i)
-        removed |= row
+    kept = _greedy_keep(sorted_boxes, iou_threshold)
     kept_positions = torch.as_tensor(kept, dtype=torch.int64, device=boxes.device)
     return order[kept_positions]
 
