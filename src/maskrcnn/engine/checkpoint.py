@@ -140,10 +140,16 @@ def check_same_model_config(checkpoint_config: dict[str, Any], cfg: Config, path
         raise CheckpointError(f"{path}: the checkpoint's model differs from the config ({shown})")
 
 
-def weights_fingerprint(model: nn.Module) -> str:
-    """SHA-256 over the state dict (names, shapes and exact bytes) to compare replicas."""
+def weights_fingerprint(model: nn.Module, *, parameters_only: bool = False) -> str:
+    """SHA-256 over the state dict (names, shapes and exact bytes) to compare replicas.
+
+    `parameters_only` leaves out buffers: under DDP, BatchNorm running statistics are
+    updated by each process from its own batch (rank 0's are broadcast at the start of
+    every forward and saved), so only the parameters are identical across processes."""
     digest = hashlib.sha256()
-    for name, tensor in unwrap_model(model).state_dict().items():
+    module = unwrap_model(model)
+    items = module.named_parameters() if parameters_only else module.state_dict().items()
+    for name, tensor in items:
         digest.update(name.encode())
         data = tensor.detach().cpu().contiguous().reshape(-1)
         digest.update(str(tuple(tensor.shape)).encode())

@@ -213,7 +213,8 @@ def _to_device(images: list[torch.Tensor], targets: list[Any], device: torch.dev
 
 
 def _parameters_fingerprints(model: nn.Module) -> list[str]:
-    return [str(f) for f in du.all_gather_objects(weights_fingerprint(model))]
+    """Every process's parameter fingerprint (collective; DDP keeps them equal)."""
+    return [str(f) for f in du.all_gather_objects(weights_fingerprint(model, parameters_only=True))]
 
 
 # ---------------------------------------------------------------------------------------
@@ -429,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Train Mask R-CNN (under torchrun for several processes).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--config", default="shapes_demo", help="built-in config name or YAML file")
+    parser.add_argument("--config", default=None, help="built-in config name or YAML file (default: the built-in defaults)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field (repeatable)")
     parser.add_argument("--output", default=None, help="output folder (overrides train.output_dir)")
     parser.add_argument("--resume", action="store_true", help="continue from <output>/last.pt")
