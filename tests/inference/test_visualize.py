@@ -125,3 +125,16 @@ def test_coco_names_follow_category_ids() -> None:
     assert sum(name != "N/A" for name in COCO_CATEGORY_NAMES[1:]) == 80
     assert COCO_CATEGORY_NAMES[1] == "person" and COCO_CATEGORY_NAMES[90] == "toothbrush"
     assert COCO_CATEGORY_NAMES[44] == "bottle" and COCO_CATEGORY_NAMES[62] == "chair"
+
+
+@pytest.mark.parametrize("num_gt, num_pred", [(0, 0), (2, 0), (0, 2)])
+def test_draw_gt_vs_pred_with_nothing_on_one_side(num_gt, num_pred) -> None:
+    size = 40
+    image = np.zeros((size, size, 3), dtype=np.uint8)
+    gt_masks = np.stack([square_mask(size, 5 + 10 * i, 5, 8) for i in range(num_gt)]) if num_gt else np.zeros((0, size, size), bool)
+    pred_masks = np.stack([square_mask(size, 5 + 10 * i, 25, 8) for i in range(num_pred)]) if num_pred else np.zeros((0, size, size), bool)
+    gt_boxes = [[5 + 10 * i, 5, 13 + 10 * i, 13] for i in range(num_gt)]
+    pred_boxes = [[5 + 10 * i, 25, 13 + 10 * i, 33] for i in range(num_pred)]
+    out = draw_gt_vs_pred(image, gt_boxes, gt_masks, pred_boxes, np.full(num_pred, 0.9), pred_masks)
+    assert out.shape[1] == size and out.shape[0] > size
+    assert (out[:size].sum() > 0) == (num_gt + num_pred > 0)

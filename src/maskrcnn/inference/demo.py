@@ -80,7 +80,7 @@ def _pictures(
 ) -> list[Path]:
     """Overlays of the first `count` validation images: predictions, and predictions vs ground truth."""
     from maskrcnn.inference.predictor import Predictor
-    from maskrcnn.inference.visualize import display_scale, draw_gt_vs_pred, draw_instances, save_image
+    from maskrcnn.inference.visualize import display_scale, draw_gt_vs_pred, draw_instances, save_image, with_title
 
     predictor = Predictor(model, class_names=class_names, score_threshold=score_threshold, device=device)
     written: list[Path] = []
@@ -102,7 +102,12 @@ def _pictures(
             path = out_dir / f"{stem}_{suffix}.png"
             save_image(path, array)
             written.append(path)
-        panels.append(_side_by_side(picture, versus))
+        panels.append(
+            _side_by_side(
+                with_title(picture, f"{stem}: predictions (score >= {score_threshold:g})"),
+                with_title(versus, "predictions vs ground truth"),
+            )
+        )
     if panels:
         sheet_path = out_dir.parent / "overlays.png"
         save_image(sheet_path, _stack_rows(panels[:4]))

@@ -126,6 +126,7 @@ class _Canvas:
         self.font = _font(self.font_size)
         self._pil: Image.Image | None = None
         self._draw: ImageDraw.ImageDraw | None = None
+        self._captions: list[tuple[float, float, float, float]] = []  # placed caption boxes
 
     def scale_mask(self, mask: np.ndarray) -> np.ndarray:
         """(H, W) bool -> (H', W') bool, resized smoothly (bilinear, then threshold 0.5)."""
@@ -173,17 +174,24 @@ class _Canvas:
                           fill=tuple(color), width=width)
 
     def caption(self, text: str, box: np.ndarray, color: Sequence[int]) -> None:
-        """White text on a darkened copy of `color`, above the box (inside it at the top edge)."""
+        """White text on a darkened copy of `color`: above the box, else inside its top edge,
+        else below it; the first of these that does not cover an earlier caption."""
         draw = self.draw()
         left, top, right, bottom = draw.textbbox((0, 0), text, font=self.font)
         pad = max(1, self.font_size // 6)
         text_w, text_h = right - left + 2 * pad, bottom - top + 2 * pad
-        x1, y1 = float(box[0]) * self.scale, float(box[1]) * self.scale
+        x1, y1, _, y2 = (float(v) * self.scale for v in box)
         x = min(max(0.0, x1), max(0.0, self.width - text_w))
-        y = y1 - text_h if y1 - text_h >= 0 else min(max(0.0, y1), max(0.0, self.height - text_h))
+        candidates = [y1 - text_h, y1, y2, y2 - text_h]
+        candidates = [min(max(0.0, y), max(0.0, self.height - text_h)) for y in candidates]
+        y = next((c for c in candidates if not self._covers(x, c, text_w, text_h)), candidates[0])
+        self._captions.append((x, y, x + text_w, y + text_h))
         background = tuple(int(c * 0.55) for c in color)
         draw.rectangle([x, y, x + text_w, y + text_h], fill=background)
         draw.text((x + pad - left, y + pad - top), text, fill=(255, 255, 255), font=self.font)
+
+    def _covers(self, x: float, y: float, w: float, h: float) -> bool:
+        return any(x < bx2 and bx1 < x + w and y < by2 and by1 < y + h for bx1, by1, bx2, by2 in self._captions)
 
     def image(self) -> np.ndarray:
         self._flush()
@@ -247,8 +255,9 @@ def draw_instances(
 
 def pairwise_mask_iou(masks_a: np.ndarray, masks_b: np.ndarray) -> np.ndarray:
     """(A, H, W) bool x (B, H, W) bool -> (A, B) IoU (0 where both masks are empty)."""
-    flat_a = masks_a.reshape(masks_a.shape[0], -1).astype(np.float32)  # (A, H*W)
-    flat_b = masks_b.reshape(masks_b.shape[0], -1).astype(np.float32)  # (B, H*W)
+    pixels = int(np.prod(masks_a.shape[1:]))
+    flat_a = masks_a.reshape(masks_a.shape[0], pixels).astype(np.float32)  # (A, H*W)
+    flat_b = masks_b.reshape(masks_b.shape[0], pixels).astype(np.float32)  # (B, H*W)
     inter = flat_a @ flat_b.T  # (A, B)
     union = flat_a.sum(1)[:, None] + flat_b.sum(1)[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
@@ -402,3 +411,15 @@ def _with_legend(image: np.ndarray, entries: list[tuple[tuple[int, int, int], st
         left, top, _, _ = draw.textbbox((0, 0), text, font=font)
         draw.text((x - left, y - top + 1), text, fill=(240, 240, 240), font=font)
     return np.concatenate([image, np.asarray(strip, dtype=np.uint8)], axis=0)
+
+
+def with_title(image: np.ndarray, title: str, font_size: int | None = None) -> np.ndarray:
+    """Add a dark strip with `title` above an (H, W, 3) uint8 image."""
+    size = font_size or int(np.clip(round(min(image.shape[:2]) / 28), 10, 22))
+    font = _font(size)
+    pad = max(3, size // 3)
+    strip = Image.new("RGB", (image.shape[1], size + 2 * pad), LEGEND_BACKGROUND)
+    draw = ImageDraw.Draw(strip)
+    left, top, _, _ = draw.textbbox((0, 0), title, font=font)
+    draw.text((pad - left, pad - top + 1), title, fill=(240, 240, 240), font=font)
+    return np.concatenate([np.asarray(strip, dtype=np.uint8), image], axis=0)
