@@ -174,3 +174,16 @@ def test_console_script_reports_errors_without_traceback(tmp_path) -> None:
 def test_parser_builds_without_optional_modules() -> None:
     parser = build_parser()
     assert parser.prog == "maskrcnn"
+
+
+def test_python_evaluate_api_matches_the_command(tmp_path) -> None:
+    import maskrcnn
+
+    gt = _write_gt(tmp_path / "gt.json")
+    ann = gt["annotations"][0]
+    preds = [{"image_id": 7, "category_id": 3, "bbox": ann["bbox"], "score": 0.4, "segmentation": ann["segmentation"]}]
+    (tmp_path / "pred.json").write_text(json.dumps(preds))
+    metrics = maskrcnn.evaluate(tmp_path / "gt.json", predictions=tmp_path / "pred.json", score_threshold=0.5)
+    assert metrics["segm_AP"] == pytest.approx(1.0)  # AP does not depend on the threshold
+    assert metrics["dsb_score"] == 0.0  # the only mask scores 0.4 < 0.5: one missed instance
+    assert maskrcnn.evaluate(tmp_path / "gt.json", predictions=tmp_path / "pred.json", score_threshold=0.3)["dsb_score"] == 1.0

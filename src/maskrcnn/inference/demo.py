@@ -211,7 +211,11 @@ def run_demo(
     )
     eval_time = time.perf_counter() - tick
 
-    record: dict[str, Any] = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    record: dict[str, Any] = {
+        k: (v if isinstance(v, int) else float(v))
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
     record.update(
         {
             "train_time_s": summary.get("train_time_s"),
