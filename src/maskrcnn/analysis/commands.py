@@ -93,8 +93,8 @@ def run_params(args: argparse.Namespace) -> int:
         rows = param_table(model, unet_example_input(shape))
         what = f"U-Net get_unet({shape}, n_filters={args.n_filters}), {args.classes} sigmoid outputs, input 1x{shape[2]}x{shape[0]}x{shape[1]}"  # noqa: E501
     else:
-        model, source = _model(args)
         size = parse_image_size(args.image_size)
+        model, source = _model(args)
 
         def forward(m: Any, _: Any) -> None:
             run_mask_rcnn_stages(m, size, args.proposals, args.detections)
@@ -305,8 +305,8 @@ def run_flops(args: argparse.Namespace) -> int:
     from maskrcnn.analysis.flops import count_macs
     from maskrcnn.analysis.stages import parse_image_size
 
+    size = parse_image_size(args.image_size)  # before building: a typo fails fast
     model, source = _model(args)
-    size = parse_image_size(args.image_size)
     macs = count_macs(model, size, args.proposals, args.detections)
     total = macs["total"] or 1
     print(f"{source}: input {size[0]}x{size[1]}, box head on {args.proposals} RoIs, mask head on {args.detections} RoIs")

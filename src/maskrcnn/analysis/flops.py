@@ -19,6 +19,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from maskrcnn.analysis.errors import AnalysisError
+
 from maskrcnn.analysis.stages import STAGE_ORDER, parse_image_size, run_mask_rcnn_stages, shape_copy
 from maskrcnn.config import Config, ModelConfig
 
@@ -97,7 +99,7 @@ def count_macs(
     """
     height, width = parse_image_size(image_size)
     if num_proposals < 0 or num_detections < 0:
-        raise ValueError(f"proposals and detections must be >= 0, got {num_proposals} and {num_detections}")
+        raise AnalysisError(f"proposals and detections must be >= 0, got {num_proposals} and {num_detections}")
     model = shape_copy(_as_model(model_cfg_or_model))
     current = {"stage": "backbone"}
 

@@ -17,6 +17,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from maskrcnn.analysis.errors import AnalysisError
+
 STAGE_ORDER = ("backbone", "fpn", "rpn", "box_head", "mask_head")
 
 
@@ -32,7 +34,7 @@ def parse_image_size(value: str | int | tuple[int, int] | list[int]) -> tuple[in
             return int(parts[0]), int(parts[0])
         if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
             return int(parts[0]), int(parts[1])
-    raise ValueError(f"image size: expected HEIGHTxWIDTH such as 800x1216, got {value!r}")
+    raise AnalysisError(f"image size: expected HEIGHTxWIDTH such as 800x1216, got {value!r}")
 
 
 def padded_size(model: nn.Module, image_size: tuple[int, int]) -> tuple[int, int]:
@@ -56,7 +58,7 @@ def run_mask_rcnn_stages(
     """backbone -> RPN head -> box branch (num_proposals RoIs) -> mask branch (num_detections RoIs)."""
     for attribute in ("backbone", "rpn", "roi_heads"):
         if not hasattr(model, attribute):
-            raise ValueError(f"expected a Mask R-CNN model with a {attribute!r} part, got {type(model).__name__}")
+            raise AnalysisError(f"expected a Mask R-CNN model with a {attribute!r} part, got {type(model).__name__}")
     param = next(model.parameters())
     device, dtype = param.device, param.dtype
     height, width = padded_size(model, image_size)
