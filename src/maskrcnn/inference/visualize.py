@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from maskrcnn.inference.matching import match_predictions, pairwise_box_iou, pairwise_mask_iou
 from maskrcnn.io_utils import atomic_write_bytes
 
 MATCHED_COLOR = (40, 200, 70)
@@ -251,55 +252,6 @@ def draw_instances(
 # ---------------------------------------------------------------------------------------
 # Ground truth versus predictions
 # ---------------------------------------------------------------------------------------
-
-
-def pairwise_mask_iou(masks_a: np.ndarray, masks_b: np.ndarray) -> np.ndarray:
-    """(A, H, W) bool x (B, H, W) bool -> (A, B) IoU (0 where both masks are empty)."""
-    pixels = int(np.prod(masks_a.shape[1:]))
-    flat_a = masks_a.reshape(masks_a.shape[0], pixels).astype(np.float32)  # (A, H*W)
-    flat_b = masks_b.reshape(masks_b.shape[0], pixels).astype(np.float32)  # (B, H*W)
-    inter = flat_a @ flat_b.T  # (A, B)
-    union = flat_a.sum(1)[:, None] + flat_b.sum(1)[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
-
-
-def pairwise_box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """(A, 4) x (B, 4) xyxy -> (A, B) IoU."""
-    lt = np.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])  # (A, B, 2)
-    rb = np.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])  # (A, B, 2)
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area_a = np.clip(boxes_a[:, 2:] - boxes_a[:, :2], 0, None).prod(-1)
-    area_b = np.clip(boxes_b[:, 2:] - boxes_b[:, :2], 0, None).prod(-1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
-
-
-def match_predictions(
-    iou: np.ndarray,
-    pred_scores: np.ndarray,
-    iou_threshold: float = 0.5,
-    gt_labels: np.ndarray | None = None,
-    pred_labels: np.ndarray | None = None,
-) -> np.ndarray:
-    """Greedy COCO-style matching, highest score first: (P,) index of the matched gt or -1.
-
-    iou is (G, P). A gt is matched at most once; with labels given, only same-class pairs match.
-    """
-    num_gt, num_pred = iou.shape
-    matched_gt = np.full(num_pred, -1, dtype=np.int64)
-    taken = np.zeros(num_gt, dtype=bool)
-    for p in np.argsort(-pred_scores, kind="stable"):
-        candidates = iou[:, p].copy()
-        candidates[taken] = -1.0
-        if gt_labels is not None and pred_labels is not None:
-            candidates[gt_labels != pred_labels[p]] = -1.0
-        if num_gt == 0:
-            continue
-        g = int(np.argmax(candidates))
-        if candidates[g] >= iou_threshold:
-            matched_gt[p] = g
-            taken[g] = True
-    return matched_gt
 
 
 def draw_gt_vs_pred(
