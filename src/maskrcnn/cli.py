@@ -233,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_configs(sub)
     for command, module_name in EXTERNAL_COMMANDS:
         _add_external(sub, command, module_name)
+    parser.choices_by_command = dict(sub.choices)  # type: ignore[attr-defined]
     return parser
 
 
@@ -258,9 +259,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
     handler: Handler | None = getattr(args, "func", None) or getattr(args, "handler", None)
-    if handler is None:
-        parser.print_help()
-        return 0 if args.command is None else 2
+    if handler is None:  # no command, or a command group (e.g. `analyze`) without its subcommand
+        if args.command is None:
+            parser.print_help()
+            return 0
+        parser.choices_by_command[args.command].print_help()
+        return 2
     try:
         status = handler(args)
     except KeyboardInterrupt:

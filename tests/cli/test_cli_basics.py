@@ -187,3 +187,18 @@ def test_python_evaluate_api_matches_the_command(tmp_path) -> None:
     assert metrics["segm_AP"] == pytest.approx(1.0)  # AP does not depend on the threshold
     assert metrics["dsb_score"] == 0.0  # the only mask scores 0.4 < 0.5: one missed instance
     assert maskrcnn.evaluate(tmp_path / "gt.json", predictions=tmp_path / "pred.json", score_threshold=0.3)["dsb_score"] == 1.0
+
+
+def test_missing_command_module_degrades_to_a_clear_error(monkeypatch, capsys) -> None:
+    import maskrcnn.cli as cli
+
+    monkeypatch.setattr(cli, "EXTERNAL_COMMANDS", (("import-masks", "maskrcnn.no_such_module"),))
+    status, out, err = run_cli(["--help"], capsys)
+    assert status == 0 and "import-masks" in out and "unavailable" in out
+    status, _, err = run_cli(["import-masks"], capsys)
+    assert status == 1 and err.startswith("maskrcnn: error: the 'import-masks' command is unavailable")
+
+
+def test_command_group_without_subcommand_prints_its_help(capsys) -> None:
+    status, out, _ = run_cli(["analyze"], capsys)
+    assert status == 2 and out.startswith("usage: maskrcnn analyze")
