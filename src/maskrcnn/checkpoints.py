@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import pickle
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -113,13 +112,12 @@ def _read(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        # Training checkpoints may hold non-tensor state (e.g. numpy RNG state); only
-        # open such files from sources you trust.
-        try:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # noqa: BLE001 - any failure here means "not a checkpoint"
-            raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, AttributeError) as exc:
+        pass  # maybe a training checkpoint with non-tensor state (e.g. numpy RNG state)
+    except Exception as exc:  # noqa: BLE001 - any other failure means "not a checkpoint"
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+    try:  # full unpickling: only open such files from sources you trust
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001
         raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
 
 

@@ -113,9 +113,12 @@ def test_torchvision_parity(model_name):
             corner = feature[0, :4, :4, :4]
             assert torch.allclose(corner, stats["corner"], atol=1e-3, rtol=1e-3), (name, level)
 
-        proposals = captured["proposals"][0][:100]
+        # Many RPN scores saturate at 1.0 (v2), so ranks among ties are arbitrary: look for
+        # torchvision's top-100 proposals among all of ours.
+        proposals = captured["proposals"][0]
         proposal_iou = box_iou(expected["proposals_top100"], proposals).max(dim=1).values
         proposals_matched = int((proposal_iou >= 0.99).sum())
+        assert proposals_matched >= 95, (name, proposals_matched)
 
         pairs = match_detections(expected, det.boxes, det.scores, det.labels)
         ious = mask_ious(unpack_masks(expected), (det.masks > 0.5).numpy(), pairs)
@@ -123,7 +126,7 @@ def test_torchvision_parity(model_name):
         share = float((ious >= 0.95).mean()) if len(ious) else 0.0
         summary = (
             f"{model_name}/{name}: {len(pairs)}/100 detections matched, median mask IoU {median:.4f}, "
-            f"{100 * share:.1f}% >= 0.95, top-100 proposals matched {proposals_matched}/100"
+            f"{100 * share:.1f}% >= 0.95, torchvision top-100 proposals found {proposals_matched}/100"
         )
         print(summary)
         if len(pairs) < 98 or median < 0.995 or share < 0.95:
