@@ -224,6 +224,8 @@ def plot_histograms(
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         for i, mark in enumerate(marks):
             ax.axvline(mark, color="#DD8452", linestyle="--", linewidth=1.2, label=mark_label if i == 0 else None)
+        if ax is ax_ratio and marks:
+            ax.set_xticks(sorted({*marks, 1.0}))  # label the anchor ratios themselves
         ax.set_xlabel(label)
         ax.set_ylabel("boxes")
         ax.grid(alpha=0.3)
