@@ -60,13 +60,23 @@ def test_training_returns_the_five_losses_and_backpropagates():
     assert model.roi_heads.mask_predictor.mask_fcn_logits.weight.grad.abs().sum() > 0
 
 
-def test_images_without_instances_give_zero_mask_and_box_losses():
-    model = tiny_model().train()
+@pytest.mark.parametrize("head_norm", ["none", "bn"])
+def test_images_without_instances_give_zero_mask_and_box_losses(head_norm):
+    model = tiny_model(f"model.roi_heads.mask_head_norm={head_norm}").train()
     losses = model([torch.rand(3, 64, 64), torch.rand(3, 50, 64)], [Targets.empty(64, 64), Targets.empty(50, 64)])
     assert losses["loss_mask"].item() == 0.0 and losses["loss_box_reg"].item() == 0.0
     assert losses["loss_rpn_box_reg"].item() == 0.0
     assert losses["loss_classifier"] > 0 and losses["loss_objectness"] > 0
     sum(losses.values()).backward()  # still connected to the graph
+    assert model.roi_heads.mask_predictor.conv5_mask.weight.grad is not None
+
+
+def test_no_detections_at_inference():
+    model = tiny_model("model.roi_heads.score_thresh=1.0", "model.roi_heads.mask_head_norm=bn").eval()
+    with torch.no_grad():
+        detections = model([torch.rand(3, 64, 64), torch.rand(3, 32, 48)])
+    assert [len(d) for d in detections] == [0, 0]
+    assert detections[1].masks.shape == (0, 32, 48) and detections[1].boxes.shape == (0, 4)
 
 
 def test_a_few_sgd_steps_drive_every_loss_down():

@@ -178,10 +178,14 @@ class RoIHeads(nn.Module):
         num_fg = [int((labels > 0).sum()) for _, labels, _, _ in samples]
         fg_boxes = [boxes[:n] for (boxes, _, _, _), n in zip(samples, num_fg)]
         fg_labels = torch.cat([labels[:n] for (_, labels, _, _), n in zip(samples, num_fg)])  # (F,)
+        if sum(num_fg) == 0:
+            # No foreground in the batch: an exact 0 that still reaches every mask parameter
+            # (BatchNorm cannot run on an empty batch in training; DDP wants every
+            # parameter in the graph).
+            parameters = [*self.mask_head.parameters(), *self.mask_predictor.parameters()]
+            return sum((p.sum() * 0.0 for p in parameters), features[0].new_zeros(()))
         pooled = self.shared_head(self.mask_pooler(features, fg_boxes, image_sizes))
         mask_logits = self.mask_predictor(self.mask_head(pooled))  # (F, K, M, M)
-        if mask_logits.shape[0] == 0:
-            return mask_logits.sum() * 0.0
         mask_size = mask_logits.shape[-1]
         mask_targets = []
         for (boxes, _, matched, _), target, n in zip(samples, targets, num_fg):
