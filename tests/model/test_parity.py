@@ -132,3 +132,34 @@ def test_torchvision_parity(model_name):
         if len(pairs) < 98 or median < 0.995 or share < 0.95:
             failures.append(summary)
     assert not failures, "\n".join(failures)
+
+
+def to_old_torchvision_names(state_dict: dict) -> dict:
+    """The key names of torchvision's first COCO files (before Conv2dNormActivation blocks)."""
+    old = {}
+    for key, value in state_dict.items():
+        if key.endswith("num_batches_tracked"):
+            continue  # frozen BatchNorm in those files has no counter
+        key = key.replace("rpn.head.conv.0.0.", "rpn.head.conv.")
+        for block in ("inner_blocks", "layer_blocks"):
+            for i in range(4):
+                key = key.replace(f"backbone.fpn.{block}.{i}.0.", f"backbone.fpn.{block}.{i}.")
+        for i in range(4):
+            key = key.replace(f"roi_heads.mask_head.{i}.0.", f"roi_heads.mask_head.mask_fcn{i + 1}.")
+        old[key] = value
+    return old
+
+
+def test_old_torchvision_coco_key_names_load():
+    folder = PARITY / "maskrcnn_resnet50_fpn"
+    weights_module = load_make_weights()
+    state_dict = weights_module.make_weights(weights_module.load_spec(folder / "spec.json"))
+    old = to_old_torchvision_names(state_dict)
+    assert "rpn.head.conv.weight" in old and "roi_heads.mask_head.mask_fcn4.bias" in old
+    assert "backbone.fpn.inner_blocks.0.weight" in old
+    model = build_model(load_config("maskrcnn_resnet50_fpn").model)
+    load_state_dict_into(model, old)
+    loaded = model.state_dict()
+    for key, value in state_dict.items():
+        if key in loaded:
+            assert torch.equal(loaded[key], value), key
