@@ -84,7 +84,7 @@ def test_roi_align_outside_map_is_zero_and_empty_inputs():
 @pytest.mark.parametrize("aligned", [False, True])
 @pytest.mark.parametrize("sampling_ratio", [2, -1])
 def test_roi_align_matches_plain_loop_with_mixed_grids(aligned, sampling_ratio, monkeypatch):
-    monkeypatch.setattr(roi_align_module, "_GATHER_BUDGET", 2000)  # force several chunks
+    monkeypatch.setattr(roi_align_module, "_NNZ_BUDGET", 2000)  # force several chunks
     generator = torch.Generator().manual_seed(1)
     feature = torch.rand((2, 2, 12, 15), generator=generator, dtype=torch.float64)
     corner = torch.rand((9, 2), generator=generator, dtype=torch.float64) * 50 - 6
@@ -105,8 +105,33 @@ def test_roi_align_gradcheck(aligned, sampling_ratio):
         [[0.0, 1.0, 1.5, 9.0, 10.0], [1.0, -2.0, 0.5, 4.0, 20.0], [0.0, 3.3, 2.2, 3.9, 2.8]], dtype=torch.float64
     )
     assert torch.autograd.gradcheck(
-        lambda f: roi_align(f, rois, (2, 3), 0.5, sampling_ratio, aligned), (feature,)
+        lambda f: roi_align(f, rois, (2, 3), 0.5, sampling_ratio, aligned), (feature,), fast_mode=True
     )
+
+
+@pytest.mark.parametrize("sampling_ratio", [2, -1])
+def test_sparse_product_path_matches_gather_path_with_gradients(sampling_ratio, monkeypatch):
+    generator = torch.Generator().manual_seed(2)
+    feature = torch.rand((2, 3, 20, 24), generator=generator, dtype=torch.float64)
+    corner = torch.rand((7, 2), generator=generator, dtype=torch.float64) * 80 - 5
+    size = torch.rand((7, 2), generator=generator, dtype=torch.float64) * 60
+    batch = torch.tensor([0, 1, 1, 0, 1, 0, 0], dtype=torch.float64)[:, None]
+    rois = torch.cat([batch, corner, corner + size], dim=1)
+    grad_out = torch.rand((7, 3, 4, 5), generator=generator, dtype=torch.float64)
+
+    def run():
+        leaf = feature.clone().requires_grad_(True)
+        out = roi_align(leaf, rois, (4, 5), 0.25, sampling_ratio, False)
+        out.backward(grad_out)
+        return out.detach(), leaf.grad
+
+    monkeypatch.setattr(roi_align_module, "_SPARSE_MIN_WORK", 0)
+    sparse_out, sparse_grad = run()
+    monkeypatch.setattr(roi_align_module, "_SPARSE_MIN_WORK", 1 << 60)
+    gather_out, gather_grad = run()
+    torch.testing.assert_close(sparse_out, gather_out, atol=1e-12, rtol=0)
+    torch.testing.assert_close(sparse_grad, gather_grad, atol=1e-12, rtol=0)
+    assert sparse_grad.abs().sum() > 0
 
 
 def test_roi_pool_hand_value_and_gradcheck():
@@ -119,7 +144,7 @@ def test_roi_pool_hand_value_and_gradcheck():
     generator = torch.Generator().manual_seed(0)
     feature = torch.rand((1, 2, 6, 6), generator=generator, dtype=torch.float64, requires_grad=True)
     rois = torch.tensor([[0.0, 0.4, 1.0, 8.0, 9.0], [0.0, 2.0, 2.0, 3.0, 5.0]], dtype=torch.float64)
-    assert torch.autograd.gradcheck(lambda f: roi_pool(f, rois, 2, 0.5), (feature,))
+    assert torch.autograd.gradcheck(lambda f: roi_pool(f, rois, 2, 0.5), (feature,), fast_mode=True)
 
 
 def test_roi_align_and_pool_parity_with_torchvision(parity_ops):

@@ -18,11 +18,16 @@ the cheaper one is used. Gradients come from autograd through the gather.
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import Tensor
 
-_GATHER_BUDGET = 1 << 22  # gathered feature values held at once (per chunk of RoIs)
+_GATHER_BUDGET = 1 << 22  # RoIPool: gathered feature values held at once (per chunk of RoIs)
+_NNZ_BUDGET = 1 << 22  # RoIAlign: nonzeros of one sparse sampling matrix (per chunk of RoIs)
+# Below this many multiply-adds (nonzeros x channels) a gather + batched matmul is used
+# instead of the sparse product, whose fixed cost (thread start-up) dominates tiny inputs.
+_SPARSE_MIN_WORK = 1 << 20
 
 
 def _pair(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -97,18 +102,69 @@ def _axis_taps(
     return index, weight
 
 
-def _gather_reduce(
-    flat_features: Tensor, flat_index: Tensor, weights: Tensor, num_bins: int, channels: int
-) -> Tensor:
-    """sum_t weights[n, t] * flat_features[flat_index[n, t]] -> (num_bins, C)."""
-    taps = flat_index.shape[-1]
-    gathered = flat_features.index_select(0, flat_index.reshape(-1))  # (n*T, C)
-    gathered = gathered.view(num_bins, taps, channels)  # (n, T, C)
-    return torch.bmm(weights.reshape(num_bins, 1, taps), gathered).view(num_bins, channels)
+def _csr(crow: Tensor, col: Tensor, values: Tensor, size: tuple[int, int]) -> Tensor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+        return torch.sparse_csr_tensor(crow, col, values, size=size, check_invariants=False)
 
 
-def _chunks(grid_h: Tensor, grid_w: Tensor, per_tap_cost: int) -> list[Tensor]:
-    """Split RoI indices into chunks of similar sample grids that fit the gather budget."""
+def _sparse_times_dense(matrix: Tensor, dense: Tensor) -> Tensor:
+    """matrix (CSR, n x m) @ dense (m, C) -> (n, C), written straight into a fresh buffer."""
+    out = dense.new_empty((matrix.shape[0], dense.shape[1]))
+    return torch.addmm(out, matrix, dense, beta=0, out=out)
+
+
+class _SparseRowsTimes(torch.autograd.Function):
+    """out = S @ features for a CSR matrix S with a fixed number of entries per row.
+
+    The backward builds S transposed as CSR (a stable sort of the column indices) so that
+    it is again one sparse-dense product; PyTorch's own CSR backward is several times
+    slower on the CPU.
+    """
+
+    @staticmethod
+    def forward(ctx, features: Tensor, col: Tensor, values: Tensor, taps: int) -> Tensor:  # type: ignore[override]
+        num_rows = col.shape[0] // taps
+        index_dtype = torch.int32 if col.shape[0] < 2**31 - 1 and features.shape[0] < 2**31 - 1 else torch.int64
+        crow = torch.arange(0, col.shape[0] + 1, taps, device=col.device, dtype=index_dtype)
+        matrix = _csr(crow, col.to(index_dtype), values, (num_rows, features.shape[0]))
+        ctx.save_for_backward(col, values)
+        ctx.taps = taps
+        ctx.num_cols = features.shape[0]
+        ctx.index_dtype = index_dtype
+        return _sparse_times_dense(matrix, features)  # (n, C)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):  # type: ignore[override]
+        col, values = ctx.saved_tensors
+        num_rows = col.shape[0] // ctx.taps
+        sorted_col, order = torch.sort(col, stable=True)
+        rows = torch.div(order, ctx.taps, rounding_mode="floor")  # entry -> its row in S
+        counts = torch.bincount(sorted_col, minlength=ctx.num_cols)  # entries per column of S
+        crow = torch.zeros(ctx.num_cols + 1, dtype=torch.int64, device=col.device)
+        torch.cumsum(counts, 0, out=crow[1:])
+        transposed = _csr(
+            crow.to(ctx.index_dtype), rows.to(ctx.index_dtype), values[order], (ctx.num_cols, num_rows)
+        )
+        return _sparse_times_dense(transposed, grad_out.contiguous()), None, None, None
+
+
+def _sparse_rows_times(flat_index: Tensor, weights: Tensor, features: Tensor) -> Tensor:
+    """S @ features for the sparse S whose row r holds weights[r] at columns flat_index[r].
+
+    flat_index, weights: (n, T); features: (m, C) -> (n, C). Repeated columns in a row add
+    up. One CSR sparse-dense product (MKL / cuSPARSE); differentiable w.r.t. features.
+    """
+    num_rows, taps = flat_index.shape
+    weights = weights.to(features.dtype)
+    if flat_index.numel() * features.shape[1] < _SPARSE_MIN_WORK:
+        gathered = features.index_select(0, flat_index.reshape(-1)).view(num_rows, taps, -1)  # (n, T, C)
+        return torch.bmm(weights.view(num_rows, 1, taps), gathered).view(num_rows, -1)
+    return _SparseRowsTimes.apply(features, flat_index.reshape(-1), weights.reshape(-1), taps)
+
+
+def _chunks(grid_h: Tensor, grid_w: Tensor, bins_per_roi: int) -> list[Tensor]:
+    """Split RoI indices into chunks of similar sample grids that fit the nonzero budget."""
     num = grid_h.shape[0]
     key_h = torch.ceil(torch.log2(grid_h.clamp(min=1).double())).long()  # buckets by powers of 2
     key_w = torch.ceil(torch.log2(grid_w.clamp(min=1).double())).long()
@@ -117,7 +173,7 @@ def _chunks(grid_h: Tensor, grid_w: Tensor, per_tap_cost: int) -> list[Tensor]:
     for bucket in torch.unique(key).tolist():
         members = torch.where(key == bucket)[0]
         taps = 4 * int(grid_h[members].max().clamp(min=1)) * int(grid_w[members].max().clamp(min=1))
-        step = max(1, _GATHER_BUDGET // (taps * per_tap_cost))
+        step = max(1, _NNZ_BUDGET // (taps * bins_per_roi))
         chunks.extend(members[i : i + step] for i in range(0, members.shape[0], step))
     if len(chunks) == 1 and chunks[0].shape[0] == num:
         return [torch.arange(num, device=grid_h.device)]
@@ -167,7 +223,7 @@ def roi_align(
 
     features = input.permute(0, 2, 3, 1).reshape(batch * height * width, channels)  # (B*H*W, C)
     results = []
-    chunks = _chunks(grid_h, grid_w, out_h * out_w * channels)
+    chunks = _chunks(grid_h, grid_w, out_h * out_w)
     for members in chunks:
         index_y, weight_y = _axis_taps(start_y[members], bin_h[members], grid_h[members], out_h, height)
         index_x, weight_x = _axis_taps(start_x[members], bin_w[members], grid_w[members], out_w, width)
@@ -180,8 +236,8 @@ def roi_align(
         weights = weight_y[:, :, None, :, None] * weight_x[:, None, :, None, :]  # (k, oh, ow, Ey, Ex)
         k = members.shape[0]
         num_bins = k * out_h * out_w
-        pooled = _gather_reduce(
-            features, flat_index.reshape(num_bins, -1), weights.reshape(num_bins, -1), num_bins, channels
+        pooled = _sparse_rows_times(
+            flat_index.reshape(num_bins, -1), weights.reshape(num_bins, -1), features
         )  # (k*oh*ow, C)
         results.append(pooled.view(k, out_h, out_w, channels))
     out = results[0] if len(results) == 1 else torch.cat(results, dim=0)  # (K, oh, ow, C) chunk order
