@@ -26,7 +26,7 @@ DEFAULT_OUTPUT = "runs/analyze"
 
 def _add_config_args(p: argparse.ArgumentParser, checkpoint: bool = False) -> None:
     p.add_argument("--config", default=None,
-                   help=f"built-in config name or YAML file (default: {DEFAULT_CONFIG}, or the checkpoint's own)")
+                   help=f"built-in config name or YAML file; when not given: {DEFAULT_CONFIG}, or the checkpoint's own")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. model.backbone.name=resnet18 (repeatable)")  # fmt: skip
     if checkpoint:
@@ -227,10 +227,10 @@ def _add_anchors(sub: Any) -> None:
     p.add_argument("--images", default=None, help="image folder, only needed when the JSON lacks height/width")
     _add_config_args(p)
     p.add_argument("--clusters", type=int, default=None,
-                   help="k of the k-means (default: anchor sizes x aspect ratios of the config)")  # fmt: skip
+                   help="k of the k-means; when not given: anchor sizes x aspect ratios of the config")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="k-means initialization seed")
     p.add_argument("--reach-iou", type=float, default=None,
-                   help="list boxes whose best anchor IoU is below this (default: the config's rpn.fg_iou_thresh)")  # fmt: skip
+                   help="list boxes whose best anchor IoU is below this; when not given: the config's rpn.fg_iou_thresh")  # fmt: skip
     p.add_argument("--original-pixels", action="store_true",
                    help="histograms in annotated pixels instead of pixels after the config's resize")  # fmt: skip
     p.add_argument("--list", type=int, default=20, help="boxes not reached to print (all go to --json)")
@@ -284,8 +284,8 @@ def _add_rpn_targets(sub: Any) -> None:
                        description="Label every anchor of one image as the RPN trains it (matcher thresholds and "
                                    "balanced sampler of the config) and draw them.")  # fmt: skip
     p.add_argument("--annotations", default=None, help="COCO JSON holding the image's boxes")
-    p.add_argument("--image", default=None, help="image file (matched by file name in the JSON; default: its first image)")
-    p.add_argument("--images", default=None, help="image folder of the JSON (default: beside the JSON)")
+    p.add_argument("--image", default=None, help="image file, matched by file name in the JSON; when not given: the JSON's first image")
+    p.add_argument("--images", default=None, help="image folder of the JSON; when not given: beside the JSON")
     p.add_argument("--shapes", action="store_true", help="use a generated shapes image instead")
     p.add_argument("--shapes-size", type=int, default=256, help="side of the generated shapes image")
     _add_config_args(p)
