@@ -61,6 +61,8 @@ class RoIPooler(nn.Module):
     def forward(self, features: list[Tensor], boxes: list[Tensor], image_sizes: list[tuple[int, int]]) -> Tensor:
         largest = (max(h for h, _ in image_sizes), max(w for _, w in image_sizes))
         scales = [infer_scale((int(f.shape[-2]), int(f.shape[-1])), largest) for f in features]
+        # Pool in float32 under autocast (half-precision features), as torchvision's roi_align does.
+        features = [f if f.dtype in (torch.float32, torch.float64) else f.float() for f in features]
         return multilevel_roi_align(
             features,
             boxes,
@@ -160,6 +162,7 @@ class RoIHeads(nn.Module):
         target_deltas = torch.cat([s[3] for s in samples])  # (F, 4), image-major like `labels > 0`
         pooled = self.shared_head(self.box_pooler(features, boxes, image_sizes))  # (R, C, S, S)
         class_logits, box_deltas = self.box_predictor(self.box_head(pooled))  # (R, K), (R, K*4)
+        class_logits, box_deltas = class_logits.float(), box_deltas.float()  # float32 losses under autocast
         loss_classifier, loss_box_reg = fast_rcnn_losses(class_logits, box_deltas, labels, target_deltas)
         losses = {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
         if self.mask_on:
@@ -185,7 +188,7 @@ class RoIHeads(nn.Module):
             parameters = [*self.mask_head.parameters(), *self.mask_predictor.parameters()]
             return sum((p.sum() * 0.0 for p in parameters), features[0].new_zeros(()))
         pooled = self.shared_head(self.mask_pooler(features, fg_boxes, image_sizes))
-        mask_logits = self.mask_predictor(self.mask_head(pooled))  # (F, K, M, M)
+        mask_logits = self.mask_predictor(self.mask_head(pooled)).float()  # (F, K, M, M)
         mask_size = mask_logits.shape[-1]
         mask_targets = []
         for (boxes, _, matched, _), target, n in zip(samples, targets, num_fg):
@@ -228,7 +231,7 @@ class RoIHeads(nn.Module):
         """One mask-head pass over all detections of the batch -> (D, M, M) probabilities each."""
         assert self.mask_pooler is not None and self.mask_head is not None and self.mask_predictor is not None
         pooled = self.shared_head(self.mask_pooler(features, [d.boxes for d in detections], image_sizes))
-        mask_logits = self.mask_predictor(self.mask_head(pooled))  # (sum D, K, M, M)
+        mask_logits = self.mask_predictor(self.mask_head(pooled)).float()  # (sum D, K, M, M)
         labels = torch.cat([d.labels for d in detections])
         probs = mask_probabilities(mask_logits, labels, self.mask_loss_kind)  # (sum D, M, M)
         return [
@@ -251,7 +254,7 @@ class RoIHeads(nn.Module):
             return [], self.training_losses(levels, proposals, image_sizes, targets)
         pooled = self.shared_head(self.box_pooler(levels, proposals, image_sizes))
         class_logits, box_deltas = self.box_predictor(self.box_head(pooled))
-        detections = self.detect(class_logits, box_deltas, proposals, image_sizes)
+        detections = self.detect(class_logits.float(), box_deltas.float(), proposals, image_sizes)
         if self.mask_on:
             detections = self.predict_masks(levels, detections, image_sizes)
         return detections, {}

@@ -123,7 +123,7 @@ class RegionProposalNetwork(nn.Module):
         """(T, 4) anchors of one image (the same for every image) and T per level."""
         padded_size = (int(images.tensor.shape[-2]), int(images.tensor.shape[-1]))
         feature_sizes = [(int(f.shape[-2]), int(f.shape[-1])) for f in features]
-        per_level = self.anchor_generator(padded_size, feature_sizes, features[0].device, features[0].dtype)
+        per_level = self.anchor_generator(padded_size, feature_sizes, features[0].device, torch.float32)
         return torch.cat(per_level, dim=0), [int(a.shape[0]) for a in per_level]
 
     def select_proposals(
@@ -205,6 +205,7 @@ class RegionProposalNetwork(nn.Module):
         level_logits, level_deltas = self.head(features)
         anchors, anchors_per_level = self.anchors(images, features)  # (T, 4)
         logits, deltas = flatten_head_outputs(level_logits, level_deltas)  # (B, T), (B, T, 4)
+        logits, deltas = logits.float(), deltas.float()  # boxes and losses in float32, also under autocast
         num_images = logits.shape[0]
         decoded = self.box_coder.decode(
             deltas.detach().reshape(-1, 4), anchors.repeat(num_images, 1)
