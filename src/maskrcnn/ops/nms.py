@@ -3,9 +3,12 @@
 Shape glossary: N boxes (x1, y1, x2, y2); K kept boxes.
 
 How it is fast without a compiled kernel: boxes are sorted by score (stable, descending,
-as torchvision), the "box i suppresses box j" relation (IoU > threshold, j after i) is
-computed in row blocks with vectorized tensor ops and packed into one Python integer
-bitmask per row, and the greedy sweep is then a loop of integer ORs.
+as torchvision) and taken in blocks of rows. For a block, the "box i suppresses box j"
+relation (IoU > threshold, j after i) is computed with vectorized tensor ops, only for
+rows and columns not yet suppressed, and packed into one Python-integer bitmask per row;
+the greedy sweep is then a loop of integer ORs. (Restricting pairs to boxes of similar
+area, since IoU <= min area / max area, was tried: faster only when few boxes are
+suppressed, slower on proposal-like inputs, so it is not used.)
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-_ROW_BLOCK = 128
+_ROW_BLOCK = 128  # rows of the IoU matrix computed at once (128 measured best of 64..512)
 
 
 def _suppressed_by(rows: Tensor, cols: Tensor, areas_rows: Tensor, areas_cols: Tensor, iou_threshold: float) -> Tensor:
