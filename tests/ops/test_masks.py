@@ -76,6 +76,20 @@ def test_crop_and_resize_masks_hand_values():
     assert crop_and_resize_masks(torch.zeros((0, 8, 8)), torch.zeros((0, 4)), 28).shape == (0, 28, 28)
 
 
+def test_crop_and_resize_masks_with_indices_equals_copied_masks():
+    generator = torch.Generator().manual_seed(0)
+    gt_masks = (torch.rand((3, 40, 50), generator=generator) > 0.5).to(torch.uint8)
+    boxes = torch.tensor([[2.0, 3.0, 30.0, 20.0], [10.0, 0.0, 49.0, 39.0], [5.0, 5.0, 6.0, 6.0], [0.0, 0, 50, 40]])
+    indices = torch.tensor([2, 0, 0, 1])
+    by_index = crop_and_resize_masks(gt_masks, boxes, 7, mask_indices=indices)
+    copied = crop_and_resize_masks(gt_masks[indices], boxes, 7)
+    assert by_index.shape == (4, 7, 7)
+    torch.testing.assert_close(by_index, copied)
+    assert not torch.equal(by_index[0], crop_and_resize_masks(gt_masks[:1], boxes[:1], 7)[0])
+    empty = crop_and_resize_masks(torch.zeros((0, 40, 50)), torch.zeros((0, 4)), 7, mask_indices=torch.zeros(0, dtype=torch.int64))
+    assert empty.shape == (0, 7, 7)
+
+
 def test_paste_constant_mask():
     masks = torch.ones((1, 28, 28))
     # box 28 x 28 at (10, 20) expands by 30/28 about the centre: [9, 19, 39, 49] -> 31 x 31 px

@@ -94,22 +94,30 @@ def masks_to_rles(masks: np.ndarray | Tensor) -> list[dict]:
     ]
 
 
-def crop_and_resize_masks(gt_masks: Tensor, boxes: Tensor, mask_size: int) -> Tensor:
+def crop_and_resize_masks(
+    gt_masks: Tensor, boxes: Tensor, mask_size: int, *, mask_indices: Tensor | None = None
+) -> Tensor:
     """Mask-head targets: each (H, W) mask cropped to its box and resized -> (N, M, M) float.
 
     Exactly torchvision's project_masks_on_boxes: RoIAlign of the float masks with rois
     (i, box_i), output M x M, spatial_scale 1, adaptive sampling (-1), aligned=False.
+    gt_masks is (N, H, W), one per box; or, with mask_indices (N,) int64, (G, H, W) with
+    box i using gt_masks[mask_indices[i]] (saves copying a full mask per box).
     """
-    num = gt_masks.shape[0]
-    if boxes.shape[0] != num:
-        raise ValueError(f"crop_and_resize_masks: {num} masks but {boxes.shape[0]} boxes")
+    num = boxes.shape[0]
     dtype = boxes.dtype if boxes.is_floating_point() else torch.float32
+    if mask_indices is None:
+        if gt_masks.shape[0] != num:
+            raise ValueError(f"crop_and_resize_masks: {gt_masks.shape[0]} masks but {num} boxes")
+        mask_indices = torch.arange(num, device=boxes.device)
+    elif mask_indices.shape != (num,):
+        raise ValueError(
+            f"crop_and_resize_masks: mask_indices must have shape ({num},), got {tuple(mask_indices.shape)}"
+        )
     if num == 0:
         return torch.zeros((0, mask_size, mask_size), dtype=dtype, device=boxes.device)
-    rois = torch.cat(
-        [torch.arange(num, dtype=dtype, device=boxes.device)[:, None], boxes.to(dtype)], dim=1
-    )  # (N, 5)
-    masks = gt_masks[:, None].to(device=boxes.device, dtype=dtype)  # (N, 1, H, W)
+    rois = torch.cat([mask_indices.to(device=boxes.device, dtype=dtype)[:, None], boxes.to(dtype)], dim=1)  # (N, 5)
+    masks = gt_masks[:, None].to(device=boxes.device, dtype=dtype)  # (N or G, 1, H, W)
     return roi_align(masks, rois, (mask_size, mask_size), 1.0, sampling_ratio=-1, aligned=False)[:, 0]
 
 
