@@ -134,6 +134,16 @@ def test_sparse_product_path_matches_gather_path_with_gradients(sampling_ratio, 
     assert sparse_grad.abs().sum() > 0
 
 
+def test_roi_align_bfloat16_input_follows_float32():
+    generator = torch.Generator().manual_seed(3)
+    feature = torch.rand((1, 4, 10, 12), generator=generator)
+    rois = torch.tensor([[0.0, 1.0, 2.0, 30.0, 25.0], [0.0, 0.0, 0.0, 47.0, 39.0]])
+    out = roi_align(feature.bfloat16(), rois, 3, 0.25, 2, True)
+    assert out.dtype == torch.bfloat16
+    expected = roi_align(feature.bfloat16().float(), rois, 3, 0.25, 2, True)
+    torch.testing.assert_close(out.float(), expected, atol=1e-2, rtol=1e-2)
+
+
 def test_roi_pool_hand_value_and_gradcheck():
     feature = torch.arange(20.0).view(1, 1, 4, 5)
     rois = torch.tensor([[0.0, 0.0, 0.0, 3.0, 1.0], [0.0, 9.0, 9.0, 12.0, 12.0]])

@@ -201,7 +201,8 @@ def roi_align(
     num = rois.shape[0]
     if num == 0 or channels == 0:
         return input.new_zeros((num, channels, out_h, out_w))
-    dtype = input.dtype
+    # half / bfloat16 maps are sampled in float32 (sparse products need float32/64) and cast back
+    dtype = input.dtype if input.dtype in (torch.float32, torch.float64) else torch.float32
     rois = rois.detach().to(device=input.device, dtype=dtype)
     offset = 0.5 if aligned else 0.0
     batch_index = rois[:, 0].to(torch.int64)  # (K,)
@@ -221,7 +222,7 @@ def roi_align(
         grid_h = torch.ceil(bin_h).to(torch.int64)
         grid_w = torch.ceil(bin_w).to(torch.int64)
 
-    features = input.permute(0, 2, 3, 1).reshape(batch * height * width, channels)  # (B*H*W, C)
+    features = input.to(dtype).permute(0, 2, 3, 1).reshape(batch * height * width, channels)  # (B*H*W, C)
     results = []
     chunks = _chunks(grid_h, grid_w, out_h * out_w)
     for members in chunks:
@@ -246,7 +247,7 @@ def roi_align(
         inverse = torch.empty_like(order)
         inverse[order] = torch.arange(num, device=order.device)
         out = out[inverse]
-    return out.permute(0, 3, 1, 2).contiguous()  # (K, C, oh, ow)
+    return out.permute(0, 3, 1, 2).contiguous().to(input.dtype)  # (K, C, oh, ow)
 
 
 def _round_half_away(values: Tensor) -> Tensor:
