@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from maskrcnn.ops import roi_align as roi_align_module
+from maskrcnn.ops import sparse_sampling
 from maskrcnn.ops.roi_align import roi_align, roi_pool
 
 
@@ -125,9 +126,9 @@ def test_sparse_product_path_matches_gather_path_with_gradients(sampling_ratio, 
         out.backward(grad_out)
         return out.detach(), leaf.grad
 
-    monkeypatch.setattr(roi_align_module, "_SPARSE_MIN_WORK", 0)
+    monkeypatch.setattr(sparse_sampling, "SPARSE_MIN_WORK", 0)
     sparse_out, sparse_grad = run()
-    monkeypatch.setattr(roi_align_module, "_SPARSE_MIN_WORK", 1 << 60)
+    monkeypatch.setattr(sparse_sampling, "SPARSE_MIN_WORK", 1 << 60)
     gather_out, gather_grad = run()
     torch.testing.assert_close(sparse_out, gather_out, atol=1e-12, rtol=0)
     torch.testing.assert_close(sparse_grad, gather_grad, atol=1e-12, rtol=0)

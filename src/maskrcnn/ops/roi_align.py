@@ -8,26 +8,24 @@ How RoIAlign is computed. torchvision's bilinear sample at (y, x), zeroed outsid
 [-1, H] x [-1, W], factorizes into a y part and an x part, and a bin's value is the mean
 of a fixed grid of samples. So each output bin is sum_ij wy[i] * wx[j] * F[:, y_i, x_j]
 over a few rows y_i and columns x_j. For every (RoI, bin) we list those rows and columns
-with their weights ("taps", built per axis), gather the E_y * E_x feature vectors from a
-channels-last copy of the map in one `index_select`, and reduce them with one batched
-matrix product. Taps are either two per sample (the sample's low and high pixel) or one
-contiguous band of pixels (cheaper when samples are dense, as with adaptive sampling);
-the cheaper one is used. Gradients come from autograd through the gather.
+with their weights ("taps", built per axis); the E_y * E_x pixels per bin and their
+weights form one row of a sparse matrix S, and out = S @ (channels-last map) is a single
+sparse-dense product (ops/sparse_sampling.py, with an explicit backward). Taps are either
+two per sample (the sample's low and high pixel) or one contiguous band of pixels
+(cheaper when samples are dense, as with adaptive sampling); the cheaper one is used.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 
 import torch
 from torch import Tensor
 
+from maskrcnn.ops.sparse_sampling import weighted_gather
+
 _GATHER_BUDGET = 1 << 22  # RoIPool: gathered feature values held at once (per chunk of RoIs)
-_NNZ_BUDGET = 1 << 22  # RoIAlign: nonzeros of one sparse sampling matrix (per chunk of RoIs)
-# Below this many multiply-adds (nonzeros x channels) a gather + batched matmul is used
-# instead of the sparse product, whose fixed cost (thread start-up) dominates tiny inputs.
-_SPARSE_MIN_WORK = 1 << 20
+_NNZ_BUDGET = 1 << 22  # RoIAlign: taps built at once (per chunk of RoIs with similar grids)
 
 
 def _pair(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -102,67 +100,6 @@ def _axis_taps(
     return index, weight
 
 
-def _csr(crow: Tensor, col: Tensor, values: Tensor, size: tuple[int, int]) -> Tensor:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-        return torch.sparse_csr_tensor(crow, col, values, size=size, check_invariants=False)
-
-
-def _sparse_times_dense(matrix: Tensor, dense: Tensor) -> Tensor:
-    """matrix (CSR, n x m) @ dense (m, C) -> (n, C), written straight into a fresh buffer."""
-    out = dense.new_empty((matrix.shape[0], dense.shape[1]))
-    return torch.addmm(out, matrix, dense, beta=0, out=out)
-
-
-class _SparseRowsTimes(torch.autograd.Function):
-    """out = S @ features for a CSR matrix S with a fixed number of entries per row.
-
-    The backward builds S transposed as CSR (a stable sort of the column indices) so that
-    it is again one sparse-dense product; PyTorch's own CSR backward is several times
-    slower on the CPU.
-    """
-
-    @staticmethod
-    def forward(ctx, features: Tensor, col: Tensor, values: Tensor, taps: int) -> Tensor:  # type: ignore[override]
-        num_rows = col.shape[0] // taps
-        index_dtype = torch.int32 if col.shape[0] < 2**31 - 1 and features.shape[0] < 2**31 - 1 else torch.int64
-        crow = torch.arange(0, col.shape[0] + 1, taps, device=col.device, dtype=index_dtype)
-        matrix = _csr(crow, col.to(index_dtype), values, (num_rows, features.shape[0]))
-        ctx.save_for_backward(col, values)
-        ctx.taps = taps
-        ctx.num_cols = features.shape[0]
-        ctx.index_dtype = index_dtype
-        return _sparse_times_dense(matrix, features)  # (n, C)
-
-    @staticmethod
-    def backward(ctx, grad_out: Tensor):  # type: ignore[override]
-        col, values = ctx.saved_tensors
-        num_rows = col.shape[0] // ctx.taps
-        sorted_col, order = torch.sort(col, stable=True)
-        rows = torch.div(order, ctx.taps, rounding_mode="floor")  # entry -> its row in S
-        counts = torch.bincount(sorted_col, minlength=ctx.num_cols)  # entries per column of S
-        crow = torch.zeros(ctx.num_cols + 1, dtype=torch.int64, device=col.device)
-        torch.cumsum(counts, 0, out=crow[1:])
-        transposed = _csr(
-            crow.to(ctx.index_dtype), rows.to(ctx.index_dtype), values[order], (ctx.num_cols, num_rows)
-        )
-        return _sparse_times_dense(transposed, grad_out.contiguous()), None, None, None
-
-
-def _sparse_rows_times(flat_index: Tensor, weights: Tensor, features: Tensor) -> Tensor:
-    """S @ features for the sparse S whose row r holds weights[r] at columns flat_index[r].
-
-    flat_index, weights: (n, T); features: (m, C) -> (n, C). Repeated columns in a row add
-    up. One CSR sparse-dense product (MKL / cuSPARSE); differentiable w.r.t. features.
-    """
-    num_rows, taps = flat_index.shape
-    weights = weights.to(features.dtype)
-    if flat_index.numel() * features.shape[1] < _SPARSE_MIN_WORK:
-        gathered = features.index_select(0, flat_index.reshape(-1)).view(num_rows, taps, -1)  # (n, T, C)
-        return torch.bmm(weights.view(num_rows, 1, taps), gathered).view(num_rows, -1)
-    return _SparseRowsTimes.apply(features, flat_index.reshape(-1), weights.reshape(-1), taps)
-
-
 def _chunks(grid_h: Tensor, grid_w: Tensor, bins_per_roi: int) -> list[Tensor]:
     """Split RoI indices into chunks of similar sample grids that fit the nonzero budget."""
     num = grid_h.shape[0]
@@ -222,8 +159,7 @@ def roi_align(
         grid_h = torch.ceil(bin_h).to(torch.int64)
         grid_w = torch.ceil(bin_w).to(torch.int64)
 
-    features = input.to(dtype).permute(0, 2, 3, 1).reshape(batch * height * width, channels)  # (B*H*W, C)
-    results = []
+    parts = []
     chunks = _chunks(grid_h, grid_w, out_h * out_w)
     for members in chunks:
         index_y, weight_y = _axis_taps(start_y[members], bin_h[members], grid_h[members], out_h, height)
@@ -233,15 +169,12 @@ def roi_align(
             base[:, None, None, None, None]
             + index_y[:, :, None, :, None] * width
             + index_x[:, None, :, None, :]
-        )  # (k, oh, ow, Ey, Ex)
+        )  # (k, oh, ow, Ey, Ex): channels-last pixel of each tap
         weights = weight_y[:, :, None, :, None] * weight_x[:, None, :, None, :]  # (k, oh, ow, Ey, Ex)
-        k = members.shape[0]
-        num_bins = k * out_h * out_w
-        pooled = _sparse_rows_times(
-            flat_index.reshape(num_bins, -1), weights.reshape(num_bins, -1), features
-        )  # (k*oh*ow, C)
-        results.append(pooled.view(k, out_h, out_w, channels))
-    out = results[0] if len(results) == 1 else torch.cat(results, dim=0)  # (K, oh, ow, C) chunk order
+        num_bins = members.shape[0] * out_h * out_w
+        parts.append((flat_index.reshape(num_bins, -1), weights.reshape(num_bins, -1)))
+    pooled = weighted_gather(input.to(dtype), parts)  # (K*oh*ow, C) in chunk order
+    out = pooled.view(num, out_h, out_w, channels)
     if len(chunks) > 1:
         order = torch.cat(chunks)
         inverse = torch.empty_like(order)
