@@ -175,3 +175,10 @@ def load_model(
     if device is not None:
         model.to(device)
     return model, cfg
+
+
+def convert_checkpoint(source: str | Path, destination: str | Path, config: str | Config) -> Config:
+    """Turn a torchvision state dict into a native checkpoint (config inside); returns that config."""
+    model, cfg = load_model(source, config=config)
+    save_model(destination, model, cfg, converted_from=str(source))
+    return cfg

@@ -7,6 +7,7 @@ import torch
 
 from maskrcnn.checkpoints import (
     CheckpointError,
+    convert_checkpoint,
     convert_torchvision_keys,
     load_model,
     load_state_dict_into,
@@ -69,6 +70,11 @@ def test_plain_state_dict_needs_a_config(tmp_path):
     assert torch.equal(run(model, image).scores, run(loaded, image).scores)
     with pytest.raises(CheckpointError, match="no such file and not a built-in name"):
         load_model(path, config="no_such_config")
+    # converted once, the file rebuilds its model alone
+    native = tmp_path / "native.pt"
+    convert_checkpoint(path, native, cfg)
+    rebuilt, rebuilt_cfg = load_model(native)
+    assert rebuilt_cfg == cfg and torch.equal(run(model, image).scores, run(rebuilt, image).scores)
 
 
 def test_old_torchvision_key_names_are_mapped():
