@@ -8,6 +8,7 @@ import torch
 from maskrcnn.config import load_config
 from maskrcnn.model.build import ModelConfigError, build_model
 from maskrcnn.model.mask_rcnn import LOSS_NAMES
+from maskrcnn.ops.boxes import box_iou
 from maskrcnn.structures import Targets
 
 TINY = [
@@ -84,7 +85,7 @@ def test_a_few_sgd_steps_drive_every_loss_down():
     image, target = shapes_sample()
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.02, momentum=0.9)
     history = []
-    for _ in range(40):
+    for _ in range(60):
         losses = model([image], [target])
         optimizer.zero_grad()
         sum(losses.values()).backward()
@@ -97,6 +98,17 @@ def test_a_few_sgd_steps_drive_every_loss_down():
         early_peak = max(h[name] for h in history[:10])
         last = sum(h[name] for h in history[-3:]) / 3
         assert last < 0.6 * early_peak, (name, early_peak, last)
+
+    # ...and at inference the best detection of each class lies on its object
+    with torch.no_grad():
+        (det,) = model.eval()([image])
+    for label in (1, 2):
+        best = torch.where(det.labels == label)[0][0]  # highest score of that class
+        gt_mask = target.masks[label - 1].bool()
+        mask = det.masks[best] > 0.5
+        mask_iou = (mask & gt_mask).sum() / (mask | gt_mask).sum()
+        assert box_iou(det.boxes[best : best + 1], target.boxes[label - 1 : label]).item() > 0.4
+        assert mask_iou > 0.5, (label, float(mask_iou))
 
 
 def test_inference_returns_detections_at_original_size():
