@@ -6,13 +6,15 @@ RoIAlign: 1000 boxes, 256 channels, 200 x 304 map (an 800 x 1216 image at stride
 7 x 7 output, sampling ratio 2, spatial_scale 1/4; forward, and forward + backward.
 NMS: 4000 boxes, IoU 0.7; batched NMS: the same boxes in 80 categories, IoU 0.5.
 Boxes are random inside the 800 x 1216 image (corners uniform, sides 8..400 px).
-Each figure is the median of --repeats runs after one warm-up run.
+Each figure is the median (and the minimum) of --repeats runs after one warm-up run; the
+machine's 1-minute load average is printed too, since other processes skew the times.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from typing import Callable
@@ -33,7 +35,8 @@ def random_boxes(num: int, generator: torch.Generator) -> torch.Tensor:
     return torch.cat([corner, corner + sides], dim=1)
 
 
-def median_ms(run: Callable[[], object], repeats: int, sync: Callable[[], None]) -> float:
+def timings_ms(run: Callable[[], object], repeats: int, sync: Callable[[], None]) -> dict[str, float]:
+    """Median and minimum wall time of `repeats` runs, after one warm-up run."""
     run()
     sync()
     times = []
@@ -42,7 +45,7 @@ def median_ms(run: Callable[[], object], repeats: int, sync: Callable[[], None])
         run()
         sync()
         times.append(time.perf_counter() - start)
-    return round(statistics.median(times) * 1000, 2)
+    return {"median": round(statistics.median(times) * 1000, 2), "min": round(min(times) * 1000, 2)}
 
 
 def main() -> None:
@@ -82,13 +85,15 @@ def main() -> None:
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
         "repeats": args.repeats,
-        "roi_align_forward_ms": median_ms(align_forward, args.repeats, sync),
-        "roi_align_forward_backward_ms": median_ms(align_forward_backward, args.repeats, sync),
-        "nms_4000_iou0.7_ms": median_ms(lambda: nms(nms_boxes, nms_scores, 0.7), args.repeats, sync),
+        "load_average_1min_before": round(os.getloadavg()[0], 2),
+        "roi_align_forward_ms": timings_ms(align_forward, args.repeats, sync),
+        "roi_align_forward_backward_ms": timings_ms(align_forward_backward, args.repeats, sync),
+        "nms_4000_iou0.7_ms": timings_ms(lambda: nms(nms_boxes, nms_scores, 0.7), args.repeats, sync),
         "nms_4000_kept": int(nms(nms_boxes, nms_scores, 0.7).numel()),
-        "batched_nms_4000_80cls_iou0.5_ms": median_ms(
+        "batched_nms_4000_80cls_iou0.5_ms": timings_ms(
             lambda: batched_nms(nms_boxes, nms_scores, nms_classes, 0.5), args.repeats, sync
         ),
+        "load_average_1min_after": round(os.getloadavg()[0], 2),
     }
     print(json.dumps(figures, indent=2))
 
