@@ -27,6 +27,17 @@ def tiny_config():
 
 
 @pytest.fixture(scope="session")
+def tiny() -> dict:
+    """The tiny model's settings: config overrides, a config factory, stored names and mapping."""
+    return {
+        "overrides": list(TINY_OVERRIDES),
+        "config": tiny_config,
+        "class_names": list(CLASS_NAMES),
+        "label_to_category_id": dict(LABEL_TO_CATEGORY_ID),
+    }
+
+
+@pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     from maskrcnn.checkpoints import save_model
     from maskrcnn.model.build import build_model

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import CLASS_NAMES, LABEL_TO_CATEGORY_ID
 from PIL import Image
 
 from maskrcnn import Predictor
@@ -19,7 +18,7 @@ def run_cli(args, capsys):
     return status, captured.out, captured.err
 
 
-def test_predict_writes_coco_results_and_overlays(tiny_checkpoint, image_folder, tmp_path, capsys) -> None:
+def test_predict_writes_coco_results_and_overlays(tiny, tiny_checkpoint, image_folder, tmp_path, capsys) -> None:
     out_dir = tmp_path / "out"
     status, out, err = run_cli(
         ["predict", str(image_folder), "--weights", str(tiny_checkpoint), "--output", str(out_dir),
@@ -31,7 +30,7 @@ def test_predict_writes_coco_results_and_overlays(tiny_checkpoint, image_folder,
     assert len(records) > 0 and "3 image(s)" in out
     for r in records:
         assert set(r) == {"file_name", "image_id", "category_id", "bbox", "score", "segmentation"}
-        assert r["category_id"] in set(LABEL_TO_CATEGORY_ID.values())
+        assert r["category_id"] in set(tiny["label_to_category_id"].values())
         assert r["image_id"] in (1, 2, 3)
         x, y, w, h = r["bbox"]
         assert w >= 0 and h >= 0 and 0 <= r["score"] <= 1
@@ -53,10 +52,10 @@ def test_predict_threshold_one_gives_no_detections(tiny_checkpoint, image_folder
     assert not (tmp_path / "overlays").exists()
 
 
-def test_predictor_from_checkpoint_carries_names_and_mapping(tiny_checkpoint) -> None:
+def test_predictor_from_checkpoint_carries_names_and_mapping(tiny, tiny_checkpoint) -> None:
     predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
-    assert predictor.class_names == CLASS_NAMES
-    assert predictor.label_to_category_id == LABEL_TO_CATEGORY_ID
+    assert predictor.class_names == tiny["class_names"]
+    assert predictor.label_to_category_id == tiny["label_to_category_id"]
     predictor.score_threshold = 0.0
     out = predictor(np.zeros((30, 40, 3), np.uint8))
     assert out["masks"].shape[1:] == (30, 40) and out["boxes"].shape[1] == 4
