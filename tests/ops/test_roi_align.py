@@ -92,8 +92,12 @@ def test_roi_align_matches_plain_loop_with_mixed_grids(aligned, sampling_ratio, 
     size = torch.rand((9, 2), generator=generator, dtype=torch.float64) * torch.tensor([60.0, 4.0], dtype=torch.float64)
     batch = torch.tensor([0, 1, 0, 1, 1, 0, 0, 1, 0], dtype=torch.float64)[:, None]
     rois = torch.cat([batch, corner, corner + size], dim=1)
+    zero_size = torch.tensor([[1.0, 10.0, 10.0, 10.0, 10.0]], dtype=torch.float64)  # adaptive+aligned: no samples
+    rois = torch.cat([rois, zero_size], dim=0)
     out = roi_align(feature, rois, 3, 0.25, sampling_ratio, aligned)
     expected = _reference_roi_align(feature, rois, 3, 0.25, sampling_ratio, aligned)
+    if aligned and sampling_ratio <= 0:
+        assert out[-1].abs().sum() == 0
     torch.testing.assert_close(out, expected, atol=1e-12, rtol=0)
 
 

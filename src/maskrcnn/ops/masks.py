@@ -162,7 +162,7 @@ def paste_masks_in_image(
     scaled about the centre by (M + 2p) / M and truncated to integers, the mask is resized
     bilinearly (align_corners=False) to (y2 - y1 + 1, x2 - x1 + 1) pixels and written at
     (x1, y1), clipped to the image. Work is done only inside each box: the resize is two
-    small matrix products per mask, batched over masks.
+    small matrix products per mask (bilinear weights built for all masks at once).
     """
     im_h, im_w = int(image_size[0]), int(image_size[1])
     num = masks.shape[0]
@@ -188,9 +188,11 @@ def paste_masks_in_image(
     max_w = int(widths.max())
     row_weights = _resize_weights(padded.shape[-2], heights, max_h, dtype)  # (N, max_h, M')
     col_weights = _resize_weights(padded.shape[-1], widths, max_w, dtype)  # (N, max_w, M')
-    resized = row_weights @ padded @ col_weights.transpose(1, 2)  # (N, max_h, max_w)
+    # Each mask: only its in-image rows and columns, (h', M') @ (M', M') @ (M', w').
     for n, (px0, px1, py0, py1, bx, by) in enumerate(bounds):
         if px1 <= px0 or py1 <= py0:
             continue
-        out[n, py0:py1, px0:px1] = resized[n, py0 - by : py1 - by, px0 - bx : px1 - bx]
+        rows = row_weights[n, py0 - by : py1 - by]  # (h', M')
+        cols = col_weights[n, px0 - bx : px1 - bx]  # (w', M')
+        out[n, py0:py1, px0:px1] = rows @ padded[n] @ cols.t()
     return out
