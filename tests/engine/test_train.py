@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from maskrcnn.config import Config, apply_override
-from maskrcnn.engine.checkpoint import load_training_checkpoint
+from maskrcnn.engine.checkpoint import cycle_batches, load_training_checkpoint
 from maskrcnn.engine.metrics import read_metrics
-from maskrcnn.engine.train import cycle_batches, train
+from maskrcnn.engine.train import train
 from maskrcnn.structures import Targets
 
 

@@ -1,4 +1,5 @@
-"""Training checkpoints that lose nothing, in the native checkpoint format.
+"""Resuming without losing anything: training checkpoints in the native checkpoint
+format, the random generators, and the data position.
 
 A training checkpoint is a native model checkpoint (the dict `maskrcnn.checkpoints`
 reads: {"format": "maskrcnn", "version": 1, "config": ..., "model": state_dict}) with
@@ -21,12 +22,14 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from maskrcnn.config import Config, config_to_dict
 from maskrcnn.io_utils import atomic_torch_save
@@ -155,3 +158,50 @@ def weights_fingerprint(model: nn.Module, *, parameters_only: bool = False) -> s
         digest.update(str(tuple(tensor.shape)).encode())
         digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
     return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------
+# The data position: the order of each pass is a function of (seed, pass), so a
+# resumed run rebuilds it and skips the batches already used
+# ---------------------------------------------------------------------------------------
+
+
+def epoch_batches(loader: DataLoader, epoch: int, seed: int) -> list[list[int]]:
+    """The batches (dataset indices) of pass `epoch`, without loading any image.
+
+    Samplers with `set_epoch` (DistributedSampler, grouped samplers) get it; samplers
+    that draw from torch's global generator draw from one seeded with (seed, epoch) and
+    the caller's generator is left untouched."""
+    if loader.batch_sampler is None:
+        raise ValueError("training loader: expected a loader with a batch sampler (batch_size set)")
+    for part in (loader.sampler, loader.batch_sampler, getattr(loader.batch_sampler, "sampler", None)):
+        if hasattr(part, "set_epoch"):
+            part.set_epoch(epoch)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed * 1_000_003 + epoch)
+        return [list(batch) for batch in loader.batch_sampler]
+
+
+def cycle_batches(loader: DataLoader, *, seed: int, start_epoch: int = 0, start_batch: int = 0) -> Iterator[tuple[int, int, Any]]:
+    """Yield (epoch, batch index within the epoch, batch) forever, from a position."""
+    for earlier in range(start_epoch):  # replay orders of samplers that keep their own state
+        epoch_batches(loader, earlier, seed)
+    epoch, skip = start_epoch, start_batch
+    while True:
+        batches = epoch_batches(loader, epoch, seed)
+        if not batches:
+            raise ValueError("data.train: the training set gives no batches (is it empty?)")
+        remaining = batches[skip:]
+        if remaining:
+            part = DataLoader(
+                loader.dataset,
+                batch_sampler=remaining,
+                collate_fn=loader.collate_fn,
+                num_workers=loader.num_workers,
+                pin_memory=loader.pin_memory,
+                worker_init_fn=loader.worker_init_fn,
+                generator=torch.Generator().manual_seed(seed * 7919 + epoch * 104729 + skip),
+            )
+            for offset, batch in enumerate(part):
+                yield epoch, skip + offset, batch
+        epoch, skip = epoch + 1, 0

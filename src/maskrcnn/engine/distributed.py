@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+
+# Rank 0 evaluates alone while the others wait in their next collective call, so the
+# group must tolerate a long evaluation.
+PROCESS_GROUP_TIMEOUT_MIN = 60
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,13 @@ def init_distributed(device: torch.device) -> DistInfo:
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend=backend, init_method="env://", rank=info.rank, world_size=info.world_size)
+    dist.init_process_group(
+        backend=backend,
+        init_method="env://",
+        rank=info.rank,
+        world_size=info.world_size,
+        timeout=timedelta(minutes=PROCESS_GROUP_TIMEOUT_MIN),
+    )
     return info
 
 

@@ -21,7 +21,7 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from maskrcnn.config import Config, ConfigError, apply_override, dump_config, load_config
@@ -41,6 +40,7 @@ from maskrcnn.engine.checkpoint import (
     CheckpointError,
     capture_rng_state,
     check_same_model_config,
+    cycle_batches,
     load_training_checkpoint,
     model_checkpoint,
     restore_rng_state,
@@ -120,52 +120,6 @@ def train_step(
 
 
 # ---------------------------------------------------------------------------------------
-# Data order: a function of (seed, pass), so a resumed run can skip what was used
-# ---------------------------------------------------------------------------------------
-
-
-def epoch_batches(loader: DataLoader, epoch: int, seed: int) -> list[list[int]]:
-    """The batches (dataset indices) of pass `epoch`, without loading any image.
-
-    Samplers with `set_epoch` (DistributedSampler, grouped samplers) get it; samplers
-    that draw from torch's global generator draw from one seeded with (seed, epoch) and
-    the caller's generator is left untouched."""
-    if loader.batch_sampler is None:
-        raise ValueError("training loader: expected a loader with a batch sampler (batch_size set)")
-    for part in (loader.sampler, loader.batch_sampler, getattr(loader.batch_sampler, "sampler", None)):
-        if hasattr(part, "set_epoch"):
-            part.set_epoch(epoch)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed * 1_000_003 + epoch)
-        return [list(batch) for batch in loader.batch_sampler]
-
-
-def cycle_batches(loader: DataLoader, *, seed: int, start_epoch: int = 0, start_batch: int = 0) -> Iterator[tuple[int, int, Any]]:
-    """Yield (epoch, batch index within the epoch, batch) forever, from a position."""
-    for earlier in range(start_epoch):  # replay orders of samplers that keep their own state
-        epoch_batches(loader, earlier, seed)
-    epoch, skip = start_epoch, start_batch
-    while True:
-        batches = epoch_batches(loader, epoch, seed)
-        if not batches:
-            raise ValueError("data.train: the training set gives no batches (is it empty?)")
-        remaining = batches[skip:]
-        if remaining:
-            part = DataLoader(
-                loader.dataset,
-                batch_sampler=remaining,
-                collate_fn=loader.collate_fn,
-                num_workers=loader.num_workers,
-                pin_memory=loader.pin_memory,
-                worker_init_fn=loader.worker_init_fn,
-                generator=torch.Generator().manual_seed(seed * 7919 + epoch * 104729 + skip),
-            )
-            for offset, batch in enumerate(part):
-                yield epoch, skip + offset, batch
-        epoch, skip = epoch + 1, 0
-
-
-# ---------------------------------------------------------------------------------------
 # Setting up
 # ---------------------------------------------------------------------------------------
 
@@ -215,6 +169,37 @@ def _to_device(images: list[torch.Tensor], targets: list[Any], device: torch.dev
 def _parameters_fingerprints(model: nn.Module) -> list[str]:
     """Every process's parameter fingerprint (collective; DDP keeps them equal)."""
     return [str(f) for f in du.all_gather_objects(weights_fingerprint(model, parameters_only=True))]
+
+
+@dataclass
+class Position:
+    """Where a run stands: completed iterations, next batch (pass, index), best score."""
+
+    iteration: int = 0
+    epoch: int = 0
+    batch: int = 0
+    best_metric: float | None = None
+    best_iteration: int | None = None
+
+
+def _restore(path: Path, cfg: Config, info: du.DistInfo, *, model: nn.Module, optimizer: torch.optim.Optimizer,
+             scheduler: Any, scaler: torch.amp.GradScaler) -> Position:
+    """Load a training checkpoint into the run's parts; put back this rank's generators."""
+    ckpt = load_training_checkpoint(path)
+    check_same_model_config(ckpt["config"], cfg, path)
+    unwrap_model(model).load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    if scaler.is_enabled() and ckpt.get("scaler"):
+        scaler.load_state_dict(ckpt["scaler"])
+    position = Position(int(ckpt["iteration"]), int(ckpt["epoch"]), int(ckpt["batch"]), ckpt.get("best_metric"), ckpt.get("best_iteration"))
+    if int(ckpt.get("world_size", 1)) == info.world_size:
+        restore_rng_state(ckpt["rng"][info.rank])
+    else:  # another number of processes shards the data differently: start a new pass
+        position.epoch, position.batch = position.epoch + 1, 0
+        _note(f"resumed with {info.world_size} processes (checkpoint: {ckpt.get('world_size')}); data order restarts at pass {position.epoch}")
+    _note(f"resumed from {path} at iteration {position.iteration}")
+    return position
 
 
 # ---------------------------------------------------------------------------------------
@@ -287,32 +272,16 @@ def _train(cfg: Config, *, resume: bool, info: du.DistInfo, device: torch.device
         val_loader = build_loader(val_set, batch_size=cfg.data.batch_size, train=False, group_by_aspect_ratio=False, distributed=False, seed=seed, num_workers=cfg.data.num_workers)
 
     metrics_log = MetricsLog(out / "metrics.jsonl", enabled=info.is_main)
-    start_iter, epoch, batch_in_epoch = 0, 0, 0
-    best_metric: float | None = None
-    best_iteration: int | None = None
     if resume:
-        ckpt = load_training_checkpoint(out / LAST_NAME)
-        check_same_model_config(ckpt["config"], cfg, out / LAST_NAME)
-        unwrap_model(model).load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if amp and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        start_iter = int(ckpt["iteration"])
-        best_metric, best_iteration = ckpt.get("best_metric"), ckpt.get("best_iteration")
-        if int(ckpt.get("world_size", 1)) == info.world_size:
-            epoch, batch_in_epoch = int(ckpt["epoch"]), int(ckpt["batch"])
-            restore_rng_state(ckpt["rng"][info.rank])
-        else:
-            epoch, batch_in_epoch = int(ckpt["epoch"]) + 1, 0
-            _note(f"resumed with {info.world_size} processes (checkpoint: {ckpt.get('world_size')}); data order restarts at pass {epoch}")
-        metrics_log.truncate_after(start_iter)
-        _note(f"resumed from {out / LAST_NAME} at iteration {start_iter}")
-        del ckpt
+        position = _restore(out / LAST_NAME, cfg, info, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
+        metrics_log.truncate_after(position.iteration)
     else:
+        position = Position()
         if info.is_main and (out / LAST_NAME).exists():
             _note(f"{out} already holds {LAST_NAME}; starting a new run over it (resume to continue instead)")
         metrics_log.start_fresh()
+    start_iter, epoch, batch_in_epoch = position.iteration, position.epoch, position.batch
+    best_metric, best_iteration = position.best_metric, position.best_iteration
     if info.is_main:
         atomic_write_text(out / "config.yaml", dump_config(cfg))
 
