@@ -174,3 +174,34 @@ def test_roi_align_and_pool_parity_with_torchvision(parity_ops):
     for case in parity_ops["roi_pool"]:
         out = roi_pool(feature, rois, case["output_size"], case["spatial_scale"])
         assert (out - case["out"]).abs().max().item() <= 1e-4
+
+
+def _reference_roi_pool(input, rois, out_h, out_w, scale):
+    """torchvision's CPU RoIPool loop, bin by bin."""
+    height, width = input.shape[-2:]
+    out = torch.zeros((rois.shape[0], input.shape[1], out_h, out_w), dtype=input.dtype)
+    for k, (b, *corners) in enumerate(rois.tolist()):
+        # C's round(): halves away from zero
+        x1, y1, x2, y2 = (int(math.copysign(math.floor(abs(v * scale) + 0.5), v)) for v in corners)
+        roi_w, roi_h = max(x2 - x1 + 1, 1), max(y2 - y1 + 1, 1)
+        for ph in range(out_h):
+            h0 = min(max(math.floor(ph * roi_h / out_h) + y1, 0), height)
+            h1 = min(max(math.ceil((ph + 1) * roi_h / out_h) + y1, 0), height)
+            for pw in range(out_w):
+                w0 = min(max(math.floor(pw * roi_w / out_w) + x1, 0), width)
+                w1 = min(max(math.ceil((pw + 1) * roi_w / out_w) + x1, 0), width)
+                if h1 > h0 and w1 > w0:
+                    out[k, :, ph, pw] = input[int(b), :, h0:h1, w0:w1].amax(dim=(1, 2))
+    return out
+
+
+def test_roi_pool_partly_outside_matches_plain_loop():
+    generator = torch.Generator().manual_seed(4)
+    feature = torch.rand((2, 3, 9, 11), generator=generator, dtype=torch.float64)
+    rois = torch.tensor(
+        [[1.0, -6.0, -3.0, 5.0, 7.0], [0.0, 4.0, 2.0, 30.0, 20.0], [1.0, 40.0, 40.0, 60.0, 50.0], [0.0, 1, 1, 2, 2]],
+        dtype=torch.float64,
+    )
+    out = roi_pool(feature, rois, (3, 4), 0.5)
+    torch.testing.assert_close(out, _reference_roi_pool(feature, rois, 3, 4, 0.5), atol=0, rtol=0)
+    assert out[2].abs().sum() == 0  # wholly outside -> 0
