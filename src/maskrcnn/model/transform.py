@@ -100,7 +100,7 @@ class ImageTransform(nn.Module):
         if target is None:
             return resized, None
         new_size = (resized.shape[-2], resized.shape[-1])
-        boxes = resize_boxes(target.boxes, (height, width), new_size)
+        boxes = resize_boxes(target.boxes.to(torch.float32), (height, width), new_size)
         masks = target.masks
         if masks is not None:
             if masks.shape[0] == 0:
