@@ -160,6 +160,7 @@ def roi_align(
         grid_w = torch.ceil(bin_w).to(torch.int64)
 
     parts = []
+    index_dtype = torch.int32 if batch * height * width < 2**31 - 1 else torch.int64  # halves tap memory
     chunks = _chunks(grid_h, grid_w, out_h * out_w)
     for members in chunks:
         index_y, weight_y = _axis_taps(start_y[members], bin_h[members], grid_h[members], out_h, height)
@@ -172,7 +173,7 @@ def roi_align(
         )  # (k, oh, ow, Ey, Ex): channels-last pixel of each tap
         weights = weight_y[:, :, None, :, None] * weight_x[:, None, :, None, :]  # (k, oh, ow, Ey, Ex)
         num_bins = members.shape[0] * out_h * out_w
-        parts.append((flat_index.reshape(num_bins, -1), weights.reshape(num_bins, -1)))
+        parts.append((flat_index.reshape(num_bins, -1).to(index_dtype), weights.reshape(num_bins, -1)))
     pooled = weighted_gather(input.to(dtype), parts)  # (K*oh*ow, C) in chunk order
     out = pooled.view(num, out_h, out_w, channels)
     if len(chunks) > 1:

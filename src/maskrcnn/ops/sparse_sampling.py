@@ -88,7 +88,7 @@ class _SparseSample(torch.autograd.Function):
 def weighted_gather(input: Tensor, parts: list[tuple[Tensor, Tensor]]) -> Tensor:
     """sum_t weights[r, t] * pixel(flat_index[r, t]) for every row r of every part -> (n, C).
 
-    input (B, C, H, W) float32/float64; parts: (flat_index (n_i, T_i) int64 into the
+    input (B, C, H, W) float32/float64; parts: (flat_index (n_i, T_i) int32/int64 into the
     channels-last pixels P, weights (n_i, T_i)); rows come out in part order, n = sum n_i.
     Repeated pixels in a row add up. Differentiable w.r.t. input.
     """
