@@ -126,7 +126,7 @@ class Predictor:
         if not path.is_file():
             raise FileNotFoundError(2, "checkpoint file not found", str(path))
         resolved = resolve_device(device)
-        model, cfg = load_model(path, config=config, device=resolved)
+        model, cfg = load_model(path, config=config, device=resolved, for_inference=True)
         class_names, label_to_category_id = checkpoint_labels(path, cfg)
         return cls(
             model,
