@@ -36,16 +36,23 @@ def random_boxes(num: int, generator: torch.Generator) -> torch.Tensor:
 
 
 def timings_ms(run: Callable[[], object], repeats: int, sync: Callable[[], None]) -> dict[str, float]:
-    """Median and minimum wall time of `repeats` runs, after one warm-up run."""
+    """Median and minimum wall time of `repeats` runs after one warm-up run, and the median
+    CPU time of this process (all its threads; with one thread, what the wall time would be
+    on an otherwise idle machine)."""
     run()
     sync()
-    times = []
+    times, cpu_times = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         run()
         sync()
         times.append(time.perf_counter() - start)
-    return {"median": round(statistics.median(times) * 1000, 2), "min": round(min(times) * 1000, 2)}
+        cpu_times.append(time.process_time() - cpu_start)
+    return {
+        "median": round(statistics.median(times) * 1000, 2),
+        "min": round(min(times) * 1000, 2),
+        "cpu_median": round(statistics.median(cpu_times) * 1000, 2),
+    }
 
 
 def main() -> None:
