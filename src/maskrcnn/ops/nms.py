@@ -96,13 +96,16 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
 def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
     """NMS done independently per category `idxs` (N,): kept indices (K,) by decreasing score.
 
-    Mirrors torchvision: for up to 1000 boxes every category's boxes are shifted by
+    Mirrors torchvision (so that float rounding, and thus the keep list, is the same): for
+    up to 1000 boxes (5000 on CUDA) every category's boxes are shifted by
     idxs * (max coordinate + 1) so that categories never overlap and one NMS runs; for more,
     NMS runs per category and the union is sorted by score.
     """
+    if idxs.shape != scores.shape:
+        raise ValueError(f"batched_nms: idxs must have the shape of scores {tuple(scores.shape)}, got {tuple(idxs.shape)}")
     if boxes.shape[0] == 0:
         return torch.zeros((0,), dtype=torch.int64, device=boxes.device)
-    if boxes.numel() <= 4000:
+    if boxes.numel() <= (4000 if boxes.device.type == "cpu" else 20000):
         max_coordinate = boxes.max()
         offsets = idxs.to(boxes) * (max_coordinate + torch.tensor(1).to(boxes))  # (N,)
         return nms(boxes + offsets[:, None], scores, iou_threshold)
