@@ -102,7 +102,9 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     NMS runs per category and the union is sorted by score.
     """
     if idxs.shape != scores.shape:
-        raise ValueError(f"batched_nms: idxs must have the shape of scores {tuple(scores.shape)}, got {tuple(idxs.shape)}")
+        raise ValueError(
+            f"batched_nms: idxs must have the shape of scores {tuple(scores.shape)}, got {tuple(idxs.shape)}"
+        )
     if boxes.shape[0] == 0:
         return torch.zeros((0,), dtype=torch.int64, device=boxes.device)
     if boxes.numel() <= (4000 if boxes.device.type == "cpu" else 20000):
