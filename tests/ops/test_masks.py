@@ -86,7 +86,8 @@ def test_crop_and_resize_masks_with_indices_equals_copied_masks():
     assert by_index.shape == (4, 7, 7)
     torch.testing.assert_close(by_index, copied)
     assert not torch.equal(by_index[0], crop_and_resize_masks(gt_masks[:1], boxes[:1], 7)[0])
-    empty = crop_and_resize_masks(torch.zeros((0, 40, 50)), torch.zeros((0, 4)), 7, mask_indices=torch.zeros(0, dtype=torch.int64))
+    no_indices = torch.zeros(0, dtype=torch.int64)
+    empty = crop_and_resize_masks(torch.zeros((0, 40, 50)), torch.zeros((0, 4)), 7, mask_indices=no_indices)
     assert empty.shape == (0, 7, 7)
 
 
