@@ -117,6 +117,7 @@ class InferenceConv2d(nn.Conv2d, _InferenceOnly):
         new.training = conv.training
         new.relu = False
         new.folded_norm = norm is not None
+        new.packed_weight = None
         weight, bias = folded_conv_weights(conv, scale, shift)
         new.register_buffer("folded_weight", weight, persistent=False)
         new.register_buffer("folded_bias", bias, persistent=False)
@@ -135,17 +136,38 @@ class InferenceConv2d(nn.Conv2d, _InferenceOnly):
             and not (torch.is_grad_enabled() and x.requires_grad)
         )
 
+    def _onednn_weight(self, x: Tensor) -> Tensor:
+        """The folded weight reordered once into oneDNN's blocked layout (cached; not state)."""
+        if self.packed_weight is None:
+            try:
+                self.packed_weight = torch._C._nn.mkldnn_reorder_conv2d_weight(
+                    self.folded_weight.to_mkldnn(),
+                    list(self.padding), list(self.stride), list(self.dilation), self.groups, list(x.shape),
+                )
+            except (RuntimeError, AttributeError):  # no such private op: use the plain weight
+                self.packed_weight = self.folded_weight
+        return self.packed_weight
+
+    def _apply(self, fn: Any, recurse: bool = True) -> "InferenceConv2d":
+        self.packed_weight = None  # device / dtype / layout changes: pack again when next used
+        return super()._apply(fn, recurse)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["packed_weight"] = None  # an opaque oneDNN tensor cannot be copied or pickled
+        return state
+
     def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:  # (N, C_in, H, W) -> (N, C_out, H', W')
         self._check_eval()
         if self._use_onednn(x):
+            weight = self._onednn_weight(x)
             args = (list(self.padding), list(self.stride), list(self.dilation), self.groups)
             if residual is None:
                 return torch.ops.mkldnn._convolution_pointwise(
-                    x, self.folded_weight, self.folded_bias, *args, "relu" if self.relu else "none", [], ""
+                    x, weight, self.folded_bias, *args, "relu" if self.relu else "none", [], ""
                 )
             return torch.ops.mkldnn._convolution_pointwise.binary(
-                x, residual, self.folded_weight, self.folded_bias, *args,
-                "add", None, "relu" if self.relu else None, [], None,
+                x, residual, weight, self.folded_bias, *args, "add", None, "relu" if self.relu else None, [], None
             )
         out = self._conv_forward(x, self.folded_weight, self.folded_bias)
         if residual is not None:
