@@ -4,8 +4,9 @@ Shape glossary: N boxes (x1, y1, x2, y2); K kept boxes.
 
 How it is fast without a compiled kernel: boxes are sorted by score (stable, descending,
 as torchvision) and taken in blocks of rows. For a block, the "box i suppresses box j"
-relation (IoU > threshold, j after i) is computed with vectorized tensor ops, only for
-rows and columns not yet suppressed, and packed into one Python-integer bitmask per row;
+relation (IoU > threshold, j after i) is computed with vectorized tensor ops (in tiles
+small enough to run single-threaded), only for rows and columns not yet suppressed, and
+packed into one Python-integer bitmask per row;
 the greedy sweep is then a loop of integer ORs. (Restricting pairs to boxes of similar
 area, since IoU <= min area / max area, was tried: faster only when few boxes are
 suppressed, slower on proposal-like inputs, so it is not used.)
@@ -17,7 +18,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-_ROW_BLOCK = 128  # rows of the IoU matrix computed at once (128 measured best of 64..512)
+_ROW_BLOCK = 128  # rows of the IoU matrix per greedy step (128 measured best of 64..512)
+# IoU tiles stay below PyTorch's parallel grain (32768 elements), so each op runs on one
+# thread: on this shared 2-core machine, hundreds of 2-thread regions per call cost 5-50x
+# (threads wait on the scheduler), while one thread loses < 2x on an idle machine.
+_SERIAL_ELEMENTS = 32768
 
 
 def _suppressed_by(rows: Tensor, cols: Tensor, areas_rows: Tensor, areas_cols: Tensor, iou_threshold: float) -> Tensor:
@@ -42,6 +47,16 @@ def _greedy_keep(boxes: Tensor, iou_threshold: float) -> list[int]:
     """
     num = boxes.shape[0]
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # (N,)
+    # (N, 5) boxes and areas; on the CPU gathered through NumPy (torch's indexing kernel
+    # opens a 2-thread region even for a few thousand elements).
+    table = torch.cat([boxes, areas[:, None]], dim=1)
+    table_host = table.numpy() if table.device.type == "cpu" else None
+
+    def take(positions: np.ndarray) -> Tensor:
+        if table_host is not None:
+            return torch.from_numpy(table_host[positions])
+        return table[torch.from_numpy(positions).to(table.device)]
+
     removed = 0  # bit j set: box j suppressed
     kept: list[int] = []
     padded_cols = (num + 7) // 8 * 8
@@ -55,13 +70,15 @@ def _greedy_keep(boxes: Tensor, iou_threshold: float) -> list[int]:
         if num_rows == 0:
             continue
         alive_rows = alive[:num_rows].tolist()
-        alive_index = torch.from_numpy(alive).to(boxes.device)
-        row_index = alive_index[:num_rows]
-        suppress = _suppressed_by(
-            boxes[row_index], boxes[alive_index], areas[row_index], areas[alive_index], iou_threshold
-        )  # (R', C') bool
+        cols_table = take(alive)  # (C', 5)
+        row_boxes, row_areas = cols_table[:num_rows, :4], cols_table[:num_rows, 4]
+        col_boxes, col_areas = cols_table[:, :4], cols_table[:, 4]
         bits = np.zeros((num_rows, padded_cols), dtype=bool)
-        bits[:, alive] = suppress.cpu().numpy()
+        tile = max(1, (_SERIAL_ELEMENTS - 1) // num_rows)  # columns per tile
+        for first in range(0, col_boxes.shape[0], tile):
+            cols = slice(first, first + tile)
+            suppress = _suppressed_by(row_boxes, col_boxes[cols], row_areas, col_areas[cols], iou_threshold)
+            bits[:, alive[cols]] = suppress.cpu().numpy()  # (R', tile) bool
         packed = np.packbits(bits, axis=1, bitorder="little")  # (R', padded_cols / 8)
         for offset, i in enumerate(alive_rows):
             if (removed >> i) & 1:
@@ -85,12 +102,12 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     if boxes.shape[0] == 0:
         return torch.zeros((0,), dtype=torch.int64, device=boxes.device)
     order = torch.sort(scores, dim=0, descending=True, stable=True)[1]  # (N,)
-    sorted_boxes = boxes[order]
+    sorted_boxes = boxes.index_select(0, order)
     if not sorted_boxes.is_floating_point():
         sorted_boxes = sorted_boxes.float()
     kept = _greedy_keep(sorted_boxes, iou_threshold)
     kept_positions = torch.as_tensor(kept, dtype=torch.int64, device=boxes.device)
-    return order[kept_positions]
+    return order.index_select(0, kept_positions)
 
 
 def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
