@@ -4,10 +4,10 @@ Shape glossary: N boxes (x1, y1, x2, y2); K kept boxes.
 
 How it is fast without a compiled kernel: boxes are sorted by score (stable, descending,
 as torchvision) and taken in blocks of rows. For a block, the "box i suppresses box j"
-relation (IoU > threshold, j after i) is computed with vectorized tensor ops (in tiles
-small enough to run single-threaded), only for rows and columns not yet suppressed, and
-packed into one Python-integer bitmask per row;
-the greedy sweep is then a loop of integer ORs. (Restricting pairs to boxes of similar
+relation (IoU > threshold, j after i) is computed with vectorized tensor ops (on the CPU
+in tiles small enough to run single-threaded), only for rows and columns not yet
+suppressed, and packed into one Python-integer bitmask per row; the greedy sweep is then
+a loop of integer ORs. (Restricting pairs to boxes of similar
 area, since IoU <= min area / max area, was tried: faster only when few boxes are
 suppressed, slower on proposal-like inputs, so it is not used.)
 """
@@ -25,7 +25,9 @@ _ROW_BLOCK = 128  # rows of the IoU matrix per greedy step (128 measured best of
 _SERIAL_ELEMENTS = 32768
 
 
-def _suppressed_by(rows: Tensor, cols: Tensor, areas_rows: Tensor, areas_cols: Tensor, iou_threshold: float) -> Tensor:
+def _suppressed_by(
+    rows: Tensor, cols: Tensor, areas_rows: Tensor, areas_cols: Tensor, iou_threshold: float
+) -> Tensor:
     """(R, C) bool: IoU(row box, col box) > threshold, with torchvision's float arithmetic."""
     xx1 = torch.maximum(rows[:, None, 0], cols[None, :, 0])  # (R, C)
     xx2 = torch.minimum(rows[:, None, 2], cols[None, :, 2])
@@ -74,7 +76,8 @@ def _greedy_keep(boxes: Tensor, iou_threshold: float) -> list[int]:
         row_boxes, row_areas = cols_table[:num_rows, :4], cols_table[:num_rows, 4]
         col_boxes, col_areas = cols_table[:, :4], cols_table[:, 4]
         bits = np.zeros((num_rows, padded_cols), dtype=bool)
-        tile = max(1, (_SERIAL_ELEMENTS - 1) // num_rows)  # columns per tile
+        # columns per tile: single-threaded tiles on the CPU, whole rows on a GPU
+        tile = max(1, (_SERIAL_ELEMENTS - 1) // num_rows) if table_host is not None else alive.shape[0]
         for first in range(0, col_boxes.shape[0], tile):
             cols = slice(first, first + tile)
             suppress = _suppressed_by(row_boxes, col_boxes[cols], row_areas, col_areas[cols], iou_threshold)
