@@ -263,3 +263,15 @@ def test_torchvision_parity_on_the_prepared_path(model_name, images):
         assert float(torch.tensor(ious).median()) >= 0.995, (model_name, name)
         assert float((torch.tensor(ious) >= 0.95).float().mean()) >= 0.95, (model_name, name)
         assert not math.isnan(float(det.scores.sum()))
+
+
+def test_copies_after_a_forward_run_the_same():
+    """The cached oneDNN weights (opaque tensors) are dropped on copy and rebuilt on use."""
+    model, _ = small_model(v2_norms=False)
+    prepare_for_inference(model)
+    images = [torch.rand(3, 64, 80)]
+    with torch.inference_mode():
+        (first,) = model(images)
+        copied = copy.deepcopy(model)
+        (again,) = copied(images)
+    assert torch.equal(first.scores, again.scores) and torch.equal(first.boxes, again.boxes)

@@ -1,0 +1,159 @@
+"""Mask R-CNN training speed: iterations per second and peak memory, as JSON.
+
+    python benchmarks/train.py [--setups shapes_demo r50_fpn_512] [--iters 5] [--warmup 1]
+        [--device cpu|cuda] [--amp both|off|on] [--threads N] [--quick] [--json PATH]
+
+Setups (randomly initialized models, synthetic shapes images with their masks, the
+project's own `engine.train.train_step` with SGD from the config's solver):
+  shapes_demo   the demo recipe (configs/shapes_demo.yaml): plain CNN + FPN, 128 x 128
+                images, its batch size (4)
+  r50_fpn_512   maskrcnn_resnet50_fpn, batch 2, 512 x 512 images, transform min/max size
+                set to 512 so the network sees 512 x 512 (the default would upsample to 800)
+Each figure: --warmup untimed iterations, then --iters timed ones (iterations/s from
+their total, and the fastest). Peak memory: CPU RSS sampled during the timed iterations
+(and its growth over the RSS before them); on CUDA torch.cuda.max_memory_allocated. On
+CUDA, --amp both (default there) measures float32 and float16 mixed precision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_utils import RssSampler, machine_info, max_rss_bytes, mib  # noqa: E402
+
+from maskrcnn.config import Config, load_config  # noqa: E402
+from maskrcnn.data.shapes import render_shapes_image  # noqa: E402
+from maskrcnn.engine.schedule import build_optimizer  # noqa: E402
+from maskrcnn.engine.train import train_step  # noqa: E402
+from maskrcnn.model.build import build_model  # noqa: E402
+from maskrcnn.ops.boxes import masks_to_boxes  # noqa: E402
+from maskrcnn.structures import Targets  # noqa: E402
+
+SETUPS: dict[str, tuple[str, list[str], int, int]] = {
+    # name: (config, overrides, image size, batch size or 0 for the config's data.batch_size)
+    "shapes_demo": ("shapes_demo", [], 128, 0),
+    "r50_fpn_512": (
+        "maskrcnn_resnet50_fpn",
+        ["model.transform.min_size=[512]", "model.transform.max_size=512"],
+        512,
+        2,
+    ),
+}
+
+
+def synthetic_batch(batch_size: int, image_size: int, seed: int) -> tuple[list[torch.Tensor], list[Targets]]:
+    """Shapes images (3, S, S) float in [0, 1] with boxes, labels 1..3 and masks."""
+    images, targets = [], []
+    for index in range(batch_size):
+        pixels, instances = render_shapes_image(seed, index, image_size, min_shapes=2, max_shapes=4)
+        masks = torch.stack([torch.from_numpy(m.astype("uint8")) for _, m in instances])  # (N, S, S)
+        labels = torch.tensor([kind + 1 for kind, _ in instances], dtype=torch.int64)
+        images.append(torch.from_numpy(pixels).permute(2, 0, 1).float() / 255.0)
+        targets.append(Targets(boxes=masks_to_boxes(masks), labels=labels, masks=masks))
+    return images, targets
+
+
+def bench_setup(name: str, args: argparse.Namespace, device: torch.device, amp: bool) -> dict[str, Any]:
+    config_name, overrides, image_size, batch_size = SETUPS[name]
+    cfg: Config = load_config(config_name, overrides)
+    batch_size = batch_size or cfg.data.batch_size
+    torch.manual_seed(0)
+    model = build_model(cfg.model).to(device).train()
+    optimizer = build_optimizer(model, cfg.solver)
+    for group in optimizer.param_groups:  # a small step: timing only, and no divergence
+        group["lr"] = min(group["lr"], 0.002)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    images, targets = synthetic_batch(batch_size, image_size, seed=0)
+    images = [image.to(device) for image in images]
+    targets = [target.to(device) for target in targets]
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def step(iteration: int) -> None:
+        train_step(model, images, targets, optimizer=optimizer, scaler=scaler, iteration=iteration, amp=amp)
+        sync()
+
+    for i in range(args.warmup):
+        step(i)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    with RssSampler() as sampler:
+        for i in range(args.iters):
+            start = time.perf_counter()
+            step(args.warmup + i)
+            times.append(time.perf_counter() - start)
+    result: dict[str, Any] = {
+        "config": config_name,
+        "overrides": overrides,
+        "batch_size": batch_size,
+        "image_hw": [image_size, image_size],
+        "device": str(device),
+        "amp_float16": amp,
+        "iterations_timed": len(times),
+        "iterations_per_s": round(len(times) / sum(times), 4),
+        "fastest_iteration_s": round(min(times), 4),
+        "images_per_s": round(batch_size * len(times) / sum(times), 4),
+    }
+    if device.type == "cuda":
+        result["peak_cuda_memory_mib"] = mib(torch.cuda.max_memory_allocated())
+    else:
+        result["peak_rss_mib"] = mib(sampler.peak)
+        result["rss_growth_mib"] = mib(sampler.peak - sampler.start)
+    print(f"  {name} amp={amp}: {result['iterations_per_s']} it/s", file=sys.stderr)
+    return result
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+    parser.add_argument("--iters", type=int, default=5, help="timed iterations per setup")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed iterations first")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--amp", default=None, choices=("both", "off", "on"), help="CUDA: default both")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--quick", action="store_true", help="shapes_demo only, 2 iterations")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the JSON here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.setups, args.iters = ["shapes_demo"], min(args.iters, 2)
+    if args.iters < 1 or args.warmup < 0:
+        parser.error("--iters must be >= 1 and --warmup >= 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: CUDA is not available on this machine")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    amp_mode = args.amp or ("both" if device.type == "cuda" else "off")
+    amp_values = {"both": [False, True], "off": [False], "on": [True]}[amp_mode]
+    if device.type == "cpu" and True in amp_values:
+        raise SystemExit("--amp: float16 mixed precision is measured on CUDA only")
+    report: dict[str, Any] = {"machine": machine_info(), "command": " ".join(["benchmarks/train.py", *sys.argv[1:]])}
+    report["setups"] = {
+        f"{name}{'_amp' if amp else ''}": bench_setup(name, args, device, amp) for name in args.setups for amp in amp_values
+    }
+    report["machine"]["load_average_at_end"] = machine_info()["load_average_1_5_15min"]
+    report["max_rss_mib"] = mib(max_rss_bytes())
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        from maskrcnn.io_utils import atomic_write_text
+
+        atomic_write_text(args.json, text + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()
