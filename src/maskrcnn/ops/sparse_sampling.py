@@ -16,6 +16,7 @@ import warnings
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 # Below this many multiply-adds (nonzeros x channels) the gather + bmm path is used.
 SPARSE_MIN_WORK = 1 << 20
@@ -70,6 +71,7 @@ class _SparseSample(torch.autograd.Function):
         return _sparse_times_dense(matrix, features)  # (n, C)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
         crow, col, values = ctx.saved_tensors
         num_rows = crow.shape[0] - 1
