@@ -14,7 +14,7 @@ rate). Peak memory: RSS sampled during one untimed run (peak and growth over the
 before it), and the process's getrusage peak at the end.
 
 --profile-stages  wall time per stage (benchmarks/stage_timer.py), from the fastest of
-                  --repeats profiled runs
+                  --profile-repeats profiled runs
 --baseline        also time the model without prepare_for_inference (same run) -> speedup
 --batch           8 images of mixed sizes: images/s in one batch vs one at a time
 --precision       bf16 (CPU autocast) or int8 (dynamic quantization of the Linear layers);
@@ -141,7 +141,8 @@ def bench_model(name: str, args: argparse.Namespace, rate: float) -> dict[str, A
     for image_name in args.images:
         image = read_image(image_name)
         seen = observe_one_run(model, image, context)
-        macs = count_macs(model, tuple(seen["resized_hw"]), seen["num_proposals"], seen["num_detections"])
+        # Counted on the float model (same layers and shapes; a quantized copy cannot run on "meta").
+        macs = count_macs(reference, tuple(seen["resized_hw"]), seen["num_proposals"], seen["num_detections"])
         times = latency(model, [image], args.repeats, context)
         fastest = min(times)
         entry: dict[str, Any] = {
@@ -161,7 +162,7 @@ def bench_model(name: str, args: argparse.Namespace, rate: float) -> dict[str, A
             float_seen = observe_one_run(reference, image, contextlib.nullcontext)
             entry["vs_float32"] = compare_detections(float_seen["detections"], seen["detections"])
         if args.profile_stages:
-            entry["stages_s"] = profile_stages(model, image, args.repeats, context)
+            entry["stages_s"] = profile_stages(model, image, args.profile_repeats, context)
         if not args.quick:
             entry["memory"] = memory(model, image, context)
         result["images"][image_name] = entry
@@ -208,6 +209,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per image after one warm-up")
     parser.add_argument("--quick", action="store_true", help="first image only, 2 repeats, no memory run")
     parser.add_argument("--profile-stages", action="store_true", help="time per stage")
+    parser.add_argument("--profile-repeats", type=int, default=3, help="profiled runs per image (fastest kept)")
     parser.add_argument("--batch", action="store_true", help="8 mixed-size images: batched vs one at a time")
     parser.add_argument("--baseline", action="store_true", help="also time the model without prepare_for_inference")
     parser.add_argument("--no-prepare", dest="prepare", action="store_false", help="skip prepare_for_inference")
@@ -218,8 +220,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.images = args.images[:1]
         args.repeats = min(args.repeats, 2)
-    if args.repeats < 1:
-        parser.error("--repeats: expected >= 1")
+    if args.repeats < 1 or args.profile_repeats < 1:
+        parser.error("--repeats and --profile-repeats: expected >= 1")
     return args
 
 

@@ -275,3 +275,58 @@ def test_copies_after_a_forward_run_the_same():
         copied = copy.deepcopy(model)
         (again,) = copied(images)
     assert torch.equal(first.scores, again.scores) and torch.equal(first.boxes, again.boxes)
+
+
+def _benchmark_module(name: str):
+    """A script module of benchmarks/ (not a package), imported from its path."""
+    import sys
+
+    folder = Path(__file__).resolve().parents[2] / "benchmarks"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(folder))  # the scripts import their sibling helpers
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(folder))
+    return module
+
+
+def test_benchmark_stage_timer_covers_the_pass():
+    stage_timer = _benchmark_module("stage_timer")
+    model, _ = small_model(v2_norms=False)
+    prepare_for_inference(model)
+    with stage_timer.StageTimer(model) as timer, torch.inference_mode():
+        model([torch.rand(3, 64, 64)])
+    stages = timer.stages()
+    assert list(stages)[:-1] == list(stage_timer.STAGES) and stages["total"] > 0
+    assert all(stages[s] > 0 for s in ("backbone", "fpn", "rpn_head", "box_head", "mask_head", "paste"))
+    assert abs(sum(v for k, v in stages.items() if k != "total") - stages["total"]) < 1e-6
+    assert "detect" not in model.roi_heads.__dict__ and not model._forward_hooks  # all removed
+
+
+def test_benchmark_detection_comparison_by_hand():
+    from maskrcnn.structures import Detections
+
+    precision = _benchmark_module("precision")
+    masks = torch.zeros(2, 10, 10)
+    masks[0, :4, :4] = 1.0  # 16 px
+    masks[1, 5:, 5:] = 1.0
+    reference = Detections(
+        boxes=torch.tensor([[0.0, 0.0, 4.0, 4.0], [5.0, 5.0, 10.0, 10.0]]),
+        scores=torch.tensor([0.9, 0.8]),
+        labels=torch.tensor([1, 2]),
+        masks=masks,
+    )
+    other_masks = masks.clone()
+    other_masks[0, :4, :2] = 0.0  # 8 of 16 px left: IoU 0.5
+    other = Detections(
+        boxes=torch.tensor([[0.0, 0.0, 4.0, 4.0], [5.0, 5.0, 10.0, 10.0]]),
+        scores=torch.tensor([0.85, 0.8]),
+        labels=torch.tensor([1, 3]),  # second: other label, not matched
+        masks=other_masks,
+    )
+    result = precision.compare_detections(reference, other)
+    assert result["matched"] == 1 and result["reference_detections"] == 2
+    assert result["score_abs_change_max"] == pytest.approx(0.05, abs=1e-6)
+    assert result["mask_iou_median"] == pytest.approx(0.5)
