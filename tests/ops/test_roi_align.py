@@ -132,11 +132,25 @@ def test_sparse_product_path_matches_gather_path_with_gradients(sampling_ratio, 
 
     monkeypatch.setattr(sparse_sampling, "SPARSE_MIN_WORK", 0)
     sparse_out, sparse_grad = run()
+    leaf = feature.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    roi_align(leaf, rois, (4, 5), 0.25, sampling_ratio, False).backward(grad_out)
+    torch.testing.assert_close(leaf.grad, sparse_grad, atol=1e-12, rtol=0)
     monkeypatch.setattr(sparse_sampling, "SPARSE_MIN_WORK", 1 << 60)
     gather_out, gather_grad = run()
     torch.testing.assert_close(sparse_out, gather_out, atol=1e-12, rtol=0)
     torch.testing.assert_close(sparse_grad, gather_grad, atol=1e-12, rtol=0)
     assert sparse_grad.abs().sum() > 0
+
+
+def test_roi_align_channels_last_input_same_values_and_layout():
+    generator = torch.Generator().manual_seed(5)
+    feature = torch.rand((2, 6, 10, 12), generator=generator)
+    rois = torch.tensor([[1.0, 1.0, 2.0, 30.0, 25.0], [0.0, 0.0, 0.0, 47.0, 39.0]])
+    channels_last = feature.contiguous(memory_format=torch.channels_last)
+    out = roi_align(channels_last, rois, 3, 0.25, 2, False)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, roi_align(feature, rois, 3, 0.25, 2, False), atol=0, rtol=0)
+    assert roi_align(feature, rois, 3, 0.25, 2, False).is_contiguous()
 
 
 def test_roi_align_bfloat16_input_follows_float32():

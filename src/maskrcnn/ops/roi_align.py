@@ -131,6 +131,8 @@ def roi_align(
     them to the feature map. sampling_ratio > 0 takes that many samples per bin and axis,
     <= 0 takes ceil(roi_size / output_size) per RoI. aligned=True shifts boxes by -0.5 px;
     aligned=False makes RoIs at least 1 px wide and high. Differentiable w.r.t. input.
+    A channels-last input (torch.channels_last) skips a copy of the map and gives a
+    channels-last output; otherwise the output is contiguous.
     """
     _check_inputs("roi_align", input, rois)
     out_h, out_w = _pair(output_size)
@@ -181,7 +183,10 @@ def roi_align(
         inverse = torch.empty_like(order)
         inverse[order] = torch.arange(num, device=order.device)
         out = out[inverse]
-    return out.permute(0, 3, 1, 2).contiguous().to(input.dtype)  # (K, C, oh, ow)
+    out = out.permute(0, 3, 1, 2)  # (K, C, oh, ow), channels-last strides
+    if input.is_contiguous(memory_format=torch.channels_last) and not input.is_contiguous():
+        return out.to(input.dtype)  # memory format follows the input, as for convolutions
+    return out.contiguous().to(input.dtype)
 
 
 def _round_half_away(values: Tensor) -> Tensor:

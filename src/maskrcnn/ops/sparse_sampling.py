@@ -68,6 +68,7 @@ class _SparseSample(torch.autograd.Function):
         matrix = _csr(crow, col, values, (num_rows, features.shape[0]))
         ctx.save_for_backward(crow, col, values)
         ctx.input_shape = input.shape
+        ctx.channels_last = input.is_contiguous(memory_format=torch.channels_last) and not input.is_contiguous()
         return _sparse_times_dense(matrix, features)  # (n, C)
 
     @staticmethod
@@ -87,6 +88,9 @@ class _SparseSample(torch.autograd.Function):
             crow_t.to(crow.dtype), entry_rows[order].to(crow.dtype), values[order], (num_pixels, num_rows)
         )
         grad_rows = _sparse_times_dense(transposed, grad_out.contiguous())  # (P, C)
+        if ctx.channels_last:  # the gradient takes the input's layout, no transpose needed
+            batch, channels, height, width = ctx.input_shape
+            return grad_rows.view(batch, height, width, channels).permute(0, 3, 1, 2), None, None, None
         return _rows_to_nchw(grad_rows, ctx.input_shape), None, None, None
 
 
