@@ -39,7 +39,26 @@ EXTERNAL_COMMANDS = (("import-masks", "maskrcnn.data.commands"), ("analyze", "ma
 # ---------------------------------------------------------------------------------------
 
 
+def _set_threads(threads: int) -> None:
+    """Limit PyTorch's CPU threads for this process (0: leave PyTorch's default).
+
+    On a shared or busy CPU, several threads per process can make small models many times
+    slower (threads wait on each other at every operation); one thread avoids that.
+    """
+    if threads < 0:
+        raise ThreadsOptionError(f"--threads: expected 0 (PyTorch's default) or a positive number, got {threads}")
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+class ThreadsOptionError(ValueError):
+    """A negative --threads value."""
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
+    _set_threads(args.threads)
     from maskrcnn.api import train
 
     summary = train(args.config, overrides=args.set, resume=args.resume, output_dir=args.output, device=args.device)
@@ -50,6 +69,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    _set_threads(args.threads)
     from maskrcnn.inference.predict import run_predict
 
     run_predict(
@@ -68,6 +88,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    _set_threads(args.threads)
     from maskrcnn.inference.evaluation import run_evaluate
 
     run_evaluate(
@@ -86,6 +107,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    _set_threads(args.threads)
     from maskrcnn.inference.demo import run_demo
 
     run_demo(
@@ -136,6 +158,8 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pt")
     p.add_argument("--output", default=None, help="output folder (None: the config's train.output_dir)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (None: the config's train.device)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="PyTorch CPU threads (0: PyTorch's default)")
     p.set_defaults(func=_cmd_train)
 
 
@@ -152,6 +176,8 @@ def _add_predict(sub: Any) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=1, help="images per model call")
     p.add_argument("--output", default="runs/predict", help="folder for predictions.json and overlays/")
+    p.add_argument("--threads", type=int, default=0,
+                   help="PyTorch CPU threads (0: PyTorch's default)")
     p.add_argument("--no-overlays", action="store_true", help="do not write overlay PNGs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
@@ -172,6 +198,8 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--score-threshold", type=float, default=0.5,
                    help="predictions scoring at least this count for the Data Science Bowl score")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the metrics to this JSON file")
+    p.add_argument("--threads", type=int, default=0,
+                   help="PyTorch CPU threads (0: PyTorch's default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_evaluate)
 
@@ -189,6 +217,8 @@ def _add_demo(sub: Any) -> None:
     _add_set_option(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, default=0, help="seed for data generation and training")
+    p.add_argument("--threads", type=int, default=1,
+                   help="PyTorch CPU threads (0: PyTorch's default); one is the fastest for this small model on a busy or 2-core CPU")
     p.add_argument("--overlays", type=int, default=6, help="validation images to draw")
     p.set_defaults(func=_cmd_demo)
 

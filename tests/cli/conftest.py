@@ -59,3 +59,11 @@ def image_folder(tmp_path) -> Path:
         Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(folder / name)
     (folder / "notes.txt").write_text("not an image")
     return folder
+
+
+@pytest.fixture(autouse=True)
+def restore_torch_threads():
+    """Commands run with --threads 1 (fast on a busy CPU); put the process's setting back after."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)

@@ -202,3 +202,12 @@ def test_missing_command_module_degrades_to_a_clear_error(monkeypatch, capsys) -
 def test_command_group_without_subcommand_prints_its_help(capsys) -> None:
     status, out, _ = run_cli(["analyze"], capsys)
     assert status == 2 and out.startswith("usage: maskrcnn analyze")
+
+
+def test_threads_option(capsys) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    status, _, err = run_cli(["predict", "x.png", "--weights", "w.pt", "--threads", "-1"], capsys)
+    assert status == 1 and "--threads: expected 0" in err
+    assert torch.get_num_threads() == before

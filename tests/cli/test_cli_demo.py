@@ -37,7 +37,7 @@ def test_demo_rejects_bad_options(tmp_path, capsys) -> None:
 def test_demo_runs_end_to_end_at_toy_size(tmp_path, capsys) -> None:
     out = tmp_path / "demo"
     args = ["demo", "--output", str(out), "--iters", "2", "--train-images", "4", "--val-images", "2",
-            "--image-size", "64", "--device", "cpu", "--overlays", "2"]
+            "--image-size", "64", "--device", "cpu", "--overlays", "2", "--threads", "1"]
     for item in TINY_MODEL:
         args += ["--set", item]
     status = main(args)

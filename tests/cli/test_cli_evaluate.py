@@ -32,7 +32,7 @@ def test_evaluate_weights_prints_table_and_writes_json(unmapped_checkpoint, shap
     json_path, images = shapes_set
     out_json = tmp_path / "m.json"
     status = main(["evaluate", "--weights", str(unmapped_checkpoint), "--annotations", str(json_path),
-                   "--images", str(images), "--device", "cpu", "--json", str(out_json), "--quiet"])
+                   "--images", str(images), "--device", "cpu", "--json", str(out_json), "--quiet", "--threads", "1"])
     out = capsys.readouterr().out
     assert status == 0
     metrics = json.loads(out_json.read_text())

@@ -22,7 +22,7 @@ def test_predict_writes_coco_results_and_overlays(tiny, tiny_checkpoint, image_f
     out_dir = tmp_path / "out"
     status, out, err = run_cli(
         ["predict", str(image_folder), "--weights", str(tiny_checkpoint), "--output", str(out_dir),
-         "--score-threshold", "0", "--batch-size", "2", "--device", "cpu", "--quiet"], capsys)
+         "--score-threshold", "0", "--batch-size", "2", "--device", "cpu", "--quiet", "--threads", "1"], capsys)
     assert status == 0, err
     records = json.loads((out_dir / "predictions.json").read_text())
     sizes = {"a.png": (48, 64), "b.jpg": (64, 40), "c.png": (50, 50)}

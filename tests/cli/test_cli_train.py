@@ -12,7 +12,7 @@ from maskrcnn.inference.predictor import Predictor, checkpoint_labels
 
 def test_train_command_writes_checkpoint_and_summary(tiny, tmp_path, capsys) -> None:
     data = tmp_path / "data"
-    args = ["train", "--config", "shapes_demo", "--output", str(tmp_path / "run"), "--device", "cpu"]
+    args = ["train", "--config", "shapes_demo", "--output", str(tmp_path / "run"), "--device", "cpu", "--threads", "1"]
     overrides = tiny["overrides"] + [
         "solver.max_iter=2", "solver.warmup_iters=1", "data.batch_size=2",
         f"data.train.annotations={data / 'train.json'}", "data.train.num_images=3", "data.train.image_size=48",
