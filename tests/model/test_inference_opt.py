@@ -330,3 +330,32 @@ def test_benchmark_detection_comparison_by_hand():
     assert result["matched"] == 1 and result["reference_detections"] == 2
     assert result["score_abs_change_max"] == pytest.approx(0.05, abs=1e-6)
     assert result["mask_iou_median"] == pytest.approx(0.5)
+
+
+def test_c4_layout_with_res5_head_matches():
+    """The C4 design: res5 blocks run on pooled RoIs (shared head) and are fused too."""
+    overrides = [
+        "model.num_classes=4",
+        "model.backbone.name=resnet18",
+        "model.backbone.layout=c4",
+        "model.anchors.sizes=[[16,32,64]]",
+        "model.anchors.aspect_ratios=[[0.5,1.0,2.0]]",
+        "model.rpn.pre_nms_top_n_test=60",
+        "model.rpn.post_nms_top_n_test=20",
+        "model.roi_heads.box_head=res5",
+        "model.roi_heads.box_pool_size=14",
+        "model.roi_heads.score_thresh=0.0",
+        "model.roi_heads.detections_per_img=5",
+        "model.transform.min_size=[64]",
+        "model.transform.max_size=96",
+    ]
+    torch.manual_seed(0)
+    model = randomize_norms(build_model(load_config(None, overrides).model)).eval()
+    prepared = prepare_for_inference(copy.deepcopy(model))
+    assert all(isinstance(b, InferenceResidualBlock) for b in prepared.roi_heads.shared_head.layer4)
+    image = [torch.rand(3, 64, 80)]
+    with torch.inference_mode():
+        (a,), (b,) = model(image), prepared(image)
+    assert len(a) == len(b) > 0
+    assert torch.allclose(a.scores, b.scores, atol=1e-4) and torch.equal(a.labels, b.labels)
+    assert (a.masks - b.masks).abs().max() < 1e-3
