@@ -142,16 +142,17 @@ def _print_table(metrics: dict[str, Any], files: dict[str, str]) -> None:
     print()
     timing = [
         ("data generation", metrics.get("data_time_s")),
-        ("training", metrics.get("train_time_s")),
-        ("evaluation + pictures", metrics.get("eval_time_s")),
+        ("training iterations", metrics.get("train_time_s")),
+        ("setup + final evaluation", metrics.get("train_other_time_s")),
+        ("overlay pictures", metrics.get("pictures_time_s")),
         ("total", metrics.get("total_time_s")),
     ]
     for name, seconds in timing:
         if isinstance(seconds, (int, float)):
-            print(f"{name + ' time':<28}{seconds:8.1f} s")
+            print(f"{name + ' time':<32}{seconds:8.1f} s")
     print()
     for name, path in files.items():
-        print(f"{name:<28}{path}")
+        print(f"{name:<32}{path}")
 
 
 def run_demo(
@@ -196,7 +197,9 @@ def run_demo(
     data_time = time.perf_counter() - tick
     print(f"data: {train_json} and {val_json} ({data_time:.1f} s)")
 
+    tick = time.perf_counter()
     summary = train(cfg)
+    train_call_time = time.perf_counter() - tick  # the loop, plus model build, final evaluation, saving
 
     tick = time.perf_counter()
     final_checkpoint = Path(summary.get("final_checkpoint") or out / "model_final.pt")
@@ -209,7 +212,7 @@ def run_demo(
         model, val_set, device=resolved, count=num_overlays, out_dir=out / "overlays",
         class_names=list(val_set.class_names),
     )
-    eval_time = time.perf_counter() - tick
+    pictures_time = time.perf_counter() - tick
 
     record: dict[str, Any] = {
         k: (v if isinstance(v, int) else float(v))
@@ -219,8 +222,9 @@ def run_demo(
     record.update(
         {
             "train_time_s": summary.get("train_time_s"),
+            "train_other_time_s": round(train_call_time - float(summary.get("train_time_s") or 0.0), 2),
             "data_time_s": round(data_time, 2),
-            "eval_time_s": round(eval_time, 2),
+            "pictures_time_s": round(pictures_time, 2),
             "total_time_s": round(time.perf_counter() - started, 2),
             "iterations": cfg.solver.max_iter,
             "train_images": cfg.data.train.num_images,
