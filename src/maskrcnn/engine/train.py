@@ -399,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Train Mask R-CNN (under torchrun for several processes).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--config", default=None, help="built-in config name or YAML file (default: the built-in defaults)")
+    parser.add_argument("--config", default=None, help="built-in config name or YAML file; none: the built-in defaults")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field (repeatable)")
     parser.add_argument("--output", default=None, help="output folder (overrides train.output_dir)")
     parser.add_argument("--resume", action="store_true", help="continue from <output>/last.pt")
