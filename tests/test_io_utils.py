@@ -23,3 +23,12 @@ def test_failed_write_keeps_the_old_file(tmp_path):
 def test_json_round_trip(tmp_path):
     atomic_write_json(tmp_path / "a" / "m.json", {"x": 1})
     assert json.loads((tmp_path / "a" / "m.json").read_text()) == {"x": 1}
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    atomic_write_json(tmp_path / "r.json", [])
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o666 & ~mask
