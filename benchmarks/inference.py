@@ -173,10 +173,12 @@ def bench_model(name: str, args: argparse.Namespace, rate: float) -> dict[str, A
 
 
 def mixed_batch() -> list[torch.Tensor]:
-    """8 images of mixed sizes: the three parity images, their mirror images, two crops."""
+    """8 images of mixed sizes: the three parity images, their mirror images, two crops
+    (3/4 of the height of the first, 5/6 of the width of the third)."""
     images = [read_image(name) for name in IMAGES]
     flipped = [image.flip(-1) for image in images]
-    crops = [images[0][:, :384, :], images[2][:, :, 50:550]]  # 384x512 and 400x500
+    first_h, third_w = images[0].shape[-2], images[2].shape[-1]
+    crops = [images[0][:, : first_h * 3 // 4, :], images[2][:, :, : third_w * 5 // 6]]
     return images + flipped + crops
 
 
