@@ -17,15 +17,6 @@ from maskrcnn.config import load_config
 from maskrcnn.model.build import build_model
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run faster on one thread, above all on a busy machine; restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 TINY = [
     "model.num_classes=3",
     "model.backbone.name=plain",

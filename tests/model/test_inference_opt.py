@@ -33,15 +33,6 @@ from maskrcnn.model.resnet import BasicBlock, Bottleneck
 DEFAULT_THREADS = torch.get_num_threads()
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Small models run faster on one thread on a busy machine; restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
     """Non-trivial statistics and affine parameters for every (frozen) BatchNorm."""
     generator = torch.Generator().manual_seed(seed)

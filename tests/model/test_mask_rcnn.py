@@ -12,15 +12,6 @@ from maskrcnn.ops.boxes import box_iou
 from maskrcnn.structures import Targets
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run faster on one thread, above all on a busy machine; restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 TINY = [
     "model.num_classes=3",
     "model.backbone.name=plain",

@@ -35,16 +35,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine this ran the R50 passes ~2x faster
-    (less spinning when other processes hold the cores); restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def load_make_weights():
     spec = importlib.util.spec_from_file_location("parity_make_weights", PARITY / "make_weights.py")
     module = importlib.util.module_from_spec(spec)

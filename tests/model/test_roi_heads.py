@@ -16,15 +16,6 @@ from maskrcnn.model.roi_heads import mask_targets_for_rois
 from maskrcnn.structures import Targets
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run faster on one thread, above all on a busy machine; restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small_heads(num_classes: int = 3, **roi_overrides):
     cfg = ModelConfig(num_classes=num_classes)
     cfg.roi_heads.box_head_dim = 16

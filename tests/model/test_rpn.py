@@ -14,15 +14,6 @@ from maskrcnn.ops.matcher import Matcher
 from maskrcnn.structures import ImageBatch
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run faster on one thread, above all on a busy machine; restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_rpn(*, pre=(2000, 1000), post=(2000, 1000), sizes=((16,),), channels=8) -> RegionProposalNetwork:
     generator = AnchorGenerator([list(s) for s in sizes], [[0.5, 1.0, 2.0]] * len(sizes))
     return RegionProposalNetwork(
