@@ -22,6 +22,7 @@ def test_demo_config_scales_with_options(tmp_path) -> None:
     assert cfg.solver.steps == [2 * s for s in base.solver.steps]
     assert cfg.model.transform.min_size == [2 * s for s in base.model.transform.min_size]
     assert cfg.model.anchors.sizes[0][0] == 2 * base.model.anchors.sizes[0][0]
+    assert cfg.model.roi_heads.canonical_scale == 2 * base.model.roi_heads.canonical_scale
     assert cfg.data.train.num_images == 7 and cfg.solver.lr == 0.5
     assert cfg.data.train.annotations == str(tmp_path / "data" / "train.json")
     assert cfg.train.output_dir == str(tmp_path)

@@ -7,7 +7,7 @@
     5. write OUTPUT/metrics.json and print a short table of figures and file locations
 
 Options make it longer or larger: --iters (the LR schedule's steps scale with it),
---train-images, --val-images, --image-size (the model's input size and anchor sizes scale
+--train-images, --val-images, --image-size (the model's input size, anchor sizes and RoI level scale
 with it), --set key=value for anything else (applied last).
 """
 
@@ -66,6 +66,8 @@ def demo_config(
         cfg.model.transform.min_size = [round(s * factor) for s in cfg.model.transform.min_size]
         cfg.model.transform.max_size = round(cfg.model.transform.max_size * factor)
         cfg.model.anchors.sizes = [[s * factor for s in level] for level in cfg.model.anchors.sizes]
+        # RoIs pick their FPN level by size relative to this scale: it grows with the image too.
+        cfg.model.roi_heads.canonical_scale = max(1, round(cfg.model.roi_heads.canonical_scale * factor))
     for name, split in (("train", cfg.data.train), ("val", cfg.data.val)):
         if split.num_images < 1:
             raise ConfigError(f"--{name}-images: expected at least 1 image, got {split.num_images}")
