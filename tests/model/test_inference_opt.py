@@ -30,8 +30,6 @@ from maskrcnn.model.norm import FrozenBatchNorm2d
 from maskrcnn.model.resnet import BasicBlock, Bottleneck
 
 
-DEFAULT_THREADS = torch.get_num_threads()
-
 
 def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
     """Non-trivial statistics and affine parameters for every (frozen) BatchNorm."""
@@ -236,7 +234,6 @@ def _parity_module():
     [("maskrcnn_resnet50_fpn", ("astronaut.png", "chelsea.png", "coffee.png")), ("maskrcnn_resnet50_fpn_v2", ("astronaut.png",))],
 )
 def test_torchvision_parity_on_the_prepared_path(model_name, images):
-    torch.set_num_threads(DEFAULT_THREADS)  # a full-size model: all cores (restored by the fixture)
     parity = _parity_module()
     weights = parity.load_make_weights()
     state_dict = weights.make_weights(weights.load_spec(PARITY / model_name / "spec.json"))
