@@ -6,6 +6,7 @@ Nothing here changes global torch state except where a script asks (`set_threads
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import resource
@@ -140,3 +141,17 @@ class RssSampler:
 
 def mib(num_bytes: int | float) -> float:
     return round(num_bytes / 2**20, 1)
+
+
+def finish_report(report: dict[str, Any], json_path: str | None) -> dict[str, Any]:
+    """Add the end-of-run load and peak memory, print the report as JSON, and write it
+    atomically to `json_path` when given."""
+    report["machine"]["load_average_at_end"] = machine_info()["load_average_1_5_15min"]
+    report["max_rss_mib"] = mib(max_rss_bytes())
+    text = json.dumps(report, indent=2)
+    print(text)
+    if json_path:
+        from maskrcnn.io_utils import atomic_write_text
+
+        atomic_write_text(json_path, text + "\n")
+    return report

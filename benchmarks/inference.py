@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import copy
 import importlib.util
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,10 +40,10 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_utils import (  # noqa: E402
     PARITY,
+    finish_report,
     RssSampler,
     machine_info,
     matmul_gflops,
-    max_rss_bytes,
     mib,
     summarize_times,
     time_runs,
@@ -245,15 +244,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for entry in model_result["images"].values():
                 entry["efficiency"] = round(entry["efficiency"] * rate_before / rate, 3)
     report["matmul_2048_fp32_gflops"] = {"before": round(rate_before, 1), "after": round(rate_after, 1), "used": round(rate, 1)}
-    report["machine"]["load_average_at_end"] = machine_info()["load_average_1_5_15min"]
-    report["max_rss_mib"] = mib(max_rss_bytes())
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        from maskrcnn.io_utils import atomic_write_text
-
-        atomic_write_text(args.json, text + "\n")
-    return report
+    return finish_report(report, args.json)
 
 
 if __name__ == "__main__":

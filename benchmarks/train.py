@@ -18,7 +18,6 @@ CUDA, --amp both (default there) measures float32 and float16 mixed precision.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_utils import RssSampler, machine_info, max_rss_bytes, mib  # noqa: E402
+from bench_utils import RssSampler, finish_report, machine_info, mib  # noqa: E402
 
 from maskrcnn.config import Config, load_config  # noqa: E402
 from maskrcnn.data.shapes import render_shapes_image  # noqa: E402
@@ -144,15 +143,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report["setups"] = {
         f"{name}{'_amp' if amp else ''}": bench_setup(name, args, device, amp) for name in args.setups for amp in amp_values
     }
-    report["machine"]["load_average_at_end"] = machine_info()["load_average_1_5_15min"]
-    report["max_rss_mib"] = mib(max_rss_bytes())
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        from maskrcnn.io_utils import atomic_write_text
-
-        atomic_write_text(args.json, text + "\n")
-    return report
+    return finish_report(report, args.json)
 
 
 if __name__ == "__main__":
