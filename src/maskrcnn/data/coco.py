@@ -54,15 +54,20 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def read_json_file(path: Path, what: str) -> Any:
+    """Parse a JSON file; a missing file or bad JSON raises DatasetError naming the file."""
+    if not path.is_file():
+        raise DatasetError(f"{path}: {what} not found")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: not valid JSON ({exc})") from None
+
+
 def load_coco_json(path: str | Path) -> dict[str, Any]:
     """Read a COCO JSON file and check its structure; raise DatasetError naming the field."""
     path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: annotation file not found")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: not valid JSON ({exc})") from None
+    data = read_json_file(path, "annotation file")
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: expected a JSON object with images, annotations, categories")
     for key in ("images", "annotations", "categories"):

@@ -11,14 +11,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from maskrcnn.data.coco import DatasetError, load_coco_gt
+from maskrcnn.data.coco import DatasetError, load_coco_gt, read_json_file
 from maskrcnn.engine.dsb_score import dsb_score
 from maskrcnn.ops.masks import masks_to_rles, rle_to_mask
 from maskrcnn.structures import Detections
@@ -169,12 +168,7 @@ def evaluate_model(
 def load_results(path: str | Path, coco_gt: Any) -> list[dict[str, Any]]:
     """Read and check a COCO results file against the ground truth it is scored on."""
     path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: predictions file not found")
-    try:
-        results = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: not valid JSON ({exc})") from None
+    results = read_json_file(path, "predictions file")
     if not isinstance(results, list):
         raise DatasetError(f"{path}: expected a JSON list of COCO results")
     image_ids, category_ids = set(coco_gt.getImgIds()), set(coco_gt.getCatIds())
