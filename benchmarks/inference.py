@@ -10,7 +10,9 @@ latency per image (one warm-up, then fastest and median of --repeats), the
 multiply-accumulates `maskrcnn analyze flops` counts for that input size, proposal count
 and detection count, the float32 2048 x 2048 matmul rate measured in the same run (best of
 several, before and after), and efficiency = 2 x MACs / (fastest latency x best matmul
-rate). Peak memory: RSS sampled during one untimed run (peak and growth over the RSS
+rate), counting every conv as a direct convolution. The wide 3x3 convs run by Winograd
+F(4x4, 3x3) multiply less than that count: `gmacs_executed` and `efficiency_executed` use
+the multiply-accumulates actually done. Peak memory: RSS sampled during one untimed run (peak and growth over the RSS
 before it), and the process's getrusage peak at the end.
 
 --profile-stages  wall time per stage (benchmarks/stage_timer.py), from the fastest of
@@ -19,6 +21,9 @@ before it), and the process's getrusage peak at the end.
 --batch           8 images of mixed sizes: images/s in one batch vs one at a time
 --precision       bf16 (CPU autocast) or int8 (dynamic quantization of the Linear layers);
                   reports the change against float32 detections
+--no-winograd     prepare without the Winograd 3x3 convs (direct oneDNN convs only)
+--system-malloc   leave glibc malloc as it is (default: maskrcnn.runtime.reuse_freed_memory,
+                  as the Predictor does)
 --quick           1 image, 2 repeats, no memory run (a smoke run)
 """
 
@@ -55,7 +60,8 @@ from maskrcnn.analysis.flops import count_macs  # noqa: E402
 from maskrcnn.checkpoints import load_state_dict_into  # noqa: E402
 from maskrcnn.config import load_config  # noqa: E402
 from maskrcnn.model.build import build_model  # noqa: E402
-from maskrcnn.model.inference_opt import prepare_for_inference  # noqa: E402
+from maskrcnn.model.inference_opt import InferenceConv2d, prepare_for_inference  # noqa: E402
+from maskrcnn.runtime import reuse_freed_memory  # noqa: E402
 
 MODELS = ("maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2")
 IMAGES = ("astronaut", "chelsea", "coffee")
@@ -83,11 +89,19 @@ def parity_model(name: str) -> nn.Module:
 
 def observe_one_run(model: nn.Module, image: torch.Tensor, context: Any) -> dict[str, Any]:
     """Run once; the resized size, proposals and detections of that run (and the detections)."""
-    seen: dict[str, Any] = {}
+    seen: dict[str, Any] = {"winograd_macs_saved": 0}
+
+    def count_winograd(conv: InferenceConv2d, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        x = inputs[0]
+        if conv.runs_winograd(x):
+            n, c, h, w = x.shape
+            tiles = n * -(-h // 4) * -(-w // 4)
+            seen["winograd_macs_saved"] += (n * h * w * 9 - tiles * 36) * c * conv.out_channels
+
     handles = [
         model.transform.register_forward_hook(lambda m, i, out: seen.__setitem__("batch", out[0])),
         model.rpn.register_forward_hook(lambda m, i, out: seen.__setitem__("proposals", out[0])),
-    ]
+    ] + [m.register_forward_hook(count_winograd) for m in model.modules() if isinstance(m, InferenceConv2d)]
     try:
         with torch.inference_mode(), context():
             (detections,) = model([image])
@@ -100,6 +114,7 @@ def observe_one_run(model: nn.Module, image: torch.Tensor, context: Any) -> dict
         "num_proposals": int(seen["proposals"][0].shape[0]),
         "num_detections": len(detections),
         "detections": detections,
+        "winograd_macs_saved": seen["winograd_macs_saved"],
     }
 
 
@@ -132,11 +147,16 @@ def profile_stages(model: nn.Module, image: torch.Tensor, repeats: int, context:
 
 def bench_model(name: str, args: argparse.Namespace, rate: float) -> dict[str, Any]:
     reference = parity_model(name)
-    model = prepare_for_inference(copy.deepcopy(reference)) if args.prepare else reference
+    model = prepare_for_inference(copy.deepcopy(reference), winograd=args.winograd) if args.prepare else reference
     context = precision_context(args.precision)
     if args.precision == "int8":
         model = quantize_linear_int8(model)
-    result: dict[str, Any] = {"prepared_for_inference": args.prepare, "precision": args.precision, "images": {}}
+    result: dict[str, Any] = {
+        "prepared_for_inference": args.prepare,
+        "winograd": args.prepare and args.winograd,
+        "precision": args.precision,
+        "images": {},
+    }
     for image_name in args.images:
         image = read_image(image_name)
         seen = observe_one_run(model, image, context)
@@ -144,12 +164,15 @@ def bench_model(name: str, args: argparse.Namespace, rate: float) -> dict[str, A
         macs = count_macs(reference, tuple(seen["resized_hw"]), seen["num_proposals"], seen["num_detections"])
         times = latency(model, [image], args.repeats, context)
         fastest = min(times)
+        executed = macs["total"] - seen["winograd_macs_saved"]
         entry: dict[str, Any] = {
             "image_hw": list(image.shape[-2:]),
-            **{k: v for k, v in seen.items() if k != "detections"},
+            **{k: v for k, v in seen.items() if k not in ("detections", "winograd_macs_saved")},
             "latency": summarize_times(times),
             "gmacs": {k: round(v / 1e9, 2) for k, v in macs.items()},
+            "gmacs_executed": round(executed / 1e9, 2),
             "efficiency": round(2 * macs["total"] / (fastest * rate * 1e9), 3),
+            "efficiency_executed": round(2 * executed / (fastest * rate * 1e9), 3),
         }
         if image_name in TORCHVISION_SECONDS and name == "maskrcnn_resnet50_fpn":
             entry["torchvision_reference_s"] = TORCHVISION_SECONDS[image_name]
@@ -214,6 +237,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", action="store_true", help="8 mixed-size images: batched vs one at a time")
     parser.add_argument("--baseline", action="store_true", help="also time the model without prepare_for_inference")
     parser.add_argument("--no-prepare", dest="prepare", action="store_false", help="skip prepare_for_inference")
+    parser.add_argument("--no-winograd", dest="winograd", action="store_false", help="direct 3x3 convs only")
+    parser.add_argument("--system-malloc", action="store_true", help="do not call reuse_freed_memory()")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the JSON here")
@@ -232,7 +257,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f"parity fixtures not found at {PARITY} (the shared/ folder beside the repository)")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    report: dict[str, Any] = {"machine": machine_info(), "command": " ".join(["benchmarks/inference.py", *sys.argv[1:]])}
+    malloc_tuned = False if args.system_malloc else reuse_freed_memory()
+    report: dict[str, Any] = {
+        "machine": machine_info(),
+        "command": " ".join(["benchmarks/inference.py", *sys.argv[1:]]),
+        "malloc_reuses_freed_memory": malloc_tuned,
+    }
     rate_before = matmul_gflops()
     report["models"] = {}
     for name in args.models:
@@ -242,7 +272,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if rate != rate_before:  # efficiencies use the best rate seen in the run
         for model_result in report["models"].values():
             for entry in model_result["images"].values():
-                entry["efficiency"] = round(entry["efficiency"] * rate_before / rate, 3)
+                for key in ("efficiency", "efficiency_executed"):
+                    entry[key] = round(entry[key] * rate_before / rate, 3)
     report["matmul_2048_fp32_gflops"] = {"before": round(rate_before, 1), "after": round(rate_after, 1), "used": round(rate, 1)}
     return finish_report(report, args.json)
 

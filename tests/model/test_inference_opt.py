@@ -114,6 +114,38 @@ def test_group_norm_is_left_alone():
         assert torch.allclose(seq(x), reference(x), atol=1e-5)
 
 
+def test_wide_3x3_convs_run_winograd_and_match():
+    generator = torch.Generator().manual_seed(0)
+    seq = nn.Sequential(nn.Conv2d(128, 128, 3, padding=1, bias=False), nn.BatchNorm2d(128), nn.ReLU())
+    randomize_norms(seq.eval())
+    x = torch.randn((2, 128, 20, 28), generator=generator)  # 2 x 5 x 7 = 70 tiles of 4 x 4
+    with torch.inference_mode():
+        expected = seq(x)
+        winograd = prepare_for_inference(copy.deepcopy(seq))
+        direct = prepare_for_inference(copy.deepcopy(seq), winograd=False)
+        assert winograd[0].winograd and winograd[0].runs_winograd(x) and "winograd" in repr(winograd[0])
+        assert not direct[0].winograd and not direct[0].runs_winograd(x)
+        assert not winograd[0].runs_winograd(x[:1, :, :8, :8])  # 4 tiles: too few to pay
+        scale = expected.abs().max()
+        assert (winograd(x) - expected).abs().max() / scale < 5e-5
+        assert (direct(x) - expected).abs().max() / scale < 5e-6
+
+
+@pytest.mark.parametrize(
+    "conv",
+    [
+        nn.Conv2d(64, 128, 3, padding=1),  # too narrow
+        nn.Conv2d(128, 128, 3, padding=1, stride=2),
+        nn.Conv2d(128, 128, 3, padding=2, dilation=2),
+        nn.Conv2d(128, 128, 1),
+        nn.Conv2d(128, 128, 3, padding=1, groups=2),
+    ],
+)
+def test_other_convs_stay_direct(conv):
+    prepared = prepare_for_inference(nn.Sequential(conv).eval())
+    assert not prepared[0].winograd
+
+
 def small_model(v2_norms: bool):
     overrides = [
         "model.num_classes=5",
@@ -240,6 +272,7 @@ def test_torchvision_parity_on_the_prepared_path(model_name, images):
     model = build_model(load_config(model_name).model)
     load_state_dict_into(model, state_dict)
     model = prepare_for_inference(model.eval())
+    assert any(m.winograd for m in model.modules() if isinstance(m, InferenceConv2d))
     expected_all = torch.load(PARITY / model_name / "expected.pt", weights_only=False)
     for name in images:
         expected = expected_all[name]

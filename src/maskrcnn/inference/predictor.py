@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from maskrcnn.runtime import reuse_freed_memory
 from maskrcnn.structures import Detections
 
 
@@ -102,6 +103,8 @@ class Predictor:
         config: Any | None = None,
     ) -> None:
         self.device = resolve_device(device)
+        if self.device.type == "cpu":
+            reuse_freed_memory()  # feature maps reuse pages instead of page-faulting each pass
         self.model = model.to(self.device).eval()
         self.class_names = list(class_names) if class_names is not None else None
         self.label_to_category_id = dict(label_to_category_id) if label_to_category_id else None

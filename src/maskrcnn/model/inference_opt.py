@@ -14,6 +14,10 @@ rounding:
    (oneDNN post-ops on the CPU): one pass over the output instead of three.
 3. Stores 4-D weights channels-last (NHWC), so oneDNN's convolutions run without
    converting layouts between layers (feature maps then flow channels-last too).
+4. Runs the wide 3x3 convolutions (stride 1, >= 128 channels in and out: FPN outputs, RPN
+   head, mask head, the v2 box head, ResNet res3-res5) by Winograd F(4x4, 3x3)
+   (`ops.winograd`) on the CPU: 4x fewer multiplies, 1.3-2x faster measured
+   (benchmarks/ops.py). Off with `prepare_for_inference(model, winograd=False)`.
 
 The convs become `InferenceConv2d` and the norms `FoldedNorm` (pass-through); both keep
 the original parameters and buffers under their original names, so `state_dict()`,
@@ -35,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from maskrcnn.model.norm import FrozenBatchNorm2d
+from maskrcnn.ops.winograd import winograd_conv3x3, winograd_weight
 from maskrcnn.model.resnet import BasicBlock, Bottleneck, ResNet
 
 TRAINING_ERROR = (
@@ -42,6 +47,10 @@ TRAINING_ERROR = (
     "norms folded into the convolutions) and cannot be trained; build or load it again without "
     "preparing it (load_model(..., for_inference=False)) to train"
 )
+# Winograd pays from 128 channels and about 64 output tiles of 4x4 (benchmarks/ops.py):
+# below that the transforms' memory traffic costs more than the multiplies saved.
+WINOGRAD_MIN_CHANNELS = 128
+WINOGRAD_MIN_TILES = 64
 LOAD_ERROR = (
     "cannot load weights into a model prepared for inference (its folded weights would be stale); "
     "load the weights first, then call prepare_for_inference"
@@ -118,6 +127,8 @@ class InferenceConv2d(nn.Conv2d, _InferenceOnly):
         new.relu = False
         new.folded_norm = norm is not None
         new.packed_weight = None
+        new.winograd = False
+        new.winograd_u = None
         weight, bias = folded_conv_weights(conv, scale, shift)
         new.register_buffer("folded_weight", weight, persistent=False)
         new.register_buffer("folded_bias", bias, persistent=False)
@@ -148,8 +159,32 @@ class InferenceConv2d(nn.Conv2d, _InferenceOnly):
                 self.packed_weight = self.folded_weight
         return self.packed_weight
 
+    def supports_winograd(self) -> bool:
+        """A 3x3, stride-1, padding-1 conv, wide enough for Winograd to pay."""
+        return (
+            tuple(self.kernel_size) == (3, 3)
+            and tuple(self.stride) == (1, 1)
+            and tuple(self.dilation) == (1, 1)
+            and self.padding == (1, 1)
+            and self.groups == 1
+            and self.padding_mode == "zeros"
+            and min(self.in_channels, self.out_channels) >= WINOGRAD_MIN_CHANNELS
+        )
+
+    def runs_winograd(self, x: Tensor) -> bool:
+        """Whether forward(x) takes the Winograd path (CPU float32 inference, enough tiles)."""
+        tiles = x.shape[0] * -(-x.shape[-2] // 4) * -(-x.shape[-1] // 4)
+        return self.winograd and tiles >= WINOGRAD_MIN_TILES and self._use_onednn(x)
+
+    def _winograd_weight(self) -> Tensor:
+        """The folded weight transformed for F(4x4, 3x3), (36, C_in, C_out) (cached; not state)."""
+        if self.winograd_u is None:
+            self.winograd_u = winograd_weight(self.folded_weight)
+        return self.winograd_u
+
     def _apply(self, fn: Any, recurse: bool = True) -> "InferenceConv2d":
         self.packed_weight = None  # device / dtype / layout changes: pack again when next used
+        self.winograd_u = None
         return super()._apply(fn, recurse)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -159,6 +194,8 @@ class InferenceConv2d(nn.Conv2d, _InferenceOnly):
 
     def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:  # (N, C_in, H, W) -> (N, C_out, H', W')
         self._check_eval()
+        if self.runs_winograd(x):
+            return winograd_conv3x3(x, self._winograd_weight(), self.folded_bias, relu=self.relu, residual=residual)
         if self._use_onednn(x):
             weight = self._onednn_weight(x)
             args = (list(self.padding), list(self.stride), list(self.dilation), self.groups)
@@ -178,7 +215,11 @@ class InferenceConv2d(nn.Conv2d, _InferenceOnly):
         raise RuntimeError(LOAD_ERROR)
 
     def extra_repr(self) -> str:
-        fused = [name for name, on in (("norm folded", self.folded_norm), ("relu", self.relu)) if on]
+        fused = [
+            name
+            for name, on in (("norm folded", self.folded_norm), ("relu", self.relu), ("winograd", self.winograd))
+            if on
+        ]
         return super().extra_repr() + (f", {', '.join(fused)}" if fused else "")
 
 
@@ -305,8 +346,11 @@ def is_prepared_for_inference(model: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def prepare_for_inference(model: nn.Module, *, fuse: bool = True, channels_last: bool = True) -> nn.Module:
-    """Fold norms, fuse activations, store weights channels-last: the same model, in place.
+def prepare_for_inference(
+    model: nn.Module, *, fuse: bool = True, channels_last: bool = True, winograd: bool = True
+) -> nn.Module:
+    """Fold norms, fuse activations, store weights channels-last, use Winograd for the wide
+    3x3 convs: the same model, in place.
 
     The model must be in eval mode (it stays there); its outputs do not change beyond
     float rounding. Calling it again does nothing more.
@@ -318,6 +362,9 @@ def prepare_for_inference(model: nn.Module, *, fuse: bool = True, channels_last:
         )
     if fuse:
         fuse_for_inference(model)
+    for module in model.modules():
+        if isinstance(module, InferenceConv2d):
+            module.winograd = winograd and module.supports_winograd()
     if channels_last:
         model.to(memory_format=torch.channels_last)
     model.prepared_for_inference = True  # type: ignore[assignment]
