@@ -12,7 +12,9 @@ project's own `engine.train.train_step` with SGD from the config's solver):
 Each figure: --warmup untimed iterations, then --iters timed ones (iterations/s from
 their total, and the fastest). Peak memory: CPU RSS sampled during the timed iterations
 (and its growth over the RSS before them); on CUDA torch.cuda.max_memory_allocated. On
-CUDA, --amp both (default there) measures float32 and float16 mixed precision.
+CUDA, --amp both (default there) measures float32 and float16 mixed precision. Like
+`maskrcnn train` on the CPU, glibc malloc is told to keep freed memory for reuse
+(maskrcnn.runtime); --system-malloc leaves it as it is.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from maskrcnn.engine.schedule import build_optimizer  # noqa: E402
 from maskrcnn.engine.train import train_step  # noqa: E402
 from maskrcnn.model.build import build_model  # noqa: E402
 from maskrcnn.ops.boxes import masks_to_boxes  # noqa: E402
+from maskrcnn.runtime import reuse_freed_memory  # noqa: E402
 from maskrcnn.structures import Targets  # noqa: E402
 
 SETUPS: dict[str, tuple[str, list[str], int, int]] = {
@@ -118,6 +121,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--amp", default=None, choices=("both", "off", "on"), help="CUDA: default both")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--system-malloc", action="store_true", help="do not call reuse_freed_memory() (train does)")
     parser.add_argument("--quick", action="store_true", help="shapes_demo only, 2 iterations")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the JSON here")
     args = parser.parse_args(argv)
@@ -139,7 +143,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     amp_values = {"both": [False, True], "off": [False], "on": [True]}[amp_mode]
     if device.type == "cpu" and True in amp_values:
         raise SystemExit("--amp: float16 mixed precision is measured on CUDA only")
-    report: dict[str, Any] = {"machine": machine_info(), "command": " ".join(["benchmarks/train.py", *sys.argv[1:]])}
+    malloc_tuned = False if args.system_malloc else reuse_freed_memory()  # as maskrcnn train does on the CPU
+    report: dict[str, Any] = {
+        "machine": machine_info(),
+        "command": " ".join(["benchmarks/train.py", *sys.argv[1:]]),
+        "malloc_reuses_freed_memory": malloc_tuned,
+    }
     report["setups"] = {
         f"{name}{'_amp' if amp else ''}": bench_setup(name, args, device, amp) for name in args.setups for amp in amp_values
     }

@@ -52,6 +52,7 @@ from maskrcnn.engine.metrics import MetricsLog, WindowAverages, read_metrics, ru
 from maskrcnn.engine.plot import plot_loss_curve
 from maskrcnn.engine.schedule import build_lr_scheduler, build_optimizer, check_solver
 from maskrcnn.io_utils import atomic_write_json, atomic_write_text
+from maskrcnn.runtime import reuse_freed_memory
 
 # Test hook: SIGKILL this process right after the given iteration (and its checkpoint).
 KILL_AFTER_ITER_ENV = "MASKRCNN_TEST_KILL_AFTER_ITER"
@@ -221,6 +222,8 @@ def train(
     check_solver(cfg.solver)
     info = du.env_dist_info()
     device = du.resolve_device(cfg.train.device, info)
+    if device.type == "cpu":
+        reuse_freed_memory()  # 15-30 % more iterations/s on the CPU (benchmarks/train.py)
     created_group = info.enabled and not (dist.is_available() and dist.is_initialized())
     info = du.init_distributed(device)
     try:

@@ -103,13 +103,18 @@ def winograd_conv3x3(
     th, tw = -(-h // TILE), -(-w // TILE)
     # (N, H, W, C) -> zero-padded (N, 4Th + 2, 4Tw + 2, C): one pixel before, the rest after.
     padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, TILE * tw + 1 - w, 1, TILE * th + 1 - h))
+    # Each intermediate is dropped as soon as the next exists: they are 1.5-2.25x the input.
     along_h = _input_transform(padded, 1, th, x.new_empty(TILE_IN, n, th, TILE * tw + 2, c))  # (6h, N, Th, Wp, C)
+    del padded
     v = _input_transform(along_h, 3, tw, x.new_empty(TILE_IN, TILE_IN, n, th, tw, c))  # (6w, 6h, N, Th, Tw, C)
+    del along_h
     m = x.new_empty(TILE_IN * TILE_IN, n * th * tw, k)  # (36, P, K)
     v_rows = v.view(TILE_IN * TILE_IN, n * th * tw, c)
     for i in range(TILE_IN * TILE_IN):  # 36 products: a loop of mm beats one bmm on the CPU
         torch.mm(v_rows[i], weight_u[i], out=m[i])
+    del v, v_rows
     along_w = _output_transform(m.view(TILE_IN, TILE_IN, n, th, tw, k), x.new_empty(TILE, TILE_IN, n, th, tw, k))
+    del m
     full = x.new_empty(n, TILE * th, TILE * tw, k)  # (N, 4Th, 4Tw, K)
     # The second transform writes the 4x4 tiles straight into their places in `full`.
     tiles_view = full.view(n, th, TILE, tw, TILE, k).permute(2, 4, 0, 1, 3, 5)  # (4h, 4w, N, Th, Tw, K)
