@@ -141,6 +141,7 @@ def load_model(
     device: torch.device | str | None = None,
     *,
     for_inference: bool = False,
+    winograd: bool = True,
 ) -> tuple[MaskRCNN, Config]:
     """Rebuild a model from a checkpoint, in eval mode on `device` (CPU by default).
 
@@ -148,7 +149,8 @@ def load_model(
     test-time thresholds); torchvision state dicts need `config` (a built-in name, a YAML
     path or a Config). `for_inference=True` (what the Predictor uses) also applies
     `model.inference_opt.prepare_for_inference`: norms folded into convs, fused ReLUs,
-    channels-last weights; faster, same outputs up to float rounding, inference only.
+    channels-last weights, Winograd for the wide 3x3 convs on the CPU (`winograd=False`:
+    direct convs only); faster, same outputs up to float rounding, inference only.
     """
     path = Path(path)
     data = _read(path)
@@ -183,7 +185,7 @@ def load_model(
     if for_inference:
         from maskrcnn.model.inference_opt import prepare_for_inference
 
-        prepare_for_inference(model)
+        prepare_for_inference(model, winograd=winograd)
     return model, cfg
 
 

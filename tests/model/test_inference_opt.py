@@ -212,6 +212,10 @@ def test_state_dict_and_parameters_are_unchanged(tmp_path):
     assert all(torch.equal(loaded.state_dict()[k], before[k]) for k in before)
     fast, _ = load_model(path, for_inference=True)
     assert is_prepared_for_inference(fast) and not fast.training
+    convs = [m for m in fast.modules() if isinstance(m, InferenceConv2d)]
+    assert any(m.winograd for m in convs)  # the 256-channel FPN / RPN 3x3 convs
+    direct, _ = load_model(path, for_inference=True, winograd=False)
+    assert not any(m.winograd for m in direct.modules() if isinstance(m, InferenceConv2d))
 
 
 def test_training_and_loading_are_refused():

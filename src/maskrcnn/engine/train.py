@@ -223,7 +223,7 @@ def train(
     info = du.env_dist_info()
     device = du.resolve_device(cfg.train.device, info)
     if device.type == "cpu":
-        reuse_freed_memory()  # 15-30 % more iterations/s on the CPU (benchmarks/train.py)
+        reuse_freed_memory()  # 8-16 % more iterations/s for R50-FPN on the CPU (benchmarks/train.py)
     created_group = info.enabled and not (dist.is_available() and dist.is_initialized())
     info = du.init_distributed(device)
     try:

@@ -17,7 +17,7 @@ rounding:
 4. Runs the wide 3x3 convolutions (stride 1, >= 128 channels in and out: FPN outputs, RPN
    head, mask head, the v2 box head, ResNet res3-res5) by Winograd F(4x4, 3x3)
    (`ops.winograd`) on the CPU: 4x fewer multiplies, 1.3-2x faster measured
-   (benchmarks/ops.py). Off with `prepare_for_inference(model, winograd=False)`.
+   (benchmarks/winograd.py). Off with `prepare_for_inference(model, winograd=False)`.
 
 The convs become `InferenceConv2d` and the norms `FoldedNorm` (pass-through); both keep
 the original parameters and buffers under their original names, so `state_dict()`,
@@ -47,7 +47,7 @@ TRAINING_ERROR = (
     "norms folded into the convolutions) and cannot be trained; build or load it again without "
     "preparing it (load_model(..., for_inference=False)) to train"
 )
-# Winograd pays from 128 channels and about 64 output tiles of 4x4 (benchmarks/ops.py):
+# Winograd pays from 128 channels and about 64 output tiles of 4x4 (benchmarks/winograd.py):
 # below that the transforms' memory traffic costs more than the multiplies saved.
 WINOGRAD_MIN_CHANNELS = 128
 WINOGRAD_MIN_TILES = 64
