@@ -16,7 +16,7 @@ rounding:
    converting layouts between layers (feature maps then flow channels-last too).
 4. Runs the wide 3x3 convolutions (stride 1, >= 128 channels in and out: FPN outputs, RPN
    head, mask head, the v2 box head, ResNet res3-res5) by Winograd F(4x4, 3x3)
-   (`ops.winograd`) on the CPU: 4x fewer multiplies, 1.3-2x faster measured
+   (`ops.winograd`) on the CPU: 4x fewer multiplies, 1.4-2.1x faster measured
    (benchmarks/winograd.py). Off with `prepare_for_inference(model, winograd=False)`.
 
 The convs become `InferenceConv2d` and the norms `FoldedNorm` (pass-through); both keep
@@ -39,8 +39,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from maskrcnn.model.norm import FrozenBatchNorm2d
-from maskrcnn.ops.winograd import winograd_conv3x3, winograd_weight
 from maskrcnn.model.resnet import BasicBlock, Bottleneck, ResNet
+from maskrcnn.ops.winograd import winograd_conv3x3, winograd_weight
 
 TRAINING_ERROR = (
     "this model was prepared for inference (maskrcnn.model.inference_opt.prepare_for_inference: "
@@ -353,7 +353,7 @@ def prepare_for_inference(
     3x3 convs: the same model, in place.
 
     The model must be in eval mode (it stays there); its outputs do not change beyond
-    float rounding. Calling it again does nothing more.
+    float rounding. Calling it again changes nothing but the Winograd choice.
     """
     if model.training:
         raise ValueError(
