@@ -5,6 +5,7 @@ Nothing here changes global torch state except where a script asks (`set_threads
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -155,3 +156,18 @@ def finish_report(report: dict[str, Any], json_path: str | None) -> dict[str, An
 
         atomic_write_text(json_path, text + "\n")
     return report
+
+
+def add_malloc_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--system-malloc",
+        action="store_true",
+        help="leave glibc malloc as it is (default: maskrcnn.runtime.reuse_freed_memory, as the Predictor and train do)",
+    )
+
+
+def apply_malloc_option(args: argparse.Namespace) -> bool:
+    """Reuse freed memory unless --system-malloc; whether it is in effect (for the report)."""
+    from maskrcnn.runtime import reuse_freed_memory
+
+    return False if args.system_malloc else reuse_freed_memory()

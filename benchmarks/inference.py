@@ -44,6 +44,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_utils import (  # noqa: E402
+    add_malloc_option,
+    apply_malloc_option,
     PARITY,
     finish_report,
     RssSampler,
@@ -61,7 +63,6 @@ from maskrcnn.checkpoints import load_state_dict_into  # noqa: E402
 from maskrcnn.config import load_config  # noqa: E402
 from maskrcnn.model.build import build_model  # noqa: E402
 from maskrcnn.model.inference_opt import InferenceConv2d, prepare_for_inference  # noqa: E402
-from maskrcnn.runtime import reuse_freed_memory  # noqa: E402
 
 MODELS = ("maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2")
 IMAGES = ("astronaut", "chelsea", "coffee")
@@ -238,7 +239,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--baseline", action="store_true", help="also time the model without prepare_for_inference")
     parser.add_argument("--no-prepare", dest="prepare", action="store_false", help="skip prepare_for_inference")
     parser.add_argument("--no-winograd", dest="winograd", action="store_false", help="direct 3x3 convs only")
-    parser.add_argument("--system-malloc", action="store_true", help="do not call reuse_freed_memory()")
+    add_malloc_option(parser)
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the JSON here")
@@ -257,7 +258,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f"parity fixtures not found at {PARITY} (the shared/ folder beside the repository)")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    malloc_tuned = False if args.system_malloc else reuse_freed_memory()
+    malloc_tuned = apply_malloc_option(args)
     report: dict[str, Any] = {
         "machine": machine_info(),
         "command": " ".join(["benchmarks/inference.py", *sys.argv[1:]]),

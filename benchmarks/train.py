@@ -28,7 +28,14 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_utils import RssSampler, finish_report, machine_info, mib  # noqa: E402
+from bench_utils import (  # noqa: E402
+    RssSampler,
+    add_malloc_option,
+    apply_malloc_option,
+    finish_report,
+    machine_info,
+    mib,
+)
 
 from maskrcnn.config import Config, load_config  # noqa: E402
 from maskrcnn.data.shapes import render_shapes_image  # noqa: E402
@@ -36,7 +43,6 @@ from maskrcnn.engine.schedule import build_optimizer  # noqa: E402
 from maskrcnn.engine.train import train_step  # noqa: E402
 from maskrcnn.model.build import build_model  # noqa: E402
 from maskrcnn.ops.boxes import masks_to_boxes  # noqa: E402
-from maskrcnn.runtime import reuse_freed_memory  # noqa: E402
 from maskrcnn.structures import Targets  # noqa: E402
 
 SETUPS: dict[str, tuple[str, list[str], int, int]] = {
@@ -121,7 +127,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--amp", default=None, choices=("both", "off", "on"), help="CUDA: default both")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--system-malloc", action="store_true", help="do not call reuse_freed_memory() (train does)")
+    add_malloc_option(parser)
     parser.add_argument("--quick", action="store_true", help="shapes_demo only, 2 iterations")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the JSON here")
     args = parser.parse_args(argv)
@@ -143,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     amp_values = {"both": [False, True], "off": [False], "on": [True]}[amp_mode]
     if device.type == "cpu" and True in amp_values:
         raise SystemExit("--amp: float16 mixed precision is measured on CUDA only")
-    malloc_tuned = False if args.system_malloc else reuse_freed_memory()  # as maskrcnn train does on the CPU
+    malloc_tuned = apply_malloc_option(args)  # as maskrcnn train does on the CPU
     report: dict[str, Any] = {
         "machine": machine_info(),
         "command": " ".join(["benchmarks/train.py", *sys.argv[1:]]),

@@ -24,11 +24,10 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_utils import finish_report, machine_info  # noqa: E402
+from bench_utils import add_malloc_option, apply_malloc_option, finish_report, machine_info  # noqa: E402
 
 from maskrcnn.model.inference_opt import InferenceConv2d  # noqa: E402
 from maskrcnn.ops.winograd import winograd_conv3x3, winograd_weight  # noqa: E402
-from maskrcnn.runtime import reuse_freed_memory  # noqa: E402
 
 # (where in the model, N, C_in = C_out, H, W)
 CASES = (
@@ -80,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--system-malloc", action="store_true", help="do not call reuse_freed_memory()")
+    add_malloc_option(parser)
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the JSON here")
     args = parser.parse_args(argv)
     if args.threads > 0:
@@ -88,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report: dict[str, Any] = {
         "machine": machine_info(),
         "command": " ".join(["benchmarks/winograd.py", *sys.argv[1:]]),
-        "malloc_reuses_freed_memory": False if args.system_malloc else reuse_freed_memory(),
+        "malloc_reuses_freed_memory": apply_malloc_option(args),
         "cases": {},
     }
     for where, n, channels, h, w in CASES:
