@@ -126,8 +126,9 @@ class Predictor:
         """Load a native checkpoint, or a torchvision state dict with `config` naming a built-in config.
 
         The model is prepared for inference (`load_model(..., for_inference=True)`);
-        `winograd=False` keeps the wide 3x3 convs direct (results closer to the unprepared
-        model's by about 1e-5 relative, ~1.4x slower on the CPU).
+        `winograd=False` keeps the wide 3x3 convs direct: results closer to the unprepared
+        model's by about 1e-5 relative, 1.4-1.7x slower on the CPU
+        (benchmarks/inference.py --no-winograd).
         """
         from maskrcnn.checkpoints import load_model  # the model code is imported only when needed
 
