@@ -3,7 +3,6 @@ import json
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from maskrcnn.ops.masks import (
     crop_and_resize_masks,
@@ -13,6 +12,7 @@ from maskrcnn.ops.masks import (
     polygons_to_mask,
     rle_to_mask,
 )
+from maskrcnn.ops.masks_reference import paste_masks_reference
 
 
 def test_polygon_rectangle_to_mask():
@@ -106,31 +106,11 @@ def test_paste_constant_mask():
     torch.testing.assert_close(pasted[0, 20, 24], torch.tensor(1.5 * 30 / 31 - 0.5))
 
 
-def _reference_paste(masks, boxes, size):
-    """torchvision's loop, written out with F.interpolate."""
-    side = masks.shape[-1]
-    scale = (side + 2) / side
-    padded = F.pad(masks, (1, 1, 1, 1))
-    w_half = (boxes[:, 2] - boxes[:, 0]) * 0.5 * scale
-    h_half = (boxes[:, 3] - boxes[:, 1]) * 0.5 * scale
-    xc = (boxes[:, 2] + boxes[:, 0]) * 0.5
-    yc = (boxes[:, 3] + boxes[:, 1]) * 0.5
-    ints = torch.stack([xc - w_half, yc - h_half, xc + w_half, yc + h_half], 1).long().tolist()
-    out = torch.zeros((len(masks),) + size)
-    for n, (x0b, y0b, x1b, y1b) in enumerate(ints):
-        w, h = max(x1b - x0b + 1, 1), max(y1b - y0b + 1, 1)
-        resized = F.interpolate(padded[n][None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-        x0, x1, y0, y1 = max(x0b, 0), min(x1b + 1, size[1]), max(y0b, 0), min(y1b + 1, size[0])
-        if x1 > x0 and y1 > y0:
-            out[n, y0:y1, x0:x1] = resized[y0 - y0b : y1 - y0b, x0 - x0b : x1 - x0b]
-    return out
-
-
 def test_paste_matches_interpolate_reference_and_empty():
     generator = torch.Generator().manual_seed(0)
     masks = torch.rand((12, 28, 28), generator=generator)
     corner = torch.rand((12, 2), generator=generator) * 90 - 10
     boxes = torch.cat([corner, corner + torch.rand((12, 2), generator=generator) * 60], dim=1)
     pasted = paste_masks_in_image(masks, boxes, (70, 90))
-    torch.testing.assert_close(pasted, _reference_paste(masks, boxes, (70, 90)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(pasted, paste_masks_reference(masks, boxes, (70, 90)), atol=1e-5, rtol=0)
     assert paste_masks_in_image(torch.zeros((0, 28, 28)), torch.zeros((0, 4)), (70, 90)).shape == (0, 70, 90)

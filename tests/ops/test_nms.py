@@ -1,6 +1,7 @@
 import torch
 
 from maskrcnn.ops.nms import batched_nms, nms
+from maskrcnn.ops.nms_reference import batched_nms_reference, nms_reference
 
 
 def test_nms_hand_case():
@@ -53,9 +54,16 @@ def test_batched_nms_many_boxes_path_matches_per_class_loop():
     scores = torch.rand(1500, generator=generator)
     idxs = torch.randint(0, 4, (1500,), generator=generator)
     keep = batched_nms(boxes, scores, idxs, 0.5)
-    expected = torch.cat([torch.where(idxs == c)[0][nms(boxes[idxs == c], scores[idxs == c], 0.5)] for c in range(4)])
-    expected = expected[torch.sort(scores[expected], descending=True, stable=True)[1]]
-    assert torch.equal(keep, expected)
+    assert torch.equal(keep, batched_nms_reference(boxes, scores, idxs, 0.5))
+
+
+def test_nms_matches_the_plain_greedy_loop():
+    generator = torch.Generator().manual_seed(1)
+    xy = torch.rand(400, 2, generator=generator) * 100
+    boxes = torch.cat([xy, xy + 2 + torch.rand(400, 2, generator=generator) * 40], dim=1)
+    scores = torch.rand(400, generator=generator).round(decimals=2)  # ties too
+    for threshold in (0.3, 0.5, 0.7):
+        assert torch.equal(nms(boxes, scores, threshold), nms_reference(boxes, scores, threshold)), threshold
 
 
 def test_nms_parity_with_torchvision(parity_ops):

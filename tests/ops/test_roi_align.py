@@ -1,62 +1,10 @@
-import math
-
 import pytest
 import torch
 
 from maskrcnn.ops import roi_align as roi_align_module
 from maskrcnn.ops import sparse_sampling
 from maskrcnn.ops.roi_align import roi_align, roi_pool
-
-
-def _bilinear(feature, y, x):
-    """torchvision's per-sample rule, one point, written as plainly as possible."""
-    height, width = feature.shape[-2:]
-    if y < -1.0 or y > height or x < -1.0 or x > width:
-        return torch.zeros(feature.shape[0], dtype=feature.dtype)
-    y, x = max(y, 0.0), max(x, 0.0)
-    y_low, x_low = int(y), int(x)
-    if y_low >= height - 1:
-        y_low = y_high = height - 1
-        y = float(y_low)
-    else:
-        y_high = y_low + 1
-    if x_low >= width - 1:
-        x_low = x_high = width - 1
-        x = float(x_low)
-    else:
-        x_high = x_low + 1
-    ly, lx = y - y_low, x - x_low
-    hy, hx = 1 - ly, 1 - lx
-    return (
-        hy * hx * feature[:, y_low, x_low]
-        + hy * lx * feature[:, y_low, x_high]
-        + ly * hx * feature[:, y_high, x_low]
-        + ly * lx * feature[:, y_high, x_high]
-    )
-
-
-def _reference_roi_align(input, rois, out_size, scale, sampling_ratio, aligned):
-    out = torch.zeros((rois.shape[0], input.shape[1], out_size, out_size), dtype=input.dtype)
-    offset = 0.5 if aligned else 0.0
-    for k, (b, x1, y1, x2, y2) in enumerate(rois.tolist()):
-        sx, sy = x1 * scale - offset, y1 * scale - offset
-        rw, rh = x2 * scale - offset - sx, y2 * scale - offset - sy
-        if not aligned:
-            rw, rh = max(rw, 1.0), max(rh, 1.0)
-        bw, bh = rw / out_size, rh / out_size
-        gh = sampling_ratio if sampling_ratio > 0 else math.ceil(rh / out_size)
-        gw = sampling_ratio if sampling_ratio > 0 else math.ceil(rw / out_size)
-        count = max(gh * gw, 1)
-        for ph in range(out_size):
-            for pw in range(out_size):
-                acc = torch.zeros(input.shape[1], dtype=input.dtype)
-                for iy in range(gh):
-                    y = sy + ph * bh + (iy + 0.5) * bh / gh
-                    for ix in range(gw):
-                        x = sx + pw * bw + (ix + 0.5) * bw / gw
-                        acc += _bilinear(input[int(b)], y, x)
-                out[k, :, ph, pw] = acc / count
-    return out
+from maskrcnn.ops.roi_align_reference import roi_align_reference, roi_pool_reference
 
 
 def test_roi_align_hand_value():
@@ -95,7 +43,7 @@ def test_roi_align_matches_plain_loop_with_mixed_grids(aligned, sampling_ratio, 
     zero_size = torch.tensor([[1.0, 10.0, 10.0, 10.0, 10.0]], dtype=torch.float64)  # adaptive+aligned: no samples
     rois = torch.cat([rois, zero_size], dim=0)
     out = roi_align(feature, rois, 3, 0.25, sampling_ratio, aligned)
-    expected = _reference_roi_align(feature, rois, 3, 0.25, sampling_ratio, aligned)
+    expected = roi_align_reference(feature, rois, 3, 0.25, sampling_ratio, aligned)
     if aligned and sampling_ratio <= 0:
         assert out[-1].abs().sum() == 0
     torch.testing.assert_close(out, expected, atol=1e-12, rtol=0)
@@ -190,25 +138,6 @@ def test_roi_align_and_pool_parity_with_torchvision(parity_ops):
         assert (out - case["out"]).abs().max().item() <= 1e-4
 
 
-def _reference_roi_pool(input, rois, out_h, out_w, scale):
-    """torchvision's CPU RoIPool loop, bin by bin."""
-    height, width = input.shape[-2:]
-    out = torch.zeros((rois.shape[0], input.shape[1], out_h, out_w), dtype=input.dtype)
-    for k, (b, *corners) in enumerate(rois.tolist()):
-        # C's round(): halves away from zero
-        x1, y1, x2, y2 = (int(math.copysign(math.floor(abs(v * scale) + 0.5), v)) for v in corners)
-        roi_w, roi_h = max(x2 - x1 + 1, 1), max(y2 - y1 + 1, 1)
-        for ph in range(out_h):
-            h0 = min(max(math.floor(ph * roi_h / out_h) + y1, 0), height)
-            h1 = min(max(math.ceil((ph + 1) * roi_h / out_h) + y1, 0), height)
-            for pw in range(out_w):
-                w0 = min(max(math.floor(pw * roi_w / out_w) + x1, 0), width)
-                w1 = min(max(math.ceil((pw + 1) * roi_w / out_w) + x1, 0), width)
-                if h1 > h0 and w1 > w0:
-                    out[k, :, ph, pw] = input[int(b), :, h0:h1, w0:w1].amax(dim=(1, 2))
-    return out
-
-
 def test_roi_pool_partly_outside_matches_plain_loop():
     generator = torch.Generator().manual_seed(4)
     feature = torch.rand((2, 3, 9, 11), generator=generator, dtype=torch.float64)
@@ -217,5 +146,5 @@ def test_roi_pool_partly_outside_matches_plain_loop():
         dtype=torch.float64,
     )
     out = roi_pool(feature, rois, (3, 4), 0.5)
-    torch.testing.assert_close(out, _reference_roi_pool(feature, rois, 3, 4, 0.5), atol=0, rtol=0)
+    torch.testing.assert_close(out, roi_pool_reference(feature, rois, 3, 4, 0.5), atol=0, rtol=0)
     assert out[2].abs().sum() == 0  # wholly outside -> 0

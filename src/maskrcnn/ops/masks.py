@@ -3,7 +3,9 @@
 Shape glossary: N instances; H, W image height and width; M mask side (e.g. 28).
 
 RLE work is done by pycocotools. `crop_and_resize_masks` and `paste_masks_in_image`
-follow torchvision's Mask R-CNN (project_masks_on_boxes and paste_masks_in_image).
+follow torchvision's Mask R-CNN (project_masks_on_boxes and paste_masks_in_image);
+`ops/masks_reference.py` is the plain one-interpolate-per-mask paste the fast one is tested
+against.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """Non-maximum suppression, greedy, with torchvision's exact keep lists.
 
+The fast path here keeps exactly what the plain loop of `ops/nms_reference.py` keeps, but
+computes IoUs in vectorized blocks and runs the greedy sweep over integer bit masks.
+
 Shape glossary: N boxes (x1, y1, x2, y2); K kept boxes.
 
 How it is fast without a compiled kernel: boxes are sorted by score (stable, descending,

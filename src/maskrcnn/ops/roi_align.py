@@ -1,5 +1,9 @@
 """RoIAlign and RoIPool in plain PyTorch, with torchvision's exact semantics.
 
+The fast path here gives the values of the one-sample-at-a-time loops in
+`ops/roi_align_reference.py`, but builds every bin's pixel weights at once and reads the
+feature map with one sparse-dense product instead of a Python loop per bin and sample.
+
 Shape glossary: B images; C channels; H, W feature height and width; K RoIs;
 oh, ow output height and width; G sample points per bin along one axis;
 E "taps" per bin along one axis (feature rows or columns a bin reads, with a weight).
