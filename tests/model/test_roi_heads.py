@@ -12,7 +12,7 @@ from maskrcnn.model.box_head import ConvFCHead, TwoMLPHead
 from maskrcnn.model.build import build_roi_heads
 from maskrcnn.model.losses import fast_rcnn_losses, mask_loss, mask_probabilities
 from maskrcnn.model.mask_head import MaskConvHead, MaskPredictor
-from maskrcnn.model.roi_heads import mask_targets_for_rois
+from maskrcnn.ops.masks import crop_and_resize_masks
 from maskrcnn.structures import Targets
 
 
@@ -79,7 +79,7 @@ def test_mask_targets_crop_each_rois_gt():
     masks[1, :10, :] = 1  # top half
     # RoIAlign samples at pixel indices (not aligned): keep boxes off the 0/1 edge at 10
     boxes = torch.tensor([[0.0, 0.0, 8.0, 8.0], [0.0, 0.0, 20.0, 8.0], [10.0, 12.0, 20.0, 20.0]])
-    out = mask_targets_for_rois(masks, torch.tensor([0, 1, 1]), boxes, 4)
+    out = crop_and_resize_masks(masks, boxes, 4, mask_indices=torch.tensor([0, 1, 1]))
     assert out.shape == (3, 4, 4)
     assert torch.allclose(out[0], torch.ones(4, 4)) and torch.allclose(out[1], torch.ones(4, 4))
     assert torch.allclose(out[2], torch.zeros(4, 4))
@@ -90,14 +90,17 @@ def test_sampling_adds_gt_and_puts_foreground_first():
     heads = small_heads().train()
     proposals = torch.tensor([[60.0, 60.0, 90.0, 90.0], [11.0, 11.0, 41.0, 41.0], [0.0, 0.0, 5.0, 5.0]])
     target = Targets(boxes=torch.tensor([[10.0, 10.0, 40.0, 40.0]]), labels=torch.tensor([2]))
-    boxes, labels, matched, deltas = heads.sample_proposals(proposals, target)
-    assert labels.tolist()[:2] == [2, 2] and sorted(labels.tolist()[2:]) == [0, 0]  # proposal 1 and the gt
-    assert deltas.shape == (2, 4) and torch.all(matched[:2] == 0)
-    gt_row = [i for i in range(2) if torch.equal(boxes[i], target.boxes[0])]
-    assert len(gt_row) == 1 and torch.allclose(deltas[gt_row[0]], torch.zeros(4), atol=1e-6)
+    sample = heads.sample_proposals(proposals, target)
+    labels = sample.labels.tolist()
+    assert labels[:2] == [2, 2] and sorted(labels[2:]) == [0, 0]  # proposal 1 and the gt
+    assert sample.num_foreground == 2 and sample.foreground_labels.tolist() == [2, 2]
+    assert sample.target_deltas.shape == (2, 4) and torch.all(sample.foreground_matched_gt == 0)
+    gt_row = [i for i in range(2) if torch.equal(sample.boxes[i], target.boxes[0])]
+    assert len(gt_row) == 1 and torch.allclose(sample.target_deltas[gt_row[0]], torch.zeros(4), atol=1e-6)
 
-    boxes, labels, _, deltas = heads.sample_proposals(proposals, Targets.empty(100, 100))
-    assert labels.tolist() == [0, 0, 0] and deltas.shape == (0, 4)
+    background = heads.sample_proposals(proposals, Targets.empty(100, 100))
+    assert background.labels.tolist() == [0, 0, 0] and background.target_deltas.shape == (0, 4)
+    assert background.num_foreground == 0 and background.foreground_boxes.shape == (0, 4)
 
 
 def test_detect_thresholds_nms_per_class_and_top_n():

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from maskrcnn.model.rpn import RegionProposalNetwork, RPNHead, flatten_head_outputs, rpn_losses
+from maskrcnn.model.losses import rpn_losses
+from maskrcnn.model.rpn import RegionProposalNetwork, RPNHead, flatten_head_outputs
 from maskrcnn.ops.anchors import AnchorGenerator
 from maskrcnn.ops.boxes import BoxCoder
 from maskrcnn.ops.matcher import Matcher

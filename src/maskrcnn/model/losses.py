@@ -1,7 +1,14 @@
-"""Losses of the RoI heads, as plain functions.
+"""Every loss of the model, as plain functions: the one place where losses are normalised.
 
-Shape glossary: R sampled RoIs in the batch; K classes including background;
-F foreground (positive) RoIs among them; M the mask side.
+The five losses and their normalisation (torchvision's choices):
+- RPN objectness: BCE, mean over the sampled anchors of the batch.
+- RPN box: smooth L1 (beta 1/9) summed over positive anchors / number of sampled anchors.
+- RoI classification: cross-entropy, mean over the sampled RoIs.
+- RoI box: smooth L1 (beta 1/9) summed over foreground RoIs / number of sampled RoIs.
+- mask: per-pixel BCE (or softmax CE), mean over foreground RoIs and their M x M pixels.
+
+Shape glossary: B images; T anchors of one image; R sampled RoIs in the batch; K classes
+including background; F foreground (positive) RoIs among them; M the mask side.
 """
 
 from __future__ import annotations
@@ -9,6 +16,23 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+
+def rpn_losses(
+    logits: Tensor, deltas: Tensor, labels: Tensor, target_deltas: Tensor, positive: Tensor, negative: Tensor
+) -> tuple[Tensor, Tensor]:
+    """BCE on sampled anchors; smooth L1 (beta 1/9) on positives, summed / number sampled.
+
+    logits (B*T,), deltas (B*T, 4), labels (B*T,) float 0/1, target_deltas (num_pos, 4) for
+    the anchors in `positive` (flat indices), `negative` flat indices.
+    """
+    sampled = torch.cat([positive, negative])
+    if sampled.numel() == 0:  # no anchor could be sampled: keep the graph, no signal
+        zero = logits.sum() * 0.0 + deltas.sum() * 0.0
+        return zero, zero.clone()
+    box_loss = F.smooth_l1_loss(deltas[positive], target_deltas, beta=1.0 / 9, reduction="sum") / sampled.numel()
+    objectness_loss = F.binary_cross_entropy_with_logits(logits[sampled], labels[sampled])
+    return objectness_loss, box_loss
 
 
 def fast_rcnn_losses(

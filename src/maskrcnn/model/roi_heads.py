@@ -7,30 +7,48 @@ D detections of one image; G ground-truth instances of one image; M mask side.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from maskrcnn.model.losses import fast_rcnn_losses, mask_loss, mask_probabilities
 from maskrcnn.ops.boxes import BoxCoder, box_iou, clip_boxes, remove_small_boxes
+from maskrcnn.ops.masks import crop_and_resize_masks
 from maskrcnn.ops.matcher import Matcher
 from maskrcnn.ops.nms import batched_nms
 from maskrcnn.ops.poolers import infer_scale, multilevel_roi_align
-from maskrcnn.ops.roi_align import roi_align
 from maskrcnn.ops.sampler import sample_balanced
 from maskrcnn.structures import Detections, Targets
 
 
-def mask_targets_for_rois(gt_masks: Tensor, gt_index: Tensor, boxes: Tensor, mask_size: int) -> Tensor:
-    """Mask-head targets: gt mask `gt_index[i]` (of (G, H, W)) cropped to `boxes[i]`, resized to M x M.
+@dataclass
+class SampledRoIs:
+    """The RoIs of one image chosen for the training losses, foreground first.
 
-    The arithmetic of `ops.masks.crop_and_resize_masks` (torchvision's project_masks_on_boxes:
-    RoIAlign, scale 1, adaptive sampling, not aligned), but each RoI reads its gt mask by
-    batch index instead of a per-RoI copy of a full-image mask: (F,) -> (F, M, M) float.
+    The sampler returns the foreground (positive) RoIs before the background ones, so the
+    first `num_foreground` rows of every field are the foreground: the box-regression and
+    mask losses read only those. S sampled RoIs; F = num_foreground.
     """
-    rois = torch.cat([gt_index.to(boxes.dtype)[:, None], boxes], dim=1)  # (F, 5)
-    masks = gt_masks[:, None].to(boxes.dtype)  # (G, 1, H, W)
-    return roi_align(masks, rois, (mask_size, mask_size), 1.0, sampling_ratio=-1, aligned=False)[:, 0]
+
+    boxes: Tensor  # (S, 4) proposal (or gt) boxes in resized-image pixels
+    labels: Tensor  # (S,) int64 gt class of each RoI; 0 background
+    matched_gt: Tensor  # (S,) int64 index of the matched gt instance (0 for background)
+    target_deltas: Tensor  # (F, 4) box-regression targets of the foreground RoIs
+    num_foreground: int
+
+    @property
+    def foreground_boxes(self) -> Tensor:  # (F, 4)
+        return self.boxes[: self.num_foreground]
+
+    @property
+    def foreground_labels(self) -> Tensor:  # (F,)
+        return self.labels[: self.num_foreground]
+
+    @property
+    def foreground_matched_gt(self) -> Tensor:  # (F,)
+        return self.matched_gt[: self.num_foreground]
 
 
 class RoIPooler(nn.Module):
@@ -127,14 +145,8 @@ class RoIHeads(nn.Module):
 
     # ---- training ---------------------------------------------------------------------
 
-    def sample_proposals(
-        self, proposals: Tensor, targets: Targets
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Add gt boxes, match (IoU 0.5), sample 512 at 25% foreground.
-
-        proposals (P, 4) -> sampled boxes (S, 4) foreground first, labels (S,) int64,
-        matched gt index (S,) (0 for background), target deltas (F, 4) of the foreground.
-        """
+    def sample_proposals(self, proposals: Tensor, targets: Targets) -> SampledRoIs:
+        """Add gt boxes, match (IoU 0.5), sample 512 at 25% foreground: proposals (P, 4) -> S RoIs."""
         gt_boxes = targets.boxes.to(proposals.dtype)
         boxes = torch.cat([proposals, gt_boxes])  # (P + G, 4)
         if gt_boxes.shape[0] == 0:  # background image: every RoI is background
@@ -151,16 +163,21 @@ class RoIHeads(nn.Module):
         sampled = torch.cat([positive, negative])
         foreground = sampled[: positive.numel()]
         target_deltas = self.box_coder.encode(gt_boxes[matched[foreground]], boxes[foreground])  # (F, 4)
-        return boxes[sampled], labels[sampled], matched[sampled], target_deltas
+        return SampledRoIs(
+            boxes=boxes[sampled],
+            labels=labels[sampled],
+            matched_gt=matched[sampled],
+            target_deltas=target_deltas,
+            num_foreground=positive.numel(),
+        )
 
     def training_losses(
         self, features: list[Tensor], proposals: list[Tensor], image_sizes: list[tuple[int, int]], targets: list[Targets]
     ) -> dict[str, Tensor]:
         samples = [self.sample_proposals(p, t) for p, t in zip(proposals, targets)]
-        boxes = [s[0] for s in samples]
-        labels = torch.cat([s[1] for s in samples])  # (R,)
-        target_deltas = torch.cat([s[3] for s in samples])  # (F, 4), image-major like `labels > 0`
-        pooled = self.shared_head(self.box_pooler(features, boxes, image_sizes))  # (R, C, S, S)
+        labels = torch.cat([s.labels for s in samples])  # (R,)
+        target_deltas = torch.cat([s.target_deltas for s in samples])  # (F, 4), image-major like `labels > 0`
+        pooled = self.shared_head(self.box_pooler(features, [s.boxes for s in samples], image_sizes))  # (R, C, S, S)
         class_logits, box_deltas = self.box_predictor(self.box_head(pooled))  # (R, K), (R, K*4)
         class_logits, box_deltas = class_logits.float(), box_deltas.float()  # float32 losses under autocast
         loss_classifier, loss_box_reg = fast_rcnn_losses(class_logits, box_deltas, labels, target_deltas)
@@ -172,31 +189,35 @@ class RoIHeads(nn.Module):
     def mask_training_loss(
         self,
         features: list[Tensor],
-        samples: list[tuple[Tensor, Tensor, Tensor, Tensor]],
+        samples: list[SampledRoIs],
         image_sizes: list[tuple[int, int]],
         targets: list[Targets],
     ) -> Tensor:
-        """Mask loss on the foreground RoIs (which come first in each image's sample)."""
+        """Mask loss on the foreground RoIs of every image."""
         assert self.mask_pooler is not None and self.mask_head is not None and self.mask_predictor is not None
-        num_fg = [int((labels > 0).sum()) for _, labels, _, _ in samples]
-        fg_boxes = [boxes[:n] for (boxes, _, _, _), n in zip(samples, num_fg)]
-        fg_labels = torch.cat([labels[:n] for (_, labels, _, _), n in zip(samples, num_fg)])  # (F,)
-        if sum(num_fg) == 0:
+        if sum(s.num_foreground for s in samples) == 0:
             # No foreground in the batch: an exact 0 that still reaches every mask parameter
             # (BatchNorm cannot run on an empty batch in training; DDP wants every
             # parameter in the graph).
             parameters = [*self.mask_head.parameters(), *self.mask_predictor.parameters()]
             return sum((p.sum() * 0.0 for p in parameters), features[0].new_zeros(()))
+        fg_boxes = [s.foreground_boxes for s in samples]
+        fg_labels = torch.cat([s.foreground_labels for s in samples])  # (F,)
         pooled = self.shared_head(self.mask_pooler(features, fg_boxes, image_sizes))
         mask_logits = self.mask_predictor(self.mask_head(pooled)).float()  # (F, K, M, M)
         mask_size = mask_logits.shape[-1]
         mask_targets = []
-        for (boxes, _, matched, _), target, n in zip(samples, targets, num_fg):
-            if n == 0:
+        for sample, target in zip(samples, targets):
+            if sample.num_foreground == 0:
                 continue
             if target.masks is None:
                 raise ValueError("training the mask head needs Targets.masks for every image with instances")
-            mask_targets.append(mask_targets_for_rois(target.masks, matched[:n], boxes[:n], mask_size))
+            # Each RoI reads its matched gt mask by index: no per-RoI copy of a full mask.
+            mask_targets.append(
+                crop_and_resize_masks(
+                    target.masks, sample.foreground_boxes, mask_size, mask_indices=sample.foreground_matched_gt
+                )
+            )
         targets_tensor = torch.cat(mask_targets).to(mask_logits.dtype)  # (F, M, M)
         return mask_loss(mask_logits, fg_labels, targets_tensor, self.mask_loss_kind)
 

@@ -11,9 +11,9 @@ outputs, anchors, labels and proposals line up index by index.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from maskrcnn.model.losses import rpn_losses
 from maskrcnn.model.norm import make_norm
 from maskrcnn.ops.anchors import AnchorGenerator
 from maskrcnn.ops.boxes import BoxCoder, box_iou, clip_boxes, remove_small_boxes
@@ -69,23 +69,6 @@ def flatten_head_outputs(logits: list[Tensor], deltas: list[Tensor]) -> tuple[Te
         level_deltas = level_deltas.view(b, a, 4, h, w).permute(0, 3, 4, 1, 2)  # (B, A*4, H, W) -> (B, H, W, A, 4)
         flat_deltas.append(level_deltas.reshape(b, h * w * a, 4))
     return torch.cat(flat_logits, dim=1), torch.cat(flat_deltas, dim=1)
-
-
-def rpn_losses(
-    logits: Tensor, deltas: Tensor, labels: Tensor, target_deltas: Tensor, positive: Tensor, negative: Tensor
-) -> tuple[Tensor, Tensor]:
-    """BCE on sampled anchors; smooth L1 (beta 1/9) on positives, summed / number sampled.
-
-    logits (B*T,), deltas (B*T, 4), labels (B*T,) float 0/1, target_deltas (num_pos, 4) for
-    the anchors in `positive` (flat indices), `negative` flat indices.
-    """
-    sampled = torch.cat([positive, negative])
-    if sampled.numel() == 0:  # no anchor could be sampled: keep the graph, no signal
-        zero = logits.sum() * 0.0 + deltas.sum() * 0.0
-        return zero, zero.clone()
-    box_loss = F.smooth_l1_loss(deltas[positive], target_deltas, beta=1.0 / 9, reduction="sum") / sampled.numel()
-    objectness_loss = F.binary_cross_entropy_with_logits(logits[sampled], labels[sampled])
-    return objectness_loss, box_loss
 
 
 class RegionProposalNetwork(nn.Module):
