@@ -1,7 +1,13 @@
 """The data that flows between stages, with shapes.
 
 Shape glossary: B images in a batch; N instances of one image; H, W an image's height
-and width; Hp, Wp the padded batch size.
+and width; h, w its size after the model's resize; Hp, Wp the padded batch size;
+D detections of one image; M the mask head's side (e.g. 28).
+
+Each stage's type says which pixels it is in:
+    Targets (original pixels) -> transform -> ResizedTargets (resized pixels) -> RPN, RoI heads
+    RoI heads -> RoIDetections (resized pixels, M x M masks) -> transform.postprocess
+              -> Detections (original pixels, full-size H x W masks)
 """
 
 from __future__ import annotations
@@ -55,8 +61,38 @@ class Targets:
 
 
 @dataclass
+class ResizedTargets(Targets):
+    """Ground truth moved into the resized image's pixels: what the RPN and RoI heads see.
+
+    Same fields as Targets: boxes (N, 4) scaled by the resize, masks (N, h, w) resized
+    (nearest). Made only by the model's transform.
+    """
+
+
+@dataclass
+class RoIDetections:
+    """What the RoI heads found in one image, before mapping back: resized-image pixels.
+
+    masks are the mask head's (D, M, M) probabilities of each box's own M x M grid, not
+    image-sized masks; transform.postprocess pastes them and returns Detections.
+    """
+
+    boxes: Tensor  # (D, 4) float32, x1 y1 x2 y2 in resized-image pixels
+    scores: Tensor  # (D,) float32, highest first
+    labels: Tensor  # (D,) int64, 1..num_classes-1
+    masks: Tensor | None = None  # (D, M, M) float32 mask probabilities in [0, 1]
+
+    def __len__(self) -> int:
+        return self.boxes.shape[0]
+
+
+@dataclass
 class Detections:
-    """What the model found in one image, in that image's original pixel coordinates."""
+    """What the model found in one image, in that image's original pixel coordinates.
+
+    The model's output; masks are full-size (N, H, W) probabilities (threshold at 0.5 for
+    binary masks).
+    """
 
     boxes: Tensor  # (N, 4) float32, x1 y1 x2 y2
     scores: Tensor  # (N,) float32, highest first

@@ -20,7 +20,7 @@ from maskrcnn.ops.matcher import Matcher
 from maskrcnn.ops.nms import batched_nms
 from maskrcnn.ops.poolers import infer_scale, multilevel_roi_align
 from maskrcnn.ops.sampler import sample_balanced
-from maskrcnn.structures import Detections, Targets
+from maskrcnn.structures import ResizedTargets, RoIDetections
 
 
 @dataclass
@@ -145,7 +145,7 @@ class RoIHeads(nn.Module):
 
     # ---- training ---------------------------------------------------------------------
 
-    def sample_proposals(self, proposals: Tensor, targets: Targets) -> SampledRoIs:
+    def sample_proposals(self, proposals: Tensor, targets: ResizedTargets) -> SampledRoIs:
         """Add gt boxes, match (IoU 0.5), sample 512 at 25% foreground: proposals (P, 4) -> S RoIs."""
         gt_boxes = targets.boxes.to(proposals.dtype)
         boxes = torch.cat([proposals, gt_boxes])  # (P + G, 4)
@@ -172,7 +172,11 @@ class RoIHeads(nn.Module):
         )
 
     def training_losses(
-        self, features: list[Tensor], proposals: list[Tensor], image_sizes: list[tuple[int, int]], targets: list[Targets]
+        self,
+        features: list[Tensor],
+        proposals: list[Tensor],
+        image_sizes: list[tuple[int, int]],
+        targets: list[ResizedTargets],
     ) -> dict[str, Tensor]:
         samples = [self.sample_proposals(p, t) for p, t in zip(proposals, targets)]
         labels = torch.cat([s.labels for s in samples])  # (R,)
@@ -191,7 +195,7 @@ class RoIHeads(nn.Module):
         features: list[Tensor],
         samples: list[SampledRoIs],
         image_sizes: list[tuple[int, int]],
-        targets: list[Targets],
+        targets: list[ResizedTargets],
     ) -> Tensor:
         """Mask loss on the foreground RoIs of every image."""
         assert self.mask_pooler is not None and self.mask_head is not None and self.mask_predictor is not None
@@ -211,7 +215,7 @@ class RoIHeads(nn.Module):
             if sample.num_foreground == 0:
                 continue
             if target.masks is None:
-                raise ValueError("training the mask head needs Targets.masks for every image with instances")
+                raise ValueError("training the mask head needs ResizedTargets.masks for every image with instances")
             # Each RoI reads its matched gt mask by index: no per-RoI copy of a full mask.
             mask_targets.append(
                 crop_and_resize_masks(
@@ -225,7 +229,7 @@ class RoIHeads(nn.Module):
 
     def detect(
         self, class_logits: Tensor, box_deltas: Tensor, proposals: list[Tensor], image_sizes: list[tuple[int, int]]
-    ) -> list[Detections]:
+    ) -> list[RoIDetections]:
         """Softmax, per-class decode, clip, drop background/low/small, per-class NMS, top-n."""
         num_classes = class_logits.shape[-1]
         boxes = self.box_coder.decode(box_deltas, torch.cat(proposals))  # (R, K*4) -> (R, K, 4)
@@ -243,12 +247,12 @@ class RoIHeads(nn.Module):
             keep = remove_small_boxes(image_boxes, 1e-2)
             image_boxes, image_scores, labels = image_boxes[keep], image_scores[keep], labels[keep]
             keep = batched_nms(image_boxes, image_scores, labels, self.nms_thresh)[: self.detections_per_img]
-            results.append(Detections(boxes=image_boxes[keep], scores=image_scores[keep], labels=labels[keep]))
+            results.append(RoIDetections(boxes=image_boxes[keep], scores=image_scores[keep], labels=labels[keep]))
         return results
 
     def predict_masks(
-        self, features: list[Tensor], detections: list[Detections], image_sizes: list[tuple[int, int]]
-    ) -> list[Detections]:
+        self, features: list[Tensor], detections: list[RoIDetections], image_sizes: list[tuple[int, int]]
+    ) -> list[RoIDetections]:
         """One mask-head pass over all detections of the batch -> (D, M, M) probabilities each."""
         assert self.mask_pooler is not None and self.mask_head is not None and self.mask_predictor is not None
         pooled = self.shared_head(self.mask_pooler(features, [d.boxes for d in detections], image_sizes))
@@ -256,7 +260,7 @@ class RoIHeads(nn.Module):
         labels = torch.cat([d.labels for d in detections])
         probs = mask_probabilities(mask_logits, labels, self.mask_loss_kind)  # (sum D, M, M)
         return [
-            Detections(boxes=d.boxes, scores=d.scores, labels=d.labels, masks=m)
+            RoIDetections(boxes=d.boxes, scores=d.scores, labels=d.labels, masks=m)
             for d, m in zip(detections, probs.split([len(d) for d in detections]))
         ]
 
@@ -265,8 +269,8 @@ class RoIHeads(nn.Module):
         features: dict[str, Tensor],
         proposals: list[Tensor],
         image_sizes: list[tuple[int, int]],
-        targets: list[Targets] | None = None,
-    ) -> tuple[list[Detections], dict[str, Tensor]]:
+        targets: list[ResizedTargets] | None = None,
+    ) -> tuple[list[RoIDetections], dict[str, Tensor]]:
         """Training: ([], losses). Inference: (detections in resized-image pixels, {})."""
         levels = [features[name] for name in self.feature_names]
         if self.training:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from maskrcnn.ops.masks import paste_masks_in_image
-from maskrcnn.structures import Detections, ImageBatch, Targets
+from maskrcnn.structures import Detections, ImageBatch, ResizedTargets, RoIDetections, Targets
 
 
 def resize_scale_factor(height: int, width: int, min_size: float, max_size: float) -> float:
@@ -90,7 +90,7 @@ class ImageTransform(nn.Module):
         std = self.image_std.to(dtype=image.dtype, device=image.device)
         return (image - mean[:, None, None]) / std[:, None, None]
 
-    def resize(self, image: Tensor, target: Targets | None) -> tuple[Tensor, Targets | None]:
+    def resize(self, image: Tensor, target: Targets | None) -> tuple[Tensor, ResizedTargets | None]:
         """(3, H, W) -> (3, h, w); the target's boxes and masks follow."""
         height, width = image.shape[-2:]
         scale = resize_scale_factor(height, width, self.pick_min_size(), float(self.max_size))
@@ -109,14 +109,14 @@ class ImageTransform(nn.Module):
                 masks = F.interpolate(
                     masks[:, None].float(), scale_factor=scale, recompute_scale_factor=True
                 )[:, 0].to(torch.uint8)
-        return resized, Targets(boxes=boxes, labels=target.labels, masks=masks)
+        return resized, ResizedTargets(boxes=boxes, labels=target.labels, masks=masks)
 
     def forward(
         self, images: list[Tensor], targets: list[Targets] | None = None
-    ) -> tuple[ImageBatch, list[Targets] | None]:
+    ) -> tuple[ImageBatch, list[ResizedTargets] | None]:
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         resized_images: list[Tensor] = []
-        resized_targets: list[Targets] = []
+        resized_targets: list[ResizedTargets] = []
         for i, image in enumerate(images):
             target = targets[i] if targets is not None else None
             image, target = self.resize(self.normalize(image), target)
@@ -133,7 +133,7 @@ class ImageTransform(nn.Module):
 
     def postprocess(
         self,
-        detections: list[Detections],
+        detections: list[RoIDetections],
         image_sizes: list[tuple[int, int]],
         original_sizes: list[tuple[int, int]],
     ) -> list[Detections]:
