@@ -102,8 +102,8 @@ def test_report_folder_rules(tmp_path) -> None:
 
     out = tmp_path / "report"
     write_report(ReportInputs(coco, results, images), out, settings=ReportConfig(image_pages=3))
-    assert len(list((out / "images").glob("*.png"))) == 3
+    assert len(list((out / "images").glob("*.jpg"))) == 3
     (out / "my_notes.txt").write_text("kept")
     write_report(ReportInputs(coco, results, images), out, settings=ReportConfig(image_pages=1))
-    assert len(list((out / "images").glob("*.png"))) == 1  # the pages no longer shown are removed
+    assert len(list((out / "images").glob("*.jpg"))) == 1  # the pages no longer shown are removed
     assert (out / "my_notes.txt").read_text() == "kept"  # what the report did not write stays

@@ -43,3 +43,17 @@ def test_threshold_dsb_equals_evaluate_dsb(case_coco) -> None:
     for row in threshold_table(outcomes, thresholds, with_dsb=True):
         assert row.dsb_score == pytest.approx(dsb_score_from_coco(case_coco, case_results(), row.threshold), abs=1e-12)
     assert all(r.dsb_score is None for r in threshold_table(outcomes, thresholds, with_dsb=False))
+
+
+def test_count_matches_numpy_equals_engine() -> None:
+    import numpy as np
+    import torch
+
+    from maskrcnn.engine.dsb_score import count_matches
+    from maskrcnn.report.thresholds import count_matches_numpy
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        iou = rng.random((int(rng.integers(0, 6)), int(rng.integers(0, 6))))
+        for t in (0.3, 0.5, 0.75, 0.9):
+            assert count_matches_numpy(iou, t) == count_matches(torch.as_tensor(iou), t)

@@ -4,7 +4,7 @@
     DIR/report.json         the same numbers, and the list of files written (so a rerun can tidy up)
     DIR/charts/*.png        PR curves and error-breakdown charts (bbox, segm)
     DIR/gallery-<n>.html    thumbnails of the images with the most errors
-    DIR/images/<key>.png    | .html: a picture and a page per shown image
+    DIR/images/<key>.jpg    | .html: a picture and a page per shown image
     DIR/thumbs/<key>.jpg
 
 The folder must be new, empty, or a previous report (it holds report.json): a report
@@ -37,7 +37,8 @@ MANIFEST = "report.json"
 class ReportSummary:
     index: Path
     files: list[Path]
-    seconds: dict[str, float] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # wall-clock per stage
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # this process's CPU time per stage
     numbers: dict[str, Any] = field(default_factory=dict)  # what report.json holds
 
 
@@ -85,13 +86,14 @@ def write_report(
     out_dir = Path(out_dir)
     previous = check_report_folder(out_dir)
     seconds: dict[str, float] = {}
-    started = time.perf_counter()
+    cpu_seconds: dict[str, float] = {}
+    started, cpu_started = time.perf_counter(), time.process_time()
 
     def lap(name: str) -> None:
-        nonlocal started
-        now = time.perf_counter()
-        seconds[name] = round(now - started, 3)
-        started = now
+        nonlocal started, cpu_started
+        now, cpu_now = time.perf_counter(), time.process_time()
+        seconds[name], cpu_seconds[name] = round(now - started, 3), round(cpu_now - cpu_started, 3)
+        started, cpu_started = now, cpu_now
 
     records = image_records(inputs.coco_gt, inputs.results, settings.max_detections)
     iou_types = inputs.iou_types
@@ -149,7 +151,7 @@ def write_report(
     atomic_write_json(manifest, {**numbers, "seconds": seconds, "files": files})
     written.append(manifest)
     _remove_stale(out_dir, previous, written)
-    return ReportSummary(index=index_path, files=written, seconds=seconds, numbers=numbers)
+    return ReportSummary(index=index_path, files=written, seconds=seconds, cpu_seconds=cpu_seconds, numbers=numbers)
 
 
 def _numbers(

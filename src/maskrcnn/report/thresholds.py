@@ -16,9 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-import torch
-
-from maskrcnn.engine.dsb_score import DSB_IOU_THRESHOLDS, count_matches
+from maskrcnn.engine.dsb_score import DSB_IOU_THRESHOLDS
 from maskrcnn.report.errors import CORRECT, IGNORED, ImageOutcome
 
 
@@ -40,15 +38,32 @@ class ThresholdRow:
         return asdict(self)
 
 
+def count_matches_numpy(iou: np.ndarray, threshold: float) -> int:
+    """maskrcnn.engine.dsb_score.count_matches on a NumPy (P, G) matrix: one-to-one pairs
+    with IoU > threshold, greedily from the highest IoU (about 10x less overhead per call,
+    which matters at 1,000 images x 7 score thresholds x 10 IoU thresholds)."""
+    rows, cols = np.nonzero(iou > threshold)
+    if rows.size == 0:
+        return 0
+    order = np.argsort(-iou[rows, cols], kind="stable")
+    used_pred: set[int] = set()
+    used_gt: set[int] = set()
+    for p, g in zip(rows[order].tolist(), cols[order].tolist()):
+        if p not in used_pred and g not in used_gt:
+            used_pred.add(p)
+            used_gt.add(g)
+    return len(used_pred)
+
+
 def _dsb_image(iou: np.ndarray, keep: np.ndarray) -> float:
     """DSB score of one image from its (D, G) mask IoU, keeping the detections in `keep`."""
-    iou_kept = torch.as_tensor(iou[keep])  # (D', G)
+    iou_kept = iou[keep]  # (D', G)
     num_pred, num_gt = iou_kept.shape
     if num_pred == 0 and num_gt == 0:
         return 1.0
     total = 0.0
     for t in DSB_IOU_THRESHOLDS:
-        tp = count_matches(iou_kept, t) if num_pred and num_gt else 0
+        tp = count_matches_numpy(iou_kept, t) if num_pred and num_gt else 0
         total += tp / (num_pred + num_gt - tp)
     return total / len(DSB_IOU_THRESHOLDS)
 
