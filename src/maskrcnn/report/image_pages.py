@@ -212,7 +212,7 @@ def image_page(item: RankedImage, *, class_names: list[str], score_threshold: fl
             elif out.gt_missed[g]:
                 reason = "no detection of it (missed)"
             else:
-                reason = "found, but with the wrong class or a poor overlap (a cls or loc error)"
+                reason = "only detections of the wrong class or with a poor overlap (cls or loc errors, at any score)"
             rows.append([_name(class_names, out.gt_classes[g]), reason, f"{x:.0f}, {y:.0f}, {w:.0f}, {h:.0f}"])
         body.append(table(["class", "why", "box x, y, w, h"], rows, name_columns=3))
     else:
