@@ -107,3 +107,20 @@ def test_report_folder_rules(tmp_path) -> None:
     write_report(ReportInputs(coco, results, images), out, settings=ReportConfig(image_pages=1))
     assert len(list((out / "images").glob("*.jpg"))) == 1  # the pages no longer shown are removed
     assert (out / "my_notes.txt").read_text() == "kept"  # what the report did not write stays
+
+
+def test_report_with_no_detections_and_markup_in_names(tmp_path) -> None:
+    gt = case_gt()
+    gt["categories"][0]["name"] = "<b>circle</b>"
+    gt["images"][0]["file_name"] = "we<ird> & name.png"
+    out = tmp_path / "report"
+    write_report(ReportInputs(make_coco(gt), [], None), out)
+    numbers = json.loads((out / "report.json").read_text())
+    assert numbers["num_detections"] == 0
+    assert numbers["errors"]["bbox"]["counts"] == {"cls": 0, "loc": 0, "both": 0, "dupe": 0, "bkg": 0, "miss": 6}
+    assert numbers["metrics"]["bbox_AP"] == 0.0
+    for page in [out / "index.html", *(out / "images").glob("*.html")]:
+        text = page.read_text()
+        assert "<b>circle</b>" not in text and "we<ird>" not in text
+    assert "&lt;b&gt;circle&lt;/b&gt;" in (out / "index.html").read_text()
+    assert all((page.parent / t).is_file() for page in out.rglob("*.html") for t in links_of(page))
