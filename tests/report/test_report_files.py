@@ -124,3 +124,21 @@ def test_report_with_no_detections_and_markup_in_names(tmp_path) -> None:
         assert "<b>circle</b>" not in text and "we<ird>" not in text
     assert "&lt;b&gt;circle&lt;/b&gt;" in (out / "index.html").read_text()
     assert all((page.parent / t).is_file() for page in out.rglob("*.html") for t in links_of(page))
+
+
+def test_report_interrupted_then_rerun(tmp_path, monkeypatch) -> None:
+    import maskrcnn.report.build as build
+
+    coco = make_coco(case_gt())
+    out = tmp_path / "report"
+
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build, "write_image_pages", fail)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(ReportInputs(coco, case_results(with_masks=False), None), out)
+    assert json.loads((out / "report.json").read_text())["complete"] is False
+    monkeypatch.undo()
+    write_report(ReportInputs(coco, case_results(with_masks=False), None), out)
+    assert json.loads((out / "report.json").read_text())["complete"] is True

@@ -24,6 +24,7 @@ from maskrcnn.config import ReportConfig
 from maskrcnn.io_utils import atomic_write_bytes, atomic_write_json
 from maskrcnn.report.coco_curves import CocoCurves, coco_curves
 from maskrcnn.report.errors import ErrorBreakdown, error_breakdown
+from maskrcnn.report.html import write_page
 from maskrcnn.report.image_pages import rank_images, write_image_pages
 from maskrcnn.report.index_page import index_page
 from maskrcnn.report.inputs import ReportInputError, ReportInputs, image_records
@@ -85,6 +86,8 @@ def write_report(
     settings = settings or ReportConfig()
     out_dir = Path(out_dir)
     previous = check_report_folder(out_dir)
+    # Mark the folder as a report first: if this run stops half-way, a rerun may still use it.
+    atomic_write_json(out_dir / MANIFEST, {"complete": False, "files": previous})
     seconds: dict[str, float] = {}
     cpu_seconds: dict[str, float] = {}
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -136,9 +139,6 @@ def write_report(
 
     numbers = _numbers(inputs, records, curves, breakdowns, thresholds, ranked, score_threshold, settings)
     index_path = out_dir / "index.html"
-    (out_dir).mkdir(parents=True, exist_ok=True)
-    from maskrcnn.report.html import write_page
-
     write_page(index_path, index_page(
         inputs=inputs, records=records, curves=curves, breakdowns=breakdowns, thresholds=thresholds,
         charts=charts, shown=shown, thumbs=thumbs, ranked_count=len(ranked), score_threshold=score_threshold,
@@ -148,7 +148,8 @@ def write_report(
     lap("index")
     manifest = out_dir / MANIFEST
     files = sorted(str(p.relative_to(out_dir)) for p in written) + [MANIFEST]
-    atomic_write_json(manifest, {**numbers, "seconds": seconds, "files": files})
+    atomic_write_json(manifest, {**numbers, "seconds": seconds, "cpu_seconds": cpu_seconds, "complete": True,
+                                 "files": files})
     written.append(manifest)
     _remove_stale(out_dir, previous, written)
     return ReportSummary(index=index_path, files=written, seconds=seconds, cpu_seconds=cpu_seconds, numbers=numbers)
