@@ -204,6 +204,7 @@ def run_evaluate(
         write_evaluation_report(
             report_dir, annotations=kwargs["annotations"], metrics=metrics,
             results=results if kwargs.get("weights") is not None else None, predictions=kwargs.get("predictions"),
-            images=kwargs.get("images"), weights=kwargs.get("weights"), score_threshold=kwargs.get("score_threshold", 0.5),
+            images=kwargs.get("images"), weights=kwargs.get("weights"),
+            score_threshold=float(metrics.get("dsb_score_threshold", 0.5)),  # the one the DSB score used
         )
     return metrics
