@@ -101,6 +101,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         score_threshold=args.score_threshold,
         json_path=args.json,
+        report_dir=args.report,
         progress=not args.quiet,
     )
     return 0
@@ -198,6 +199,9 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--score-threshold", type=float, default=0.5,
                    help="predictions scoring at least this count for the Data Science Bowl score")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the metrics to this JSON file")
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="also write an HTML report (index.html, charts, pictures of the worst images) into this "
+                        "new or empty folder; with --predictions, add --images to see the pictures (docs/report.md)")
     p.add_argument("--threads", type=int, default=0,
                    help="PyTorch CPU threads (0: PyTorch's default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -173,6 +173,21 @@ class TrainConfig:
     log_period: int = 20
 
 
+@dataclass(frozen=True)
+class ReportConfig:
+    """`maskrcnn evaluate --report DIR` (not stored in checkpoints: an evaluation setting)."""
+
+    error_iou: float = 0.5  # TIDE's foreground threshold t_f: a detection is correct at IoU >= this
+    background_iou: float = 0.1  # TIDE's background threshold t_b
+    max_detections: int = 100  # per image, highest scores first (COCO's maxDets)
+    score_thresholds: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    image_pages: int = 200  # pictures and pages for this many images, those with the most errors first
+    images_per_page: int = 50  # thumbnails per gallery page
+    index_thumbnails: int = 12  # the worst images shown on index.html
+    panel_size: int = 384  # longest side of each half of a side-by-side picture, in pixels
+    thumbnail_width: int = 360  # pixels
+
+
 @dataclass
 class Config:
     name: str = "custom"

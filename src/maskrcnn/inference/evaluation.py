@@ -163,26 +163,48 @@ def evaluate_metrics(
     batch_size: int = 1,
     score_threshold: float = 0.5,
     progress: bool = False,
+    results_out: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """Metrics of a checkpoint or a predictions file; the model's COCO results are appended
+    to `results_out` when given (the --report needs them)."""
     _check_inputs(annotations, weights, images, predictions)
     if predictions is not None:
         return evaluate_predictions_file(
             annotations=annotations, predictions=predictions, score_threshold=score_threshold
         )
-    metrics, _ = evaluate_checkpoint(
+    metrics, results = evaluate_checkpoint(
         annotations=annotations, images=images, weights=weights, config=config, device=device,
         batch_size=batch_size, score_threshold=score_threshold, progress=progress,
     )
+    if results_out is not None:
+        results_out.extend(results)
     return metrics
 
 
-def run_evaluate(*, json_path: str | Path | None = None, **kwargs: Any) -> dict[str, Any]:
-    """`maskrcnn evaluate`: compute, print the table, write JSON (atomically) when asked."""
+def run_evaluate(
+    *, json_path: str | Path | None = None, report_dir: str | Path | None = None, **kwargs: Any
+) -> dict[str, Any]:
+    """`maskrcnn evaluate`: compute, print the table, write JSON (atomically) when asked,
+    and the HTML report (maskrcnn.report) into `report_dir` when given."""
     from maskrcnn.io_utils import atomic_write_json
 
-    metrics = evaluate_metrics(**kwargs)
+    if report_dir is not None:
+        from maskrcnn.report.build import check_report_folder
+
+        check_report_folder(Path(report_dir))  # before the model runs, not after
+    results: list[dict[str, Any]] = []
+    metrics = evaluate_metrics(**kwargs, results_out=results)
     print(format_metrics_table(metrics))
     if json_path is not None:
         atomic_write_json(json_path, metrics)
         print(f"metrics: {json_path}")
+    if report_dir is not None:
+        from maskrcnn.report.evaluate_hook import write_evaluation_report
+
+        write_evaluation_report(
+            report_dir, annotations=kwargs["annotations"], metrics=metrics,
+            results=results if kwargs.get("weights") is not None else None, predictions=kwargs.get("predictions"),
+            images=kwargs.get("images"), weights=kwargs.get("weights"),
+            score_threshold=float(metrics.get("dsb_score_threshold", 0.5)),  # the one the DSB score used
+        )
     return metrics
