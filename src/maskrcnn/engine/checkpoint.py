@@ -33,7 +33,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from maskrcnn.checkpoints import FORMAT as CHECKPOINT_FORMAT
-from maskrcnn.checkpoints import VERSION as CHECKPOINT_VERSION
 from maskrcnn.checkpoints import CheckpointError  # noqa: F401 - one error type for every checkpoint problem
 from maskrcnn.checkpoints import native_checkpoint, state_dict_sha256, verify_checksum
 from maskrcnn.config import Config, config_to_dict
