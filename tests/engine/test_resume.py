@@ -2,9 +2,10 @@
 bit-for-bit the weights of a run that was never interrupted.
 
 Each run is a subprocess with a generous time limit (`SUBPROCESS_TIMEOUT_S`): the limit
-stops a hang; it must not fail a slow machine. Under a load average of 14-16 on the two
-cores the three runs took 152 s together (about 50 s each, against 10 s on a quiet
-machine), a fifth of the 240 s the limit used to be: heavier load failed them.
+stops a hang; it must not fail a slow machine. The per-run limit of 240 s was the one
+thing here that depends on the machine's load: at a load average of 14-16 on the two
+cores the three runs took 152 s (about 50 s each, 10 s on a quiet machine), so a few
+times more load reached it.
 """
 
 import os
