@@ -74,7 +74,7 @@ def _listed(keys: list[str]) -> str:
 def _unwrap_state_dict(data: Any, path: Path) -> tuple[str, dict[str, Tensor]]:
     """(kind, state dict with the file's own key names) of a loaded file."""
     if not isinstance(data, dict):
-        raise InitWeightsError(f"{path}: not a weights file (holds a {type(data).__name__}, expected a dict)")
+        raise InitWeightsError(f"train.init_weights: {path}: not a weights file (holds a {type(data).__name__}, expected a dict)")
     if data.get("format") == FORMAT:
         verify_checksum(data, path)
         state_dict = data.get("model")
@@ -88,7 +88,7 @@ def _unwrap_state_dict(data: Any, path: Path) -> tuple[str, dict[str, Tensor]]:
         kind = KIND_TORCHVISION
     if not isinstance(state_dict, dict) or not state_dict or not all(isinstance(v, Tensor) for v in state_dict.values()):
         raise InitWeightsError(
-            f"{path}: neither a maskrcnn checkpoint nor a state dict of tensors (expected a torchvision "
+            f"train.init_weights: {path}: neither a maskrcnn checkpoint nor a state dict of tensors (expected a torchvision "
             "Mask R-CNN or ImageNet ResNet state dict)"
         )
     state_dict = convert_torchvision_keys(state_dict)  # old names; a DDP "module." prefix
@@ -132,7 +132,7 @@ def _raise_mismatch(path: Path, kind: str, wrong_shape: list[str], missing: list
         if items:
             problems.append(f"{len(items)} {title}: {_listed(items)}")
     if problems:
-        raise InitWeightsError(f"{path} ({kind}) does not fit the model: " + "; ".join(problems))
+        raise InitWeightsError(f"train.init_weights: {path} ({kind}) does not fit the model: " + "; ".join(problems))
 
 
 def load_init_weights(model: nn.Module, path: str | Path) -> InitReport:
