@@ -102,7 +102,7 @@ def test_each_rank_sees_its_own_half_and_two_by_b_matches_one_by_two_b(tmp_path)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     single_weights, single_seen = _train_regression(tmp_path / "single", 2 * batch)
 
-    per_pass = ITERATIONS * batch // 2  # images one rank reads per pass
+    per_pass = NUM_IMAGES // 2  # images one rank reads per pass
     for p in range(2):
         halves = [set(r["seen"][p * per_pass:(p + 1) * per_pass]) for r in ranks]
         assert not halves[0] & halves[1], f"pass {p}: both processes read {sorted(halves[0] & halves[1])}"
@@ -116,6 +116,7 @@ def test_each_rank_sees_its_own_half_and_two_by_b_matches_one_by_two_b(tmp_path)
         assert not torch.allclose(value, initial[name], atol=1e-3), f"{name} did not train"
         torch.testing.assert_close(ranks[0]["weights"][name], value, rtol=1e-5, atol=1e-6)
         assert torch.equal(ranks[0]["weights"][name], ranks[1]["weights"][name])
+
 
 TINY = [
     "model.num_classes=4",

@@ -173,3 +173,13 @@ def test_validation_categories_that_differ_stop_before_the_first_iteration(tmp_p
     with pytest.raises(CategoryMismatchError, match=r"data.val: its categories \(5 cat, 90 dog\) differ from data.train's \(1 a, 2 b\)"):
         train(cfg_for(tmp_path), model=model, train_set=TwoBoxSet(), val_set=OtherCategoriesSet())
     assert model.calls == 0 and not (tmp_path / "last.pt").exists()
+
+
+def test_resume_after_the_final_evaluation_knows_its_best_score(tmp_path):
+    from maskrcnn.engine.checkpoint import model_checkpoint, save_checkpoint
+    from maskrcnn.engine.run_setup import Position, _best_recorded
+
+    save_checkpoint(tmp_path / "best.pt", model_checkpoint(Fit(), Config(), iteration=4, best_metric=0.5, best_iteration=4))
+    assert _best_recorded(tmp_path, Position(iteration=4, best_metric=0.3, best_iteration=2)).best_metric == 0.5
+    older = _best_recorded(tmp_path, Position(iteration=8, best_metric=0.3, best_iteration=6))  # best.pt of another run
+    assert (older.best_metric, older.best_iteration) == (0.3, 6)

@@ -172,7 +172,8 @@ def _read_resume_checkpoint(out: Path, cfg: Config) -> dict[str, Any]:
 
 
 def _best_recorded(out: Path, position: Position) -> Position:
-    """The final evaluation may have written best.pt after last.pt: take its score if newer."""
+    """The final evaluation writes best.pt after last.pt (same iteration): take its score,
+    so a run resumed with a larger solver.max_iter compares against it."""
     path = out / BEST_NAME
     if not path.is_file():
         return position
@@ -181,8 +182,7 @@ def _best_recorded(out: Path, position: Position) -> Position:
     except Exception:  # noqa: BLE001 - an unreadable best.pt only loses the comparison
         return position
     iteration, metric = best.get("best_iteration"), best.get("best_metric")
-    newer = position.best_iteration is None or (iteration is not None and iteration > position.best_iteration)
-    if isinstance(metric, float) and iteration is not None and iteration <= position.iteration and newer:
+    if isinstance(metric, float) and iteration == position.iteration and position.best_iteration != iteration:
         position.best_metric, position.best_iteration = metric, int(iteration)
     return position
 
