@@ -1,8 +1,9 @@
 """The training loop: `train(cfg, resume=...)`, also run by `torchrun` as DDP.
 
 `train` reads as three steps:
-    setup_run   checks (config, output folder, resume, frozen-from-scratch traps), then
-                data, model (+ train.init_weights), solver (the lr rule), loaders, restore
+    setup_run   (engine/run_setup.py) checks (config, output folder, resume, frozen layers
+                over random weights), then data, model (+ train.init_weights), solver
+                (the lr rule), loaders, and on resume the training state
     run_loop    the iterations, with periodic evaluation and checkpoints
     finish_run  save last.pt and model_final.pt, then the final evaluation, then report
 
