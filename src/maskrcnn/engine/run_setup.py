@@ -237,34 +237,51 @@ class TrainingRun:
         return "segm_AP" if self.cfg.model.roi_heads.mask_on else "bbox_AP"
 
 
-def setup_run(cfg: Config, *, resume: bool, info: du.DistInfo, device: torch.device, model: nn.Module | None,
-              train_set: Any, val_set: Any) -> TrainingRun:
-    """Check the config, then build data, model, solver and loaders; restore on resume."""
-    from maskrcnn.data.build import check_data_config, check_same_categories, check_training_set
-    from maskrcnn.data.loader import build_loader
+@dataclass
+class SolverParts:
+    """The optimizer, its schedule and (CUDA) loss scaler, and the base lr they use."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    amp: bool
+    lr: LrChoice
+
+
+def check_run_config(cfg: Config, *, builds_model: bool, resume: bool) -> None:
+    """The checks that need nothing but the config (before any file is touched)."""
+    from maskrcnn.data.build import check_data_config
 
     check_solver(cfg.solver)
     check_data_config(cfg.data)
-    if model is None and not resume:
+    if builds_model and not resume:
         check_not_frozen_from_scratch(cfg)
-    out = Path(cfg.train.output_dir)
-    if info.is_main:
-        prepare_output_dir(out)
-        for path in remove_stale_temporaries(out):
-            note(f"removed {path.name}, left by a run killed while writing")
-    ckpt = _read_resume_checkpoint(out, cfg) if resume else None
-    seed = cfg.train.seed
-    seed_everything(seed)
+
+
+def _prepare_output(out: Path) -> None:
+    """Rank 0: the output folder exists, and no temporary of a killed write is left in it."""
+    prepare_output_dir(out)
+    for path in remove_stale_temporaries(out):
+        note(f"removed {path.name}, left by a run killed while writing")
+
+
+def _data(cfg: Config, train_set: Any, val_set: Any) -> tuple[Any, Any]:
+    """The data sets (built from the config unless given), checked before any iteration."""
+    from maskrcnn.data.build import check_same_categories, check_training_set
+
     if train_set is None:
         train_set, val_set = _build_datasets(cfg)
     check_training_set(train_set)
     if val_set is not None:
         check_same_categories(train_set, val_set)
-    cfg = _match_num_classes(cfg, train_set)
     warnings = dict(getattr(train_set, "warnings", {}) or {})
     if warnings:
         note(f"training set: skipped/converted items {warnings}")
+    return train_set, val_set
 
+
+def _model(cfg: Config, model: nn.Module | None, *, resume: bool, out: Path) -> nn.Module:
+    """The model (built from the config unless given) with its starting weights."""
     if model is None:
         from maskrcnn.model.build import build_model
 
@@ -274,33 +291,63 @@ def setup_run(cfg: Config, *, resume: bool, info: du.DistInfo, device: torch.dev
     elif cfg.train.init_weights:
         report = load_init_weights(model, cfg.train.init_weights)
         note(format_init_report(report, cfg.model.num_classes))
-    model.to(device)
+    return model
+
+
+def _solver(cfg: Config, model: nn.Module, info: du.DistInfo, device: torch.device) -> SolverParts:
+    """SGD at the base lr the lr rule gives (printed), its schedule, the AMP scaler."""
     lr = choose_lr(cfg.solver, batch_size=cfg.data.batch_size, world_size=info.world_size)
     note(lr.describe())
     optimizer = build_optimizer(model, with_lr(cfg.solver, lr.lr))
-    scheduler = build_lr_scheduler(optimizer, cfg.solver)
     amp = cfg.solver.amp and device.type == "cuda"
     if cfg.solver.amp and not amp:
         note("solver.amp ignored: mixed precision is used on CUDA only")
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    seed_everything(seed + 1000 * info.rank)  # same init everywhere, own augmentation per rank
+    return SolverParts(optimizer, build_lr_scheduler(optimizer, cfg.solver), scaler, amp, lr)
 
+
+def _loaders(cfg: Config, info: du.DistInfo, train_set: Any, val_set: Any) -> tuple[Any, Any]:
+    """The training loader (a distributed sampler under DDP) and rank 0's validation loader."""
+    from maskrcnn.data.loader import build_loader
+
+    data = cfg.data
     loader = build_loader(
         train_set,
-        batch_size=cfg.data.batch_size,
+        batch_size=data.batch_size,
         train=True,
-        group_by_aspect_ratio=cfg.data.group_by_aspect_ratio,
+        group_by_aspect_ratio=data.group_by_aspect_ratio,
         distributed=info.enabled,
-        seed=seed,
-        num_workers=cfg.data.num_workers,
+        seed=cfg.train.seed,
+        num_workers=data.num_workers,
     )
     val_loader = None
     if val_set is not None and info.is_main:
-        val_loader = build_loader(val_set, batch_size=cfg.data.batch_size, train=False, group_by_aspect_ratio=False, distributed=False, seed=seed, num_workers=cfg.data.num_workers)
+        val_loader = build_loader(val_set, batch_size=data.batch_size, train=False, group_by_aspect_ratio=False,
+                                  distributed=False, seed=cfg.train.seed, num_workers=data.num_workers)
+    return loader, val_loader
+
+
+def setup_run(cfg: Config, *, resume: bool, info: du.DistInfo, device: torch.device, model: nn.Module | None,
+              train_set: Any, val_set: Any) -> TrainingRun:
+    """Check the config, then build data, model, solver and loaders; restore on resume.
+    (The order of the seeded steps is part of a run's identity: resuming relies on it.)"""
+    check_run_config(cfg, builds_model=model is None, resume=resume)
+    out = Path(cfg.train.output_dir)
+    if info.is_main:
+        _prepare_output(out)
+    ckpt = _read_resume_checkpoint(out, cfg) if resume else None
+    seed_everything(cfg.train.seed)
+    train_set, val_set = _data(cfg, train_set, val_set)
+    cfg = _match_num_classes(cfg, train_set)
+    model = _model(cfg, model, resume=resume, out=out).to(device)
+    solver = _solver(cfg, model, info, device)
+    seed_everything(cfg.train.seed + 1000 * info.rank)  # same init everywhere, own augmentation per rank
+    loader, val_loader = _loaders(cfg, info, train_set, val_set)
 
     metrics_log = MetricsLog(out / "metrics.jsonl", enabled=info.is_main)
     if ckpt is not None:
-        position = _restore(ckpt, out / LAST_NAME, cfg, info, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
+        position = _restore(ckpt, out / LAST_NAME, cfg, info, model=model, optimizer=solver.optimizer,
+                            scheduler=solver.scheduler, scaler=solver.scaler)
         metrics_log.truncate_after(position.iteration)
     else:
         position = Position()
@@ -317,8 +364,9 @@ def setup_run(cfg: Config, *, resume: bool, info: du.DistInfo, device: torch.dev
         )
     train_model.train()
     return TrainingRun(
-        cfg=cfg, info=info, device=device, out=out, model=model, train_model=train_model, optimizer=optimizer,
-        scheduler=scheduler, scaler=scaler, amp=amp, loader=loader, val_set=val_set, val_loader=val_loader,
-        metrics_log=metrics_log, position=position, resumed_from=position.iteration if resume else None, lr=lr,
-        extra=_dataset_extra(train_set), dataset_warnings=warnings,
+        cfg=cfg, info=info, device=device, out=out, model=model, train_model=train_model,
+        optimizer=solver.optimizer, scheduler=solver.scheduler, scaler=solver.scaler, amp=solver.amp,
+        loader=loader, val_set=val_set, val_loader=val_loader, metrics_log=metrics_log, position=position,
+        resumed_from=position.iteration if resume else None, lr=solver.lr,
+        extra=_dataset_extra(train_set), dataset_warnings=dict(getattr(train_set, "warnings", {}) or {}),
     )
