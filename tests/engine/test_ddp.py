@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -97,8 +98,14 @@ def _ddp_worker(rank: int, world_size: int, store: str, out: str, batch_size: in
 
 def test_each_rank_sees_its_own_half_and_two_by_b_matches_one_by_two_b(tmp_path):
     batch = 2
-    mp.start_processes(_ddp_worker, args=(2, str(tmp_path / "store"), str(tmp_path), batch), nprocs=2,
-                       join=True, start_method="spawn")
+    context = mp.start_processes(_ddp_worker, args=(2, str(tmp_path / "store"), str(tmp_path), batch), nprocs=2,
+                                 join=False, start_method="spawn")
+    deadline = time.monotonic() + SUBPROCESS_TIMEOUT_S
+    while not context.join(timeout=2):  # raises if a process failed
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f"the 2 processes were still running after {SUBPROCESS_TIMEOUT_S} s")
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     single_weights, single_seen = _train_regression(tmp_path / "single", 2 * batch)
 
