@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from maskrcnn.data import geometric
 from maskrcnn.data.geometric import (
     RandomRotate90,
     RandomScaleJitter,
@@ -43,7 +44,15 @@ def _assert_consistent(image: torch.Tensor, targets: Targets) -> None:
     torch.testing.assert_close(targets.boxes, masks_to_boxes(targets.masks), rtol=0, atol=0)
 
 
-def test_each_orientation_matches_torch_on_pixels_and_masks():
+@pytest.fixture(params=["whole tensor", "instance by instance"])
+def mask_path(request, monkeypatch):
+    """Run a test with masks moved as one tensor (small masks) and instance by instance (large)."""
+    if request.param == "instance by instance":
+        monkeypatch.setattr(geometric, "WHOLE_TENSOR_MAX_ELEMENTS", 0)
+    return request.param
+
+
+def test_each_orientation_matches_torch_on_pixels_and_masks(mask_path):
     image, targets = _sample()
     cases = {
         "hflip": (hflip, lambda x: x.flip(-1)),
@@ -73,7 +82,7 @@ def test_rotate90_counter_clockwise_by_hand():
     assert out.boxes.tolist() == [[0.0, 0.0, 1.0, 1.0]]
 
 
-def test_four_quarter_turns_and_two_transposes_give_back_the_input():
+def test_four_quarter_turns_and_two_transposes_give_back_the_input(mask_path):
     image, targets = _sample()
     out_image, out = image, targets
     for _ in range(4):

@@ -91,9 +91,10 @@ def augmented_samples(
 
 
 def _cell_title(sample: AugmentedSample) -> str:
+    """"#3 128x96 2/3": image index, size after augmentation, instances kept / before."""
     height, width = sample.image.shape[:2]
-    what = "original" if sample.original else "augmented"
-    return f"#{sample.index} {what} {height}x{width}, {len(sample.targets)}/{sample.input_instances} inst."
+    what = " original" if sample.original else ""
+    return f"#{sample.index}{what} {height}x{width} {len(sample.targets)}/{sample.input_instances}"
 
 
 def draw_sample(sample: AugmentedSample, class_names: Sequence[str] | None, cell: int) -> np.ndarray:

@@ -353,7 +353,7 @@ def run_augment(args: argparse.Namespace) -> int:
     rows = [[s.index, s.file_name, "original" if s.original else "augmented", f"{s.input_hw[0]}x{s.input_hw[1]}",
              f"{s.image.shape[0]}x{s.image.shape[1]}", s.input_instances, len(s.targets)] for s in samples]  # fmt: skip
     print(format_table(["index", "file", "sample", "input HxW", "output HxW", "instances in", "out"], rows))
-    title = f"{cfg.name}: {len(samples)} training samples through data.augment (seed {args.seed})"
+    title = f"{cfg.name}: data.augment, seed {args.seed}"
     picture = draw_augment_grid(samples, dataset.class_names, cell=args.cell, columns=args.columns, title=title)
     path = Path(args.output) / "augment_grid.png"
     save_image(path, picture)

@@ -26,10 +26,16 @@ from maskrcnn.data.instance_masks import Patch, mask_extents, move_masks, place_
 from maskrcnn.structures import Targets
 
 
+# Masks up to this many elements (4 MB of uint8) are flipped / rotated as one tensor: below
+# it, one pass over all pixels costs less than a few small operations per instance.
+WHOLE_TENSOR_MAX_ELEMENTS = 4 * 2**20
+
+
 def crop_masks(targets: Targets, top: int, left: int, height: int, width: int, min_area: int = 1) -> Targets:
     """The masks' part inside the window [top, top+height) x [left, left+width); instances with
     fewer than max(1, min_area) pixels left dropped; boxes tight around what is left."""
-    assert targets.masks is not None
+    if targets.masks is None:
+        raise ValueError("crop_masks: the targets have no masks (crop their boxes with keep_boxes)")
     patches: list[Patch | None] = []
     for i, (x0, y0, x1, y1) in enumerate(mask_extents(targets.masks).tolist()):
         cx0, cy0, cx1, cy1 = max(x0, left), max(y0, top), min(x1, left + width), min(y1, top + height)
@@ -74,7 +80,9 @@ def _orient(
     `box_map` to (N, 4) boxes (given ones and the masks' tight extents alike)."""
     boxes = box_map(targets.boxes).reshape(-1, 4)
     masks = targets.masks
-    if masks is not None:
+    if masks is not None and masks.numel() <= WHOLE_TENSOR_MAX_ELEMENTS:
+        masks = image_op(masks).contiguous()
+    elif masks is not None:
         extents = mask_extents(masks)
         masks = move_masks(masks, extents, out_hw, box_map(extents).reshape(-1, 4), image_op)
     return image_op(image).contiguous(), Targets(boxes=boxes, labels=targets.labels, masks=masks)
