@@ -86,3 +86,12 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     err = capsys.readouterr().err.strip()
     assert err.startswith("maskrcnn: error: data.augment.rotate90") and "\n" not in err
     assert not (tmp_path / "augment_grid.png").exists()
+
+
+def test_with_every_augmentation_off_the_grid_shows_the_images_as_they_are(tmp_path: Path, capsys) -> None:
+    argv = ["analyze", "augment", "--config", "shapes_demo", *shapes_sets(tmp_path)[:10],
+            "--set", "data.augment.horizontal_flip=0", "--samples", "2", "--no-boxes", "--cell", "64",
+            "--output", str(tmp_path), "--json", str(tmp_path / "a.json")]  # fmt: skip
+    assert main(argv) == 0
+    assert "switches every augmentation off" in capsys.readouterr().out
+    assert all(s["original"] for s in json.loads((tmp_path / "a.json").read_text())["samples"])

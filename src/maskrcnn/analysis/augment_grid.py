@@ -97,13 +97,13 @@ def _cell_title(sample: AugmentedSample) -> str:
     return f"#{sample.index}{what} {height}x{width} {len(sample.targets)}/{sample.input_instances}"
 
 
-def draw_sample(sample: AugmentedSample, class_names: Sequence[str] | None, cell: int) -> np.ndarray:
-    """One sample scaled so that its longer side is `cell` pixels, masks and boxes drawn, titled."""
+def draw_sample(sample: AugmentedSample, class_names: Sequence[str] | None, cell: int, boxes: bool = True) -> np.ndarray:
+    """One sample scaled so that its longer side is `cell` pixels, masks (and boxes) drawn, titled."""
     height, width = sample.image.shape[:2]
     targets = sample.targets
     picture = draw_instances(
         sample.image, targets.boxes, targets.labels, masks=targets.masks, class_names=class_names,
-        scale=cell / max(height, width), show_captions=len(targets) <= MAX_CAPTIONED,
+        scale=cell / max(height, width), show_boxes=boxes, show_captions=len(targets) <= MAX_CAPTIONED,
     )  # fmt: skip
     return with_title(picture, _cell_title(sample), font_size=12)
 
@@ -132,11 +132,12 @@ def draw_augment_grid(
     cell: int = 256,
     columns: int | None = None,
     title: str | None = None,
+    boxes: bool = True,
 ) -> np.ndarray:
     """All samples in a grid (about square when `columns` is not given): (H, W, 3) uint8."""
     if not samples:
         raise AnalysisError("analyze augment: no samples to draw")
     columns = columns or max(1, int(np.ceil(np.sqrt(len(samples)))))
-    sheet = tile([draw_sample(s, class_names, cell) for s in samples], columns)
+    sheet = tile([draw_sample(s, class_names, cell, boxes) for s in samples], columns)
     return with_title(sheet, title) if title else sheet
 

@@ -354,7 +354,8 @@ def run_augment(args: argparse.Namespace) -> int:
              f"{s.image.shape[0]}x{s.image.shape[1]}", s.input_instances, len(s.targets)] for s in samples]  # fmt: skip
     print(format_table(["index", "file", "sample", "input HxW", "output HxW", "instances in", "out"], rows))
     title = f"{cfg.name}: data.augment, seed {args.seed}"
-    picture = draw_augment_grid(samples, dataset.class_names, cell=args.cell, columns=args.columns, title=title)
+    picture = draw_augment_grid(samples, dataset.class_names, cell=args.cell, columns=args.columns, title=title,
+                                boxes=not args.no_boxes)  # fmt: skip
     path = Path(args.output) / "augment_grid.png"
     save_image(path, picture)
     print(f"\nwrote {path}")
@@ -376,6 +377,7 @@ def _add_augment(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the augmentations' random numbers")
     p.add_argument("--cell", type=int, default=256, help="longer side of each drawn sample, in pixels")
     p.add_argument("--columns", type=int, default=None, help="grid columns; when not given: about square")
+    p.add_argument("--no-boxes", action="store_true", help="draw masks only (clearer for crowded images)")
     p.add_argument("--output", default=DEFAULT_OUTPUT, help="folder for augment_grid.png")
     _add_json_arg(p)
     p.set_defaults(func=run_augment)
