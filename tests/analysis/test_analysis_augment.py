@@ -85,6 +85,8 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert main([*argv, "--set", "data.augment.rotate90=2"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("maskrcnn: error: data.augment.rotate90") and "\n" not in err
+    assert main([*argv, "--samples", "1", "--cell", "0"]) == 1
+    assert capsys.readouterr().err.strip().startswith("maskrcnn: error: --cell")
     assert not (tmp_path / "augment_grid.png").exists()
 
 

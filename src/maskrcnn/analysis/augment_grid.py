@@ -90,6 +90,16 @@ def augmented_samples(
     return samples
 
 
+def check_grid_options(samples: int, cell: int, columns: int | None) -> None:
+    """Stop early, before reading any image, on grid options that cannot work."""
+    if samples < 1:
+        raise AnalysisError(f"--samples: expected at least 1, got {samples}")
+    if cell < 16:
+        raise AnalysisError(f"--cell: expected at least 16 pixels, got {cell}")
+    if columns is not None and columns < 1:
+        raise AnalysisError(f"--columns: expected at least 1, got {columns}")
+
+
 def _cell_title(sample: AugmentedSample) -> str:
     """"#3 128x96 2/3": image index, size after augmentation, instances kept / before."""
     height, width = sample.image.shape[:2]
@@ -137,6 +147,7 @@ def draw_augment_grid(
     """All samples in a grid (about square when `columns` is not given): (H, W, 3) uint8."""
     if not samples:
         raise AnalysisError("analyze augment: no samples to draw")
+    check_grid_options(len(samples), cell, columns)
     columns = columns or max(1, int(np.ceil(np.sqrt(len(samples)))))
     sheet = tile([draw_sample(s, class_names, cell, boxes) for s in samples], columns)
     return with_title(sheet, title) if title else sheet

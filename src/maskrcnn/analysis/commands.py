@@ -339,10 +339,11 @@ def _add_flops(sub: Any) -> None:
 
 
 def run_augment(args: argparse.Namespace) -> int:
-    from maskrcnn.analysis.augment_grid import augmented_samples, draw_augment_grid
+    from maskrcnn.analysis.augment_grid import augmented_samples, check_grid_options, draw_augment_grid
     from maskrcnn.data.build import build_dataset
     from maskrcnn.inference.visualize import save_image
 
+    check_grid_options(args.samples, args.cell, args.columns)
     cfg = _config(args)
     dataset = build_dataset(cfg.data.train, cfg.data.augment, train=True)
     pipeline, dataset.transforms = dataset.transforms, None  # applied here, seeded
