@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from maskrcnn.ops import masks as masks_module
 from maskrcnn.ops.masks import (
     crop_and_resize_masks,
     mask_to_rle,
@@ -13,6 +14,7 @@ from maskrcnn.ops.masks import (
     rle_to_mask,
 )
 from maskrcnn.ops.masks_reference import paste_masks_reference
+from maskrcnn.ops.roi_align import roi_align
 
 
 def test_polygon_rectangle_to_mask():
@@ -114,3 +116,40 @@ def test_paste_matches_interpolate_reference_and_empty():
     pasted = paste_masks_in_image(masks, boxes, (70, 90))
     torch.testing.assert_close(pasted, paste_masks_reference(masks, boxes, (70, 90)), atol=1e-5, rtol=0)
     assert paste_masks_in_image(torch.zeros((0, 28, 28)), torch.zeros((0, 4)), (70, 90)).shape == (0, 70, 90)
+
+
+def _full_mask_targets(gt_masks, boxes, mask_size, mask_indices):
+    """The targets read from float copies of the whole masks (what the cropped path must equal)."""
+    rois = torch.cat([mask_indices.float()[:, None], boxes], 1)
+    return roi_align(gt_masks[:, None].float(), rois, (mask_size, mask_size), 1.0, sampling_ratio=-1, aligned=False)[:, 0]
+
+
+def test_mask_targets_read_from_crops_equal_the_full_masks():
+    generator = torch.Generator().manual_seed(0)
+    for trial in range(120):
+        height, width = torch.randint(5, 60, (2,), generator=generator).tolist()
+        num_gt = int(torch.randint(1, 6, (1,), generator=generator))
+        gt_masks = (torch.rand(num_gt, height, width, generator=generator) > 0.5).to(torch.uint8)
+        num = int(torch.randint(1, 10, (1,), generator=generator))
+        corner = torch.rand(num, 2, generator=generator) * torch.tensor([width, height])
+        extent = torch.rand(num, 2, generator=generator) * torch.tensor([width, height])
+        if trial % 3 == 0:
+            extent = extent * 0.02  # boxes under one pixel: RoIAlign grows them
+        boxes = torch.cat([corner, torch.minimum(corner + extent, torch.tensor([float(width), float(height)]))], 1)
+        if trial % 4 == 0:
+            boxes[:, 2], boxes[:, 3] = width, height  # reaching the image's far edges
+        indices = torch.randint(0, num_gt, (num,), generator=generator)
+        side = int(torch.randint(2, 29, (1,), generator=generator))
+        cropped = crop_and_resize_masks(gt_masks, boxes, side, mask_indices=indices)
+        torch.testing.assert_close(cropped, _full_mask_targets(gt_masks, boxes, side, indices), atol=1e-5, rtol=0)
+
+
+def test_mask_targets_crop_only_what_the_boxes_reach():
+    gt_masks = torch.zeros((3, 400, 500), dtype=torch.uint8)
+    gt_masks[1, 100:130, 200:240] = 1
+    boxes = torch.tensor([[198.0, 99.0, 241.0, 131.0], [205.0, 102.0, 236.0, 128.0]])
+    crops, crop_index, moved = masks_module._crop_masks_to_boxes(gt_masks, boxes, torch.tensor([1, 1]), torch.float32)
+    assert crops.shape[0] == 1 and crops.shape[1] < 40 and crops.shape[2] < 50  # not (3, 400, 500)
+    assert crop_index.tolist() == [0, 0] and moved[0, :2].tolist() == [0.0, 0.0]
+    expected = _full_mask_targets(gt_masks, boxes, 7, torch.tensor([1, 1]))
+    torch.testing.assert_close(crop_and_resize_masks(gt_masks, boxes, 7, mask_indices=torch.tensor([1, 1])), expected)

@@ -118,9 +118,55 @@ def crop_and_resize_masks(
         )
     if num == 0:
         return torch.zeros((0, mask_size, mask_size), dtype=dtype, device=boxes.device)
-    rois = torch.cat([mask_indices.to(device=boxes.device, dtype=dtype)[:, None], boxes.to(dtype)], dim=1)  # (N, 5)
-    masks = gt_masks[:, None].to(device=boxes.device, dtype=dtype)  # (N or G, 1, H, W)
-    return roi_align(masks, rois, (mask_size, mask_size), 1.0, sampling_ratio=-1, aligned=False)[:, 0]
+    boxes = boxes.to(dtype)
+    height, width = gt_masks.shape[-2:]
+    # Boxes whose samples stay inside the image (RoIAlign grows boxes under 1 pixel to 1
+    # pixel; samples past the image's edge read 0, which a crop cannot reproduce).
+    reach = boxes[:, :2] + (boxes[:, 2:] - boxes[:, :2]).clamp(min=1.0)  # (N, 2) far edge sampled
+    inside = bool((boxes[:, :2] >= 0).all() and (reach[:, 0] <= width).all() and (reach[:, 1] <= height).all())
+    if inside:  # read only the part of each mask its boxes reach, not a float copy of every full mask
+        crops, mask_indices, boxes = _crop_masks_to_boxes(gt_masks, boxes, mask_indices.to(boxes.device), dtype)
+    else:
+        crops = gt_masks.to(device=boxes.device, dtype=dtype)
+    rois = torch.cat([mask_indices.to(device=boxes.device, dtype=dtype)[:, None], boxes], dim=1)  # (N, 5)
+    return roi_align(crops[:, None], rois, (mask_size, mask_size), 1.0, sampling_ratio=-1, aligned=False)[:, 0]
+
+
+_CROP_MARGIN = 3  # pixels past a box's far edge that RoIAlign's samples may read (boxes < 1 px grow to 1 px)
+
+
+def _crop_masks_to_boxes(
+    gt_masks: Tensor, boxes: Tensor, mask_indices: Tensor, dtype: torch.dtype
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Cut each used mask down to the region its boxes (inside the image) can sample.
+
+    (G, H, W) masks, (N, 4) boxes, (N,) indices -> (U, Hc, Wc) float crops of the U masks
+    used, each box's crop index (N,), and the boxes moved into their crop's pixels. The
+    values RoIAlign reads are unchanged: a crop holds every pixel a sample's bilinear
+    neighbours can touch, and where it ends at the image's edge, the edge row / column is
+    repeated once, which is what RoIAlign's clamp at the map's last pixel reads.
+    """
+    height, width = gt_masks.shape[-2:]
+    used, crop_index = torch.unique(mask_indices, return_inverse=True)  # (U,), (N,)
+    by_crop = crop_index[:, None].expand(-1, 2)
+    low = boxes.new_full((used.numel(), 2), float("inf")).scatter_reduce(0, by_crop, boxes[:, :2], "amin")
+    high = boxes.new_full((used.numel(), 2), -float("inf")).scatter_reduce(0, by_crop, boxes[:, 2:], "amax")
+    starts = low.floor().to(torch.int64)  # (U, 2) x0, y0
+    limits = torch.tensor([width, height], device=boxes.device)
+    ends = torch.minimum(high.ceil().to(torch.int64) + _CROP_MARGIN, limits)  # (U, 2) exclusive x1, y1
+    sizes = ends - starts  # (U, 2) w, h
+    crops = torch.zeros(
+        (used.numel(), int(sizes[:, 1].max()) + 1, int(sizes[:, 0].max()) + 1), dtype=dtype, device=boxes.device
+    )
+    for i, (g, (x0, y0), (x1, y1)) in enumerate(zip(used.tolist(), starts.tolist(), ends.tolist())):
+        h, w = y1 - y0, x1 - x0
+        crops[i, :h, :w] = gt_masks[g, y0:y1, x0:x1]
+        if y1 == height:  # the image's last row, repeated: RoIAlign clamps samples past it to it
+            crops[i, h, :w] = crops[i, h - 1, :w]
+        if x1 == width:
+            crops[i, : h + 1, w] = crops[i, : h + 1, w - 1]
+    shift = starts[crop_index].to(dtype).repeat(1, 2)  # (N, 4) x0 y0 x0 y0
+    return crops, crop_index, boxes - shift
 
 
 def _expand_boxes(boxes: Tensor, scale: float) -> Tensor:
