@@ -60,7 +60,10 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"maskrcnn serve: {args.weights} on {predictor.device}; open {url}/  (Ctrl+C stops)", flush=True)
         if not is_loopback(args.host):
             print(f"maskrcnn serve: warning: listening on {args.host}, reachable from other machines", file=sys.stderr)
-        make_server(app, log_level="warning", access_log=args.access_log).run(sockets=[sock])
+        try:
+            make_server(app, log_level="warning", access_log=args.access_log).run(sockets=[sock])
+        except KeyboardInterrupt:  # uvicorn has shut down cleanly, then passes Ctrl+C on
+            print("maskrcnn serve: stopped", flush=True)
     finally:
         sock.close()
     return 0
