@@ -217,3 +217,20 @@ def test_server_keeps_serving_after_refusals(served):
     assert answer.status == 200 and (answer.body["height"], answer.body["width"]) == (50, 60)
     assert app.state.runner.calls == calls + 1
     assert request(url + "/health").body["model_calls"] == calls + 1
+
+
+def test_exif_rotated_jpeg_is_read_upright(served):
+    import io
+
+    from PIL import Image
+
+    url, _ = served
+    stored = Image.fromarray(shapes_image(40, 64, seed=8))  # 64 wide, 40 high as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: shown rotated by 90 degrees, as phones write it
+    buffer = io.BytesIO()
+    stored.save(buffer, format="JPEG", exif=exif)
+    answer = request(url + "/predict", buffer.getvalue(), {"Content-Type": "image/jpeg"})
+    assert answer.status == 200
+    assert (answer.body["width"], answer.body["height"]) == (40, 64)
+    assert all(row["segmentation"]["size"] == [64, 40] for row in answer.body["results"])

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
@@ -102,7 +102,9 @@ def decode_image(upload: Upload, max_pixels: int) -> np.ndarray:
                         413, f"{upload.file_name}: image of {width}x{height} pixels is over the limit of {max_pixels} pixels"
                     )
                 image.load()
-                return pil_to_rgb_array(image)
+                # Upright as every viewer (and the page's browser) shows it: phone JPEGs store
+                # their rotation in EXIF. `maskrcnn predict` reads the stored pixels as they are.
+                return pil_to_rgb_array(ImageOps.exif_transpose(image))
     except UploadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):

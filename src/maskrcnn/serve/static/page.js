@@ -143,12 +143,15 @@ async function predict(entry) {
     } catch (_) {
       entry.bitmap = null; // a format the server reads but this browser cannot show (e.g. TIFF)
     }
+    if (entry.bitmap && (entry.bitmap.width !== body.width || entry.bitmap.height !== body.height)) {
+      entry.bitmap = null; // the browser decoded it differently from the server: draw on grey, not misaligned
+    }
     entry.sprites = body.results.map((row, i) => maskSprite(row.segmentation, instanceColor(i)));
     entry.payload = body;
     entry.card.dataset.state = "done";
     entry.card.querySelector(".download-png").disabled = false;
     drawEntry(entry);
-    if (entry.bitmap === null) entry.card.querySelector(".card-status").textContent += " · (this browser cannot show the image itself)";
+    if (entry.bitmap === null) entry.card.querySelector(".card-status").textContent += " · (image not shown: this browser cannot decode it as the server did)";
   } catch (error) {
     entry.card.dataset.state = "error";
     entry.card.querySelector(".card-status").textContent = `error: ${error.message}`;
@@ -164,6 +167,7 @@ function addFiles(files) {
     card.querySelector(".file-name").textContent = file.name;
     const entry = { file, card, canvas: card.querySelector("canvas"), payload: null, bitmap: null, sprites: [], shown: 0 };
     card.querySelector(".download-png").addEventListener("click", () => downloadPng(entry));
+    entry.canvas.addEventListener("click", () => card.classList.toggle("large"));
     $("results").appendChild(card);
     state.entries.push(entry);
     state.pending += 1;
