@@ -71,7 +71,7 @@ async def extract_upload(request: Request, limits: UploadLimits) -> Upload:
     if not body:
         raise UploadError(400, "empty body: send an image file")
     if media_type.startswith("image/"):
-        name = request.query_params.get("file_name") or request.headers.get("x-file-name") or "image"
+        name = request.query_params.get("file_name") or "image"
         return Upload(body, name)
     try:
         form = await MultiPartParser(request.headers, _single_chunk(body), max_files=1, max_fields=20).parse()
