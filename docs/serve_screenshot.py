@@ -48,10 +48,13 @@ def main() -> None:
         page.wait_for_selector(f"#model-info:has-text('{Path(args.weights).name}')")
         page.set_input_files("#file-input", args.images)
         page.wait_for_selector(f"#summary >> text={len(args.images)} of {len(args.images)} images done", timeout=120000)
+        steps = round(args.threshold * 100)
         page.focus("#threshold")
         page.keyboard.press("Home")
-        for _ in range(round(args.threshold * 100)):
-            page.keyboard.press("ArrowRight")
+        for _ in range(steps // 10):
+            page.keyboard.press("PageUp")  # +0.1 in chromium
+        for _ in range(steps % 10):
+            page.keyboard.press("ArrowRight")  # +0.01
         if args.hide_labels:
             page.set_checked("#show-labels", False)
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)

@@ -31,10 +31,13 @@ def set_toggles(page, masks: bool, boxes: bool, labels: bool) -> None:
 
 
 def move_slider(page, value: float) -> None:
-    """As a user would with the keyboard: Home (0), then one step (0.01) per arrow press."""
+    """As a user would with the keyboard: Home (0), PageUp (+0.1 in chromium), ArrowRight (+0.01)."""
+    steps = round(value * 100)
     page.focus("#threshold")
     page.keyboard.press("Home")
-    for _ in range(round(value * 100)):
+    for _ in range(steps // 10):
+        page.keyboard.press("PageUp")
+    for _ in range(steps % 10):
         page.keyboard.press("ArrowRight")
 
 

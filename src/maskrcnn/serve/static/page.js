@@ -62,7 +62,11 @@ function drawEntry(entry) {
   canvas.height = payload.height * scale;
   const ctx = canvas.getContext("2d");
   ctx.imageSmoothingEnabled = false; // enlarged pixels and masks stay sharp
-  if (entry.bitmap) ctx.drawImage(entry.bitmap, 0, 0, canvas.width, canvas.height);
+  if (entry.bitmap) {
+    ctx.fillStyle = "#fff"; // transparent pixels on white, as the server read them
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    ctx.drawImage(entry.bitmap, 0, 0, canvas.width, canvas.height);
+  }
   else { ctx.fillStyle = "#444"; ctx.fillRect(0, 0, canvas.width, canvas.height); }
 
   const shown = payload.results.map((row, i) => ({ row, i })).filter(({ row }) => row.score >= opts.threshold);
