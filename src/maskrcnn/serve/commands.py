@@ -63,7 +63,8 @@ def run_serve(args: argparse.Namespace) -> int:
         try:
             make_server(app, log_level="warning", access_log=args.access_log).run(sockets=[sock])
         except KeyboardInterrupt:  # uvicorn has shut down cleanly, then passes Ctrl+C on
-            print("maskrcnn serve: stopped", flush=True)
+            pass
+        print("maskrcnn serve: stopped", flush=True)
     finally:
         sock.close()
     return 0
