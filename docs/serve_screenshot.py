@@ -10,13 +10,11 @@ The model runs in this process on a free loopback port, as `maskrcnn serve` woul
 from __future__ import annotations
 
 import argparse
-import shutil
+import sys
 from pathlib import Path
 
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--no-first-run", "--disable-sync", "--disable-quic",
-]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "serve"))
+from serve_helpers import CHROMIUM_ARGS, chromium_path  # noqa: E402
 
 
 def main() -> None:
@@ -40,7 +38,7 @@ def main() -> None:
     torch.set_num_threads(1)
     predictor = Predictor.from_checkpoint(args.weights, config=args.config, device="cpu", score_threshold=0.0)
     app = create_app(predictor, ServeInfo(model=Path(args.weights).name, device="cpu"))
-    executable = shutil.which("chromium") or "/usr/bin/chromium"
+    executable = chromium_path() or "/usr/bin/chromium"
     with BackgroundServer(app) as server, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": args.width, "height": 800})

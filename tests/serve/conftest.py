@@ -7,11 +7,11 @@ scores that a 0.01 step can tell apart. Everything else is the plain random mode
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
+from serve_helpers import CHROMIUM_ARGS, browser_missing, chromium_path
 
 TINY_OVERRIDES = [
     "model.transform.min_size=[64]",
@@ -66,28 +66,6 @@ def served(tiny_predictor):
     app = create_app(tiny_predictor, ServeInfo(model="tiny.pt", device="cpu"))
     with BackgroundServer(app) as server:
         yield server.url, app
-
-
-# Debian's chromium, driven by Playwright's own driver (pip wheel); nothing is downloaded.
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--no-first-run", "--disable-sync", "--disable-quic",
-]
-
-
-def chromium_path() -> str | None:
-    import shutil
-
-    return shutil.which("chromium") or next(
-        (p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).is_file()), None
-    )
-
-
-def browser_missing(reason: str) -> None:
-    """In CI (CI set) a missing browser is a failure; on a workstation the browser tests skip."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set: the browser tests must run; `make test` installs chromium)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")

@@ -1,15 +1,20 @@
-"""Helpers for the serve tests: generated images and a small HTTP client on the standard library."""
+"""Helpers for the serve tests (and benchmarks/serve.py, docs/serve_screenshot.py): generated
+images, a small HTTP client on the standard library, and how chromium is found and launched."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
 import urllib.error
 import urllib.request
 import uuid
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+import pytest
 from PIL import Image, ImageDraw
 
 
@@ -66,3 +71,23 @@ def multipart(fields: dict[str, tuple[str, bytes, str] | str]) -> tuple[bytes, s
 def post_file(url: str, file_name: str, data: bytes, content_type: str = "image/png") -> Answer:
     body, form_type = multipart({"file": (file_name, data, content_type)})
     return request(url, body, {"Content-Type": form_type})
+
+
+# Debian's chromium, driven by Playwright's own driver (pip wheel); nothing is downloaded.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--no-first-run", "--disable-sync", "--disable-quic",
+]
+
+
+def chromium_path() -> str | None:
+    return shutil.which("chromium") or next(
+        (p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).is_file()), None
+    )
+
+
+def browser_missing(reason: str) -> None:
+    """In CI (CI set) a missing browser is a failure; on a workstation the browser tests skip."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set: the browser tests must run; `make test` installs chromium)")
+    pytest.skip(reason)

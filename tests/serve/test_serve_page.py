@@ -198,3 +198,14 @@ def test_rle_decoder_matches_pycocotools(page):
             assert (crop["width"], crop["height"]) == (xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
         assert np.array_equal(rebuilt, mask)
     assert crops[0] is None
+
+
+def test_missing_browser_fails_under_ci_and_skips_elsewhere(monkeypatch):
+    from serve_helpers import browser_missing
+
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+        browser_missing("chromium is not installed")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        browser_missing("chromium is not installed")
