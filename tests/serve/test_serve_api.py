@@ -234,3 +234,26 @@ def test_exif_rotated_jpeg_is_read_upright(served):
     assert answer.status == 200
     assert (answer.body["width"], answer.body["height"]) == (40, 64)
     assert all(row["segmentation"]["size"] == [64, 40] for row in answer.body["results"])
+
+
+class FailingOnce(CountingPredictor):
+    """Raises on its first call, as a model running out of memory would."""
+
+    def __call__(self, image):
+        if not getattr(self, "failed", False):
+            self.failed = True
+            raise RuntimeError("out of memory (simulated)")
+        return super().__call__(image)
+
+
+def test_a_failing_model_call_is_a_json_500_and_the_next_request_works(tiny_predictor):
+    from maskrcnn.serve.app import ServeInfo, create_app
+    from maskrcnn.serve.server import BackgroundServer
+
+    app = create_app(FailingOnce(tiny_predictor), ServeInfo(model="tiny.pt", device="cpu"))
+    body = png_bytes(shapes_image(48, 56, seed=9))
+    with BackgroundServer(app) as server:
+        answer = post_file(server.url + "/predict", "a.png", body)
+        assert answer.status == 500 and "out of memory (simulated)" in answer.body["error"]
+        answer = post_file(server.url + "/predict", "b.png", body)
+        assert answer.status == 200 and answer.body["file_name"] == "b.png"

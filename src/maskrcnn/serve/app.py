@@ -118,6 +118,10 @@ def create_app(predictor: ModelLike, info: ServeInfo, limits: UploadLimits | Non
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(400, f"invalid request: {exc.errors()}")
 
+    @app.exception_handler(Exception)
+    async def failed(_: Request, exc: Exception) -> JSONResponse:  # a bug or the model failing (e.g. out of memory)
+        return error_response(500, f"the server failed: {type(exc).__name__}: {exc}")
+
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(static_dir() / "index.html", media_type="text/html")

@@ -10,7 +10,6 @@ Anything else is refused with a JSON error before the model sees it.
 from __future__ import annotations
 
 import io
-import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -92,22 +91,22 @@ async def extract_upload(request: Request, limits: UploadLimits) -> Upload:
 
 def decode_image(upload: Upload, max_pixels: int) -> np.ndarray:
     """(H, W, 3) uint8 RGB; 400 for bytes that are not an image, 413 past `max_pixels`."""
+    # The pixel limit is checked from the header, before decoding. (No warnings filter here:
+    # decoding runs in several threads and warnings filters are process-wide.)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(upload.data)) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise UploadError(
-                        413, f"{upload.file_name}: image of {width}x{height} pixels is over the limit of {max_pixels} pixels"
-                    )
-                image.load()
-                # Upright as every viewer (and the page's browser) shows it: phone JPEGs store
-                # their rotation in EXIF. `maskrcnn predict` reads the stored pixels as they are.
-                return pil_to_rgb_array(ImageOps.exif_transpose(image))
+        with Image.open(io.BytesIO(upload.data)) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise UploadError(
+                    413, f"{upload.file_name}: image of {width}x{height} pixels is over the limit of {max_pixels} pixels"
+                )
+            image.load()
+            # Upright as every viewer (and the page's browser) shows it: phone JPEGs store
+            # their rotation in EXIF. `maskrcnn predict` reads the stored pixels as they are.
+            return pil_to_rgb_array(ImageOps.exif_transpose(image))
     except UploadError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:  # only past PIL's own limit, with --max-megapixels above it
         raise UploadError(413, f"{upload.file_name}: image is too large to decode safely") from None
     except UnidentifiedImageError:
         raise UploadError(400, f"{upload.file_name}: not an image (no image format recognised in its bytes)") from None
