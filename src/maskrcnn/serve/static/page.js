@@ -69,7 +69,8 @@ function drawEntry(entry) {
   }
   else { ctx.fillStyle = "#444"; ctx.fillRect(0, 0, canvas.width, canvas.height); }
 
-  const shown = payload.results.map((row, i) => ({ row, i })).filter(({ row }) => row.score >= opts.threshold);
+  // Lowest score first, so the most confident instance (and its label) ends on top.
+  const shown = payload.results.map((row, i) => ({ row, i })).filter(({ row }) => row.score >= opts.threshold).reverse();
   if (opts.masks) {
     for (const { i } of shown) {
       const sprite = entry.sprites[i];
