@@ -1,0 +1,70 @@
+"""`maskrcnn serve`: a real process on a free loopback port, Ctrl+C, and one-line errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+from serve_helpers import png_bytes, post_file, request, shapes_image
+
+from maskrcnn.cli import main
+
+
+def test_serve_command_answers_and_stops_on_ctrl_c(tiny_serve_checkpoint):
+    command = [sys.executable, "-m", "maskrcnn.cli", "serve", "--weights", str(tiny_serve_checkpoint),
+               "--port", "0", "--threads", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    try:
+        first_line: list[str] = []
+        reader = threading.Thread(target=lambda: first_line.append(process.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(timeout=60)
+        match = re.search(r"open (http://127\.0\.0\.1:\d+)/", first_line[0] if first_line else "")
+        assert match, (first_line, process.poll())
+        url = match.group(1)
+        assert request(url + "/health").body["model"] == "tiny.pt"
+        answer = post_file(url + "/predict", "one.png", png_bytes(shapes_image(50, 70, seed=4)))
+        assert answer.status == 200 and answer.body["width"] == 70 and len(answer.body["results"]) > 0
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+        assert "stopped" in process.stdout.read()
+        assert "Traceback" not in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def run_main(args: list[str], capsys) -> tuple[int, str]:
+    status = main(args)
+    return status, capsys.readouterr().err
+
+
+def test_missing_checkpoint_is_one_error_line(tmp_path, capsys):
+    status, err = run_main(["serve", "--weights", str(tmp_path / "missing.pt"), "--port", "0"], capsys)
+    assert status == 1
+    assert err.strip() == f"maskrcnn: error: {tmp_path / 'missing.pt'}: checkpoint file not found"
+
+
+def test_bad_or_busy_port_is_one_error_line(tiny_serve_checkpoint, capsys):
+    status, err = run_main(["serve", "--weights", str(tiny_serve_checkpoint), "--port", "70000"], capsys)
+    assert status == 1 and err.strip() == "maskrcnn: error: --port: expected 0..65535, got 70000"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        status, err = run_main(["serve", "--weights", str(tiny_serve_checkpoint), "--port", str(port)], capsys)
+    assert status == 1 and err.startswith(f"maskrcnn: error: cannot listen on 127.0.0.1:{port}: ")
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("option", ["--max-upload-mb=0", "--threads=-1"])
+def test_bad_limits_are_one_error_line(tiny_serve_checkpoint, capsys, option):
+    status, err = run_main(["serve", "--weights", str(tiny_serve_checkpoint), option], capsys)
+    assert status == 1 and err.startswith("maskrcnn: error: --") and len(err.strip().splitlines()) == 1
