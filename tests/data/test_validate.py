@@ -19,7 +19,7 @@ import pytest
 from pycocotools import mask as coco_mask
 
 from maskrcnn.data.coco import CocoDataset, DatasetError, load_coco_gt
-from maskrcnn.data.validate import RleCountsError, decode_counts_string, polygons_outside, rle_problem
+from maskrcnn.data.validate import RleCountsError, box_outside, decode_counts_string, polygons_outside, rle_problem
 
 NAN = float("nan")
 
@@ -75,6 +75,8 @@ def test_polygon_outside_by_more_than_one_image_side():
     assert not polygons_outside([[-30, -20, 60, 0, 60, 40]], 20, 30)  # exactly one side out
     assert polygons_outside([[1e9, 1, 10, 1, 10, 10]], 20, 30)
     assert polygons_outside([[1, 1, 10, 1, 10, -21]], 20, 30)
+    assert not box_outside([-30, -20, 90, 60], 20, 30) and box_outside([-31, 0, 5, 5], 20, 30)
+    assert box_outside([0, 0, 5, 41], 20, 30)
 
 
 # -- the dataset and the evaluation ground truth --------------------------------------
@@ -112,9 +114,11 @@ def test_non_finite_numbers_stop_loading_naming_the_annotation(make_coco, edit, 
          "RLE counts do not add up to the image size"),
         (lambda d: d["annotations"][1]["segmentation"].update(counts="abc"), "RLE counts invalid (not COCO run-length code)"),
         (lambda d: d["annotations"][0].update(segmentation=[[1e9, 1, 10, 1, 10, 10]]), "polygon far outside the image"),
+        (lambda d: d["annotations"][0].update(bbox=[2, 4, 1e9, 8]), "box far outside the image"),
+        (lambda d: d["annotations"][0].update(bbox=[-1e9, 4, 1e9 + 10, 8]), "box far outside the image"),
     ],
 )
-def test_bad_rle_and_far_polygon_are_skipped_and_counted(make_coco, edit, reason):
+def test_bad_rle_and_far_polygon_or_box_are_skipped_and_counted(make_coco, edit, reason):
     json_path, images_dir = make_coco()
     _rewrite(json_path, edit)
     dataset = CocoDataset(json_path, images_dir)

@@ -9,8 +9,8 @@ The JSON is checked once, up front. Structural mistakes (missing keys, wrong typ
 annotation naming an unknown image or category) stop with one message naming the file
 and the field. Problems with single items are skipped and counted in `dataset.warnings`
 (a Counter of reasons), with one summary logged: a missing image file, a degenerate box,
-a polygon with fewer than 3 points or with points more than one image side outside the
-image, an RLE whose size or runs do not describe exactly height x width pixels, an
+a polygon with fewer than 3 points or with points (or a box reaching) more than one image
+side outside the image, an RLE whose size or runs do not describe exactly height x width pixels, an
 annotation without a usable segmentation. NaN or infinite numbers stop loading (a corrupt
 file). All of this is checked before pycocotools rasterises or decodes anything (see
 maskrcnn.data.validate: it trusts its input and misbehaves badly otherwise).
@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from maskrcnn.data.images import ImageReadError, image_size, read_image
-from maskrcnn.data.validate import non_finite_field, polygons_outside, rle_problem
+from maskrcnn.data.validate import box_outside, non_finite_field, polygons_outside, rle_problem
 from maskrcnn.ops.masks import polygons_to_mask, rle_to_mask
 from maskrcnn.structures import Targets
 
@@ -194,6 +194,8 @@ def clean_annotation(ann: dict[str, Any], height: int, width: int) -> tuple[dict
             ann["bbox"] = [float(xs.min()), float(ys.min()), float(xs.max() + 1 - xs.min()), float(ys.max() + 1 - ys.min())]
         if ann.get("area") is None:
             ann["area"] = float(mask.sum())
+    if box_outside(ann["bbox"], height, width):
+        return None, "box far outside the image"
     x, y, w, h = (float(v) for v in ann["bbox"])
     x1, y1 = max(x, 0.0), max(y, 0.0)
     x2, y2 = min(x + w, float(width)), min(y + h, float(height))

@@ -56,6 +56,14 @@ def polygons_outside(polygons: list[list[float]], height: int, width: int) -> bo
     return False
 
 
+def box_outside(bbox: list[float], height: int, width: int) -> bool:
+    """True when an [x, y, w, h] box reaches more than POLYGON_MARGIN_SIDES image sides outside
+    the image: clipping it would give a box that has nothing to do with the object."""
+    x, y, w, h = (float(v) for v in bbox)
+    margin_x, margin_y = POLYGON_MARGIN_SIDES * width, POLYGON_MARGIN_SIDES * height
+    return x < -margin_x or y < -margin_y or x + w > width + margin_x or y + h > height + margin_y
+
+
 def decode_counts_string(counts: str | bytes) -> list[int]:
     """COCO's compressed counts string -> run lengths (pycocotools' rleFrString, checked).
 
