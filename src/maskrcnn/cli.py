@@ -196,12 +196,13 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--config", default=None, help="built-in config for a plain torchvision state dict")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=1, help="images per model call")
-    p.add_argument("--dsb-score-threshold", "--score-threshold", dest="dsb_score_threshold", type=float, default=None,
-                   help="detections scoring at least this count for the Data Science Bowl score "
-                        "(None: the checkpoint config's evaluation.dsb_score_threshold, else 0.5)")
-    p.add_argument("--max-dets", type=int, default=None,
+    p.add_argument("--dsb-score-threshold", "--score-threshold", dest="dsb_score_threshold", type=float,
+                   default=None, metavar="T",
+                   help="detections scoring at least T count for the Data Science Bowl score "
+                        "(None: the config's evaluation.dsb_score_threshold)")
+    p.add_argument("--max-dets", type=int, default=None, metavar="N",
                    help="COCO maxDets reported beside the standard 100 (None: the model's "
-                        "detections_per_img; for --predictions the most results of one image)")
+                        "detections_per_img; for --predictions the most results of one image and category)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the metrics to this JSON file")
     p.add_argument("--threads", type=int, default=0,
                    help="PyTorch CPU threads (0: PyTorch's default)")
