@@ -209,7 +209,10 @@ def run_demo(
     val_set = CocoDataset(val_json, val_images_dir)
     metrics = dict(summary.get("last_eval") or {})  # the training loop's final evaluation
     if "segm_AP" not in metrics:
-        metrics, _results = evaluate_model(model, val_set, device=resolved, batch_size=1, progress=True)
+        metrics, _results = evaluate_model(
+            model, val_set, device=resolved, batch_size=1, progress=True,
+            dsb_score_threshold=cfg.evaluation.dsb_score_threshold,
+        )
     pictures = _pictures(
         model, val_set, device=resolved, count=num_overlays, out_dir=out / "overlays",
         class_names=list(val_set.class_names),
