@@ -140,7 +140,10 @@ def evaluate_now(run: TrainingRun, done: int) -> None:
     """Rank 0: COCO AP + validation loss on the validation set; best.pt when it improves."""
     if not run.info.is_main or run.val_set is None:
         return
-    record = run_evaluation(run.model, run.val_set, run.val_loader, device=run.device, iteration=done)
+    record = run_evaluation(
+        run.model, run.val_set, run.val_loader, device=run.device, iteration=done,
+        dsb_score_threshold=run.cfg.evaluation.dsb_score_threshold,
+    )
     run.train_model.train()
     run.metrics_log.write(record)
     run.last_eval = record

@@ -143,13 +143,13 @@ def load_prediction_results(predictions: str | Path, annotations: str | Path, co
 
     from maskrcnn.data.coco import read_json_file
     from maskrcnn.engine.evaluate import load_results
-    from maskrcnn.inference.evaluation import remap_image_ids_by_file_name
+    from maskrcnn.inference.evaluation import match_image_ids_by_file_name
 
     raw = read_json_file(Path(predictions), "predictions file")
     gt = read_json_file(Path(annotations), "annotations file")
     if not isinstance(raw, list) or not isinstance(gt, dict):
         return load_results(predictions, coco_gt)  # raises the usual error
-    remapped = remap_image_ids_by_file_name(raw, gt)
+    remapped = match_image_ids_by_file_name(raw, gt, predictions=predictions, annotations=annotations)
     with tempfile.TemporaryDirectory(prefix="maskrcnn-report-") as folder:
         path = Path(folder) / Path(predictions).name
         path.write_text(json.dumps(remapped))
