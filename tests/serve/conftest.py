@@ -49,11 +49,17 @@ def tiny_serve_checkpoint(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Fast and steady on a busy CPU; tests/conftest.py puts the count back after each test
+    (a session fixture setting it would leak into every test that follows)."""
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def tiny_predictor(tiny_serve_checkpoint):
     from maskrcnn.inference.predictor import Predictor
 
-    torch.set_num_threads(1)  # fast and steady on a busy CPU; the serve tests share this process
     return Predictor.from_checkpoint(tiny_serve_checkpoint, device="cpu", score_threshold=0.0)
 
 
