@@ -38,60 +38,66 @@ class BackboneConfig:
     layout: str = "fpn"
     norm: str = "frozen_bn"  # frozen_bn | bn | gn
     freeze_at: int = 2  # 0: train all; 1: freeze stem; k: freeze stem and res2..res(k)
-    fpn_channels: int = 256
+    fpn_channels: int = 256  # channels of every FPN output map (P2..P6)
     fpn_norm: str = "none"  # none | bn | gn (torchvision's v2 uses bn)
+    # for name "plain": channels of its five stages (strides 2..32)
     plain_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128, 128])
 
 
 @dataclass
 class AnchorConfig:
+    # anchor sides in input pixels, one list per feature level (P2..P6 for FPN)
     sizes: list[list[float]] = field(default_factory=lambda: [[32], [64], [128], [256], [512]])
+    # anchor height / width ratios, one list per level
     aspect_ratios: list[list[float]] = field(default_factory=lambda: [[0.5, 1.0, 2.0]] * 5)
 
 
 @dataclass
 class RPNConfig:
     num_convs: int = 1  # 1: torchvision v1 / detectron2; 2: torchvision v2
-    conv_norm: str = "none"
-    fg_iou_thresh: float = 0.7
-    bg_iou_thresh: float = 0.3
-    allow_low_quality_matches: bool = True
-    batch_size_per_image: int = 256
-    positive_fraction: float = 0.5
-    pre_nms_top_n_train: int = 2000
-    pre_nms_top_n_test: int = 1000
-    post_nms_top_n_train: int = 2000
+    conv_norm: str = "none"  # norm after the RPN head convs: none | bn | gn
+    fg_iou_thresh: float = 0.7  # anchors with IoU >= this to a ground-truth box are positive
+    bg_iou_thresh: float = 0.3  # anchors with IoU < this to every box are negative (between: ignored)
+    allow_low_quality_matches: bool = True  # each box's best anchors are positive even below fg_iou_thresh
+    batch_size_per_image: int = 256  # anchors sampled per image for the RPN losses
+    positive_fraction: float = 0.5  # at most this share of the sampled anchors are positive
+    pre_nms_top_n_train: int = 2000  # proposals kept per level before NMS, in training
+    pre_nms_top_n_test: int = 1000  # proposals kept per level before NMS, at inference
+    post_nms_top_n_train: int = 2000  # proposals kept per image after NMS, in training
+    # proposals kept per image after NMS, at inference (raise for dense images)
     post_nms_top_n_test: int = 1000
-    nms_thresh: float = 0.7
-    score_thresh: float = 0.0
-    min_size: float = 1e-3
+    nms_thresh: float = 0.7  # IoU above which a lower-scoring proposal is suppressed
+    score_thresh: float = 0.0  # proposals with objectness probability below this are dropped
+    min_size: float = 1e-3  # proposals narrower or lower than this (pixels) are dropped
+    # weights (wx, wy, ww, wh) that scale the anchor-to-box deltas
     box_coder_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])
 
 
 @dataclass
 class RoIHeadsConfig:
     box_head: str = "2fc"  # 2fc | 4conv1fc | res5 (only with layout c4)
-    box_head_dim: int = 1024
+    box_head_dim: int = 1024  # width of the box head fc layers
     box_head_norm: str = "none"  # for 4conv1fc: none | bn | gn
     pooler: str = "roi_align"  # roi_align | roi_pool
-    box_pool_size: int = 7
-    mask_pool_size: int = 14
-    sampling_ratio: int = 2
-    aligned: bool = False
-    canonical_scale: int = 224
-    canonical_level: int = 4
-    fg_iou_thresh: float = 0.5
-    bg_iou_thresh: float = 0.5
-    batch_size_per_image: int = 512
-    positive_fraction: float = 0.25
+    box_pool_size: int = 7  # RoIAlign output side for the box head
+    mask_pool_size: int = 14  # RoIAlign output side for the mask head (masks are twice this)
+    sampling_ratio: int = 2  # RoIAlign samples per bin and axis (<= 0: adaptive, ceil(bin size))
+    aligned: bool = False  # RoIAlign half-pixel offset (true: detectron2 / torchvision v2)
+    canonical_scale: int = 224  # box side that pools from canonical_level (FPN level choice)
+    canonical_level: int = 4  # FPN level of a canonical_scale box (4: P4)
+    fg_iou_thresh: float = 0.5  # RoIs with IoU >= this to a ground-truth box are foreground
+    bg_iou_thresh: float = 0.5  # RoIs with IoU < this are background
+    batch_size_per_image: int = 512  # RoIs sampled per image for the box and mask losses
+    positive_fraction: float = 0.25  # at most this share of the sampled RoIs are foreground
+    # weights (wx, wy, ww, wh) that scale the proposal-to-box deltas
     box_coder_weights: list[float] = field(default_factory=lambda: [10.0, 10.0, 5.0, 5.0])
-    score_thresh: float = 0.05
-    nms_thresh: float = 0.5
-    detections_per_img: int = 100
-    mask_on: bool = True
+    score_thresh: float = 0.05  # detections scoring below this are dropped before NMS
+    nms_thresh: float = 0.5  # per-class NMS IoU of the final detections
+    detections_per_img: int = 100  # most detections kept per image (raise for dense scenes, up to 1000s)
+    mask_on: bool = True  # false: Faster R-CNN (boxes only, no mask branch)
     mask_head: str = "conv"  # conv (4 conv + deconv) | mlp (paper's ablation)
-    mask_head_norm: str = "none"
-    mask_head_channels: int = 256
+    mask_head_norm: str = "none"  # norm after the mask head convs: none | bn | gn
+    mask_head_channels: int = 256  # channels of the mask head convs
     mask_loss: str = "sigmoid"  # sigmoid (per-class BCE) | softmax (multinomial ablation)
 
 
@@ -126,8 +132,8 @@ class DatasetConfig:
     images: str = ""  # image folder the JSON's file_name values are relative to
     # for kind "shapes": generated into `images` with `annotations` written beside them
     num_images: int = 0
-    image_size: int = 128
-    seed: int = 0
+    image_size: int = 128  # for generated kinds: image side in pixels
+    seed: int = 0  # for generated kinds: the seed (same seed, same files)
 
 
 @dataclass
@@ -138,11 +144,13 @@ class AugmentConfig:
     horizontal_flip: float = 0.5  # probability
     vertical_flip: float = 0.0  # probability
     rotate90: float = 0.0  # probability of a rotation by 90, 180 or 270 degrees (equally likely)
-    transpose: float = 0.0  # probability of swapping rows and columns (flips 0.5 + transpose 0.5: all 8 orientations)
+    # probability of swapping rows and columns (flips 0.5 + transpose 0.5: all 8 orientations)
+    transpose: float = 0.0
     random_crop: float = 0.0  # probability of a random crop
     crop_min_fraction: float = 0.6  # smallest crop side as a fraction of the image side
     scale_jitter: float = 0.0  # probability of a random zoom in or out, then crop / pad
-    scale_range: list[float] = field(default_factory=lambda: [0.5, 1.5])  # zoom factor drawn uniformly in [min, max]
+    # zoom factor drawn uniformly in [min, max]
+    scale_range: list[float] = field(default_factory=lambda: [0.5, 1.5])
     scale_target_size: int = 0  # 0: crop / pad back to the image's own size; N: to N x N (large-scale jitter)
     pad_value: float = 0.0  # intensity in [0, 1] of the border that zooming out adds
     min_area: int = 1  # instances with fewer mask pixels after a crop or zoom are dropped
@@ -152,7 +160,8 @@ class AugmentConfig:
     contrast: float = 0.0  # stretch around the mean by a factor in [1 - x, 1 + x]
     gamma: float = 0.0  # raise to a power in [1 / (1 + x), 1 + x], drawn log-uniformly
     blur: float = 0.0  # probability of a Gaussian blur
-    blur_sigma: list[float] = field(default_factory=lambda: [0.5, 1.5])  # pixels, drawn uniformly in [min, max]
+    # pixels, drawn uniformly in [min, max]
+    blur_sigma: list[float] = field(default_factory=lambda: [0.5, 1.5])
     noise: float = 0.0  # probability of additive Gaussian noise
     noise_sigma: list[float] = field(default_factory=lambda: [0.01, 0.05])  # in [0, 1] intensity units
     # how noise treats channels: auto (grey images, all channels equal, get one noise plane
@@ -166,21 +175,22 @@ class DataConfig:
     val: DatasetConfig = field(default_factory=DatasetConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     batch_size: int = 2  # images per process
-    num_workers: int = 0
-    group_by_aspect_ratio: bool = True
+    num_workers: int = 0  # data-loading worker processes (0: in the training process; bit-for-bit resume)
+    group_by_aspect_ratio: bool = True  # batch portrait and landscape images apart (less padding)
 
 
 @dataclass
 class SolverConfig:
-    lr: float = 0.02
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    max_iter: int = 1000
-    warmup_iters: int = 100
-    warmup_factor: float = 0.001
+    lr: float = 0.02  # base learning rate of SGD, for reference_batch_size images per update
+    momentum: float = 0.9  # SGD momentum
+    weight_decay: float = 1e-4  # L2 weight decay of the trainable parameters
+    max_iter: int = 1000  # training iterations (one batch per process each)
+    warmup_iters: int = 100  # iterations of linear warm-up from warmup_factor x lr to lr
+    warmup_factor: float = 0.001  # lr multiplier at iteration 0 of the warm-up
     schedule: str = "multistep"  # multistep | cosine
+    # multistep: iterations where lr is multiplied by gamma
     steps: list[int] = field(default_factory=lambda: [700, 900])
-    gamma: float = 0.1
+    gamma: float = 0.1  # multistep: lr factor at each step
     clip_grad_norm: float = 0.0  # 0: no clipping
     amp: bool = False  # mixed precision (CUDA only)
     # images per update (data.batch_size x processes) that `lr` is stated for: 0.02 is
@@ -192,12 +202,12 @@ class SolverConfig:
 
 @dataclass
 class TrainConfig:
-    output_dir: str = "runs/train"
+    output_dir: str = "runs/train"  # folder of checkpoints, logs, plots and summary.json
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    seed: int = 0
-    checkpoint_period: int = 500
+    seed: int = 0  # seed of weights init, sampling and augmentation
+    checkpoint_period: int = 500  # iterations between checkpoints (last.pt); one is always written at the end
     eval_period: int = 0  # 0: evaluate only at the end
-    log_period: int = 20
+    log_period: int = 20  # iterations between lines of metrics.jsonl and loss-curve points
     # weights to start a new run from: a maskrcnn checkpoint, a torchvision Mask R-CNN state
     # dict, or a torchvision ImageNet ResNet/ResNeXt state dict (backbone only); "": random
     init_weights: str = ""
@@ -228,7 +238,7 @@ class EvaluationConfig:
 
 @dataclass
 class Config:
-    name: str = "custom"
+    name: str = "custom"  # the config's name (a built-in's or the YAML file's stem), stored in checkpoints
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     solver: SolverConfig = field(default_factory=SolverConfig)
