@@ -201,6 +201,12 @@ def evaluate_model(
     detections_per_img) when above 100.
 
     Returns (metrics, COCO results). The model's train/eval mode is restored afterwards.
+
+    Which model runs here matters for the numbers' last digits: during training this is the
+    plain model being trained; `maskrcnn evaluate --weights` passes the Predictor's prepared
+    model (folded norms, fused convs, Winograd: the same one `maskrcnn predict` runs), whose
+    outputs differ from the plain model's by float rounding (~1e-5), so AP can move in the
+    third decimal between a training log and `maskrcnn evaluate` of the same weights.
     """
     from tqdm import tqdm
 

@@ -165,6 +165,8 @@ def run_evaluation(
     dsb_score_threshold: float | None = None,
 ) -> dict[str, Any]:
     """COCO bbox/segm AP on `dataset` plus the validation loss, as one metrics record.
+    It runs the plain model being trained, not the prepared one of `maskrcnn predict` /
+    `maskrcnn evaluate` (see evaluate_model: AP may differ in the third decimal).
     Runs under a forked random generator so that evaluating (or not) never changes the
     training run that follows. `dsb_score_threshold`: the config's
     evaluation.dsb_score_threshold (None: its default); COCO maxDets follows the model's
