@@ -205,8 +205,8 @@ def evaluate_model(
     Which model runs here matters for the numbers' last digits: during training this is the
     plain model being trained; `maskrcnn evaluate --weights` passes the Predictor's prepared
     model (folded norms, fused convs, Winograd: the same one `maskrcnn predict` runs), whose
-    outputs differ from the plain model's by float rounding (~1e-5), so AP can move in the
-    third decimal between a training log and `maskrcnn evaluate` of the same weights.
+    outputs differ from the plain model's by float rounding (~1e-5 of a layer's largest
+    output), so a training log and `maskrcnn evaluate` of the same weights can differ slightly.
     """
     from tqdm import tqdm
 

@@ -166,7 +166,7 @@ def run_evaluation(
 ) -> dict[str, Any]:
     """COCO bbox/segm AP on `dataset` plus the validation loss, as one metrics record.
     It runs the plain model being trained, not the prepared one of `maskrcnn predict` /
-    `maskrcnn evaluate` (see evaluate_model: AP may differ in the third decimal).
+    `maskrcnn evaluate` (see evaluate_model: the figures can differ slightly).
     Runs under a forked random generator so that evaluating (or not) never changes the
     training run that follows. `dsb_score_threshold`: the config's
     evaluation.dsb_score_threshold (None: its default); COCO maxDets follows the model's
