@@ -11,6 +11,7 @@ fast):
     configs       maskrcnn.config (list built-in configs / print one as YAML)
     import-masks  registered by maskrcnn.data.commands
     analyze       registered by maskrcnn.analysis.commands
+    export        registered by maskrcnn.export.commands
 
 Commands registered by other modules call `parser.set_defaults(func=handler)` where
 `handler(args) -> int | None`. Errors a user can cause (any exception class defined in
@@ -31,7 +32,9 @@ from maskrcnn import __version__
 
 Handler = Callable[[argparse.Namespace], "int | None"]
 HELP_FORMAT = argparse.ArgumentDefaultsHelpFormatter
-EXTERNAL_COMMANDS = (("import-masks", "maskrcnn.data.commands"), ("analyze", "maskrcnn.analysis.commands"))
+EXTERNAL_COMMANDS = (
+    ("import-masks", "maskrcnn.data.commands"), ("analyze", "maskrcnn.analysis.commands"), ("export", "maskrcnn.export.commands"),
+)
 
 
 # ---------------------------------------------------------------------------------------
