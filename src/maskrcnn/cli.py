@@ -86,6 +86,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         overlays=not args.no_overlays,
         progress=not args.quiet,
+        precision=args.precision,
     )
     return 0
 
@@ -182,6 +183,7 @@ def _add_predict(sub: Any) -> None:
     p.add_argument("--threads", type=int, default=0,
                    help="PyTorch CPU threads (0: PyTorch's default)")
     p.add_argument("--no-overlays", action="store_true", help="do not write overlay PNGs")
+    p.add_argument("--precision", default="fp32", help="fp32, or bf16 on CPUs with AVX512_BF16/AMX (docs/export.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
 

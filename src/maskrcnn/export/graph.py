@@ -14,7 +14,7 @@ including background; D detections; M the predicted mask side.
 `ExportableMaskRCNN` reuses the model's modules (backbone, FPN, heads: same weights, same
 code) and redoes the glue between them with operations an exporter can record for any
 image size: sizes as int64 tensors, one image instead of a list, the few special steps
-through `export.onnx_ops` (Resize, Pad, TopK, NonMaxSuppression, RoiAlign). Called in
+through `export.onnx_ops` (TopK, NonMaxSuppression, RoiAlign). Called in
 PyTorch it gives the model's detections (up to float rounding); the model's own forward
 is left as it is (it stays the fast path).
 
@@ -96,15 +96,24 @@ class ExportableMaskRCNN(nn.Module):
         return torch.floor(image_size.to(torch.float64) * scale.to(torch.float64)).to(torch.int64)
 
     def preprocess(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(H, W, 3) uint8 -> padded (1, 3, Hp, Wp) float, [H, W] and [h, w] (int64 (2,))."""
+        """(H, W, 3) uint8 -> padded (1, 3, Hp, Wp) float, [H, W] and [h, w] (int64 (2,)).
+
+        The bilinear resize (F.interpolate, align_corners=False, ratio input / output size)
+        and the zero padding are one product rows (Hp, H) @ image @ columns (W, Wp): plain
+        MatMuls that every runtime computes alike (OpenVINO 2026.4 fails on a Resize whose
+        output size is computed at run time).
+        """
         original_size = torch._shape_as_tensor(image)[:2]  # (2,) [H, W]
         pixels = image.permute(2, 0, 1).to(torch.float32) / 255.0  # (3, H, W) in [0, 1]
         normalized = (pixels - self.image_mean) / self.image_std
         size = self.resized_size(original_size)
-        resized = onnx_ops.resize_bilinear(normalized[None], size)  # (1, 3, h, w)
         stride = self.size_divisible
         padded_size = torch.div(size + (stride - 1), stride, rounding_mode="floor") * stride
-        return onnx_ops.pad_bottom_right(resized, padded_size - size), original_size, size
+        zero = torch.zeros_like(size[:1])
+        rows = bilinear_paste_weights(zero, size[:1], original_size[0], torch.arange(padded_size[0]))[0]  # (Hp, H)
+        cols = bilinear_paste_weights(zero, size[1:], original_size[1], torch.arange(padded_size[1]))[0]  # (Wp, W)
+        batch = rows @ normalized @ cols.t()  # (3, Hp, Wp), zero below h and right of w
+        return batch[None], original_size, size
 
     # ---- RPN ------------------------------------------------------------------------------
 
@@ -228,15 +237,17 @@ def batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: fl
     return onnx_ops.nms(boxes + offsets[:, None], scores, iou_threshold, max_kept)
 
 
-def bilinear_paste_weights(starts: Tensor, lengths: Tensor, side: int, positions: Tensor) -> Tensor:
-    """(D, L, side) weights of the `side` mask pixels for every image position (L,).
+def bilinear_paste_weights(starts: Tensor, lengths: Tensor, side: int | Tensor, positions: Tensor) -> Tensor:
+    """(D, L, side) weights of the `side` source pixels for every target position (L,).
 
-    Mask d is resized bilinearly (align_corners=False) to lengths[d] pixels placed from
-    starts[d]; positions outside get weight 0 (F.interpolate's sampling, as a kernel).
+    Source d is resized bilinearly (align_corners=False) to lengths[d] pixels placed from
+    starts[d]; positions outside get weight 0 (F.interpolate's sampling, as a kernel:
+    weight max(0, 1 - |source coordinate - pixel|), coordinates clamped to the source).
     """
-    scale = side / lengths.to(torch.float32)  # (D,)
+    side_f = side.to(torch.float32) if isinstance(side, Tensor) else torch.tensor(float(side))
+    scale = side_f / lengths.to(torch.float32)  # (D,)
     offset = (positions[None, :] - starts[:, None]).to(torch.float32)  # (D, L)
-    source = ((offset + 0.5) * scale[:, None] - 0.5).clamp(min=0.0, max=side - 1.0)  # (D, L)
+    source = torch.minimum(((offset + 0.5) * scale[:, None] - 0.5).clamp(min=0.0), side_f - 1.0)  # (D, L)
     taps = torch.arange(side, dtype=torch.float32)  # (side,)
     weights = (1.0 - (source[:, :, None] - taps).abs()).clamp(min=0.0)  # (D, L, side)
     inside = (offset >= 0) & (offset < lengths[:, None].to(torch.float32))  # (D, L)

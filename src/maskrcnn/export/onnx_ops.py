@@ -8,16 +8,13 @@ the TorchScript-based ONNX exporter (`torch.onnx.export(..., dynamo=False)`) rec
 as one node, and `register_onnx_symbolics()` tells it which standard ONNX operator that
 node becomes (torchvision exports its compiled ops the same way):
 
-    resize_bilinear   -> Resize (mode linear, half_pixel, output size as a graph input)
-    pad_bottom_right  -> Pad (amounts as a graph input)
     topk_at_most      -> TopK with k = min(k, length) computed in the graph
     nms               -> NonMaxSuppression (+ Gather of the kept box indices)
     roi_align         -> RoiAlign (opset 16: half_pixel for aligned=True,
                          output_half_pixel for torchvision's aligned=False)
 
-Sizes that depend on the image (the resized size, padding, how many boxes a level has)
-are passed as int64 tensors, so the exported graph computes them for every new image
-instead of freezing the example image's numbers.
+The image-dependent sizes around them (how many boxes a level has, how many survive) are
+computed in the graph, so the file works for every image size.
 """
 
 from __future__ import annotations
@@ -25,7 +22,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.onnx import symbolic_helper
 
@@ -37,24 +33,6 @@ NAMESPACE = "maskrcnn_export"
 
 
 # ---- the operators, as PyTorch runs them ----------------------------------------------
-
-
-@torch.library.custom_op(f"{NAMESPACE}::resize_bilinear", mutates_args=())
-def resize_bilinear(image: Tensor, size: Tensor) -> Tensor:
-    """Bilinear resize (align_corners=False, no antialias) of (1, C, H, W) to size (2,) int64 [h, w].
-
-    Same sampling as `F.interpolate(scale_factor=s, recompute_scale_factor=True)` when
-    size = floor((H, W) * s): the ratio used is input size / output size in both.
-    """
-    height, width = (int(v) for v in size.tolist())
-    return F.interpolate(image, size=(height, width), mode="bilinear", align_corners=False)
-
-
-@torch.library.custom_op(f"{NAMESPACE}::pad_bottom_right", mutates_args=())
-def pad_bottom_right(image: Tensor, amounts: Tensor) -> Tensor:
-    """Zero-pad (1, C, h, w) by amounts (2,) int64 [rows at the bottom, columns at the right]."""
-    pad_h, pad_w = (int(v) for v in amounts.tolist())
-    return F.pad(image, (0, pad_w, 0, pad_h))
 
 
 @torch.library.custom_op(f"{NAMESPACE}::topk_at_most", mutates_args=())
@@ -96,22 +74,6 @@ def _ints(g: Any, values: list[int]) -> Any:
     return _const(g, torch.tensor(values, dtype=torch.int64))
 
 
-@symbolic_helper.parse_args("v", "v")
-def _resize_bilinear_onnx(g: Any, image: Any, size: Any) -> Any:
-    leading = g.op("Slice", g.op("Shape", image), _ints(g, [0]), _ints(g, [2]))  # (N, C)
-    sizes = g.op("Concat", leading, size, axis_i=0)
-    empty = _const(g, torch.tensor([], dtype=torch.float32))
-    return g.op(
-        "Resize", image, empty, empty, sizes, mode_s="linear", coordinate_transformation_mode_s="half_pixel"
-    )
-
-
-@symbolic_helper.parse_args("v", "v")
-def _pad_bottom_right_onnx(g: Any, image: Any, amounts: Any) -> Any:
-    pads = g.op("Concat", _ints(g, [0, 0, 0, 0, 0, 0]), amounts, axis_i=0)  # begins, then ends of (N, C, H, W)
-    return g.op("Pad", image, pads, _const(g, torch.tensor(0.0)), mode_s="constant")
-
-
 @symbolic_helper.parse_args("v", "i")
 def _topk_at_most_onnx(g: Any, values: Any, k: int) -> tuple[Any, Any]:
     k_value = g.op("Min", g.op("Shape", values), _ints(g, [k]))  # (1,)
@@ -150,8 +112,6 @@ def _roi_align_onnx(
 
 
 _SYMBOLICS = {
-    "resize_bilinear": _resize_bilinear_onnx,
-    "pad_bottom_right": _pad_bottom_right_onnx,
     "topk_at_most": _topk_at_most_onnx,
     "nms": _nms_onnx,
     "roi_align": _roi_align_onnx,
