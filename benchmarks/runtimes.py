@@ -93,8 +93,8 @@ def build_runners(weights: Path, config: str | None, onnx_path: Path, threads: i
         request = compiled.create_infer_request()
 
         def run_openvino(image: np.ndarray, request: Any = request) -> Prediction:
-            outputs = request.infer({"image": image})
-            return onnx_outputs_to_prediction(*(outputs[compiled.output(i)] for i in range(4)))
+            outputs = list(request.infer({"image": image}).values())  # in the file's output order
+            return onnx_outputs_to_prediction(*outputs)
 
         runners[f"openvino_{'fp32' if hint == 'f32' else 'bf16'}"] = run_openvino
     return runners
