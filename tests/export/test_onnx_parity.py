@@ -51,12 +51,12 @@ def exported(tmp_path_factory):
     path = export_onnx(model, tmp_path_factory.mktemp("onnx") / "r50.onnx", config_name=MODEL)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
-    return model, ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return model, ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]), path
 
 
 @pytest.mark.parametrize("name, crop", [("chelsea.png", None), ("astronaut.png", (37, 301, 9, 410))])
 def test_onnxruntime_matches_pytorch(exported, name, crop):
-    model, session = exported
+    model, session, _ = exported
     image = read_image(name)
     if crop is not None:  # another size (and aspect ratio) through the same file
         top, bottom, left, right = crop
@@ -69,4 +69,38 @@ def test_onnxruntime_matches_pytorch(exported, name, crop):
     report = compare_detections(reference, DetectionSet(boxes, labels, scores, masks > 0.5))
     print(f"{name} {image.shape[:2]}: {report.summary()}")
     assert report.reference >= 50  # a real test: the model finds plenty on these images
+    assert report.passes, report.summary()
+
+
+def readme_snippet() -> str:
+    """The README's ONNX Runtime example (the python block of its export section)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Export to ONNX"):]
+    return section[section.index("```python\n") + len("```python\n"): section.index("```\n", section.index("```python"))]
+
+
+def test_readme_snippet_runs_the_exported_file(exported, tmp_path):
+    model, _, onnx_path = exported
+    snippet = readme_snippet()
+    assert len(snippet.strip().splitlines()) <= 10 and "maskrcnn" not in snippet
+    assert snippet.count('"model.onnx"') == 1 and snippet.count('"image.jpg"') == 1
+    # The synthetic parity weights score below 0.5 almost everywhere: keep from 0.2 instead.
+    assert snippet.count("scores >= 0.5") == 1
+    code = (
+        snippet.replace('"model.onnx"', repr(str(onnx_path)))
+        .replace('"image.jpg"', repr(str(PARITY / "images" / "astronaut.png")))
+        .replace("scores >= 0.5", "scores >= 0.2")
+    )
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    image = read_image("astronaut.png")
+    with torch.inference_mode():
+        (ours,) = model([torch.from_numpy(image.copy()).permute(2, 0, 1).float() / 255.0])
+    keep = (ours.scores >= 0.2).numpy()
+    assert keep.sum() >= 3
+    reference = DetectionSet(ours.boxes.numpy()[keep], ours.labels.numpy()[keep], ours.scores.numpy()[keep],
+                             ours.masks.numpy()[keep] > 0.5)
+    found = DetectionSet(namespace["boxes"], namespace["labels"], namespace["scores"][namespace["keep"]], namespace["masks"])
+    assert namespace["masks"].dtype == bool and namespace["masks"].shape[1:] == image.shape[:2]
+    report = compare_detections(reference, found)
     assert report.passes, report.summary()
