@@ -46,6 +46,11 @@ def example_image(size: tuple[int, int] = EXAMPLE_IMAGE_SIZE, seed: int = 0) -> 
     return torch.from_numpy(np.clip(ramp + noise, 0, 255).astype(np.uint8))
 
 
+def check_opset(opset: int) -> None:
+    if opset < MIN_OPSET:
+        raise ExportError(f"--opset {opset}: expected {MIN_OPSET} or later (RoiAlign's half_pixel mode)")
+
+
 def check_output_path(path: Path) -> None:
     """Refuse to replace a file that this module did not write."""
     if path.is_dir():
@@ -78,8 +83,7 @@ def export_onnx(
     import onnx
 
     output = Path(output)
-    if opset < MIN_OPSET:
-        raise ExportError(f"--opset {opset}: expected {MIN_OPSET} or later (RoiAlign's half_pixel mode)")
+    check_opset(opset)
     check_output_path(output)
     graph = ExportableMaskRCNN(model.cpu().eval(), paste_masks=paste_masks).eval()
     register_onnx_symbolics(opset)
@@ -135,7 +139,8 @@ def export_checkpoint(
     weights = Path(weights)
     if not weights.is_file():
         raise FileNotFoundError(2, "checkpoint file not found", str(weights))
-    check_output_path(Path(output))  # before the slow part
+    check_opset(opset)  # before the slow part
+    check_output_path(Path(output))
     model, cfg = load_model(weights, config=config, device="cpu", for_inference=False)
     class_names, label_to_category_id = checkpoint_labels(weights, cfg)
     return export_onnx(
