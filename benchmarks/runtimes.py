@@ -23,6 +23,7 @@ ground truth: all of them, and those scoring >= 0.5), the CPU flags that matter
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -129,6 +130,8 @@ def main() -> None:
             "cpu_flags": " ".join(sorted(flags)),
         },
         "threads": args.threads,
+        # OpenMP's spin-waiting decides PyTorch's speed on a shared CPU (see docs/export.md)
+        "environment": {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "KMP_BLOCKTIME")},
     }
     workdir = Path(tempfile.mkdtemp(prefix="maskrcnn_runtimes_"))
     weights = Path(args.weights) if args.weights else parity_weights(workdir)
