@@ -12,6 +12,7 @@ fast):
     import-masks  registered by maskrcnn.data.commands
     analyze       registered by maskrcnn.analysis.commands
     serve         registered by maskrcnn.serve.commands
+    export        registered by maskrcnn.export.commands
 
 Commands registered by other modules call `parser.set_defaults(func=handler)` where
 `handler(args) -> int | None`. Errors a user can cause (any exception class defined in
@@ -32,8 +33,12 @@ from maskrcnn import __version__
 
 Handler = Callable[[argparse.Namespace], "int | None"]
 HELP_FORMAT = argparse.ArgumentDefaultsHelpFormatter
-EXTERNAL_COMMANDS = (("import-masks", "maskrcnn.data.commands"), ("analyze", "maskrcnn.analysis.commands"),
-                     ("serve", "maskrcnn.serve.commands"))
+EXTERNAL_COMMANDS = (
+    ("import-masks", "maskrcnn.data.commands"),
+    ("analyze", "maskrcnn.analysis.commands"),
+    ("serve", "maskrcnn.serve.commands"),
+    ("export", "maskrcnn.export.commands"),
+)
 
 
 # ---------------------------------------------------------------------------------------
@@ -86,6 +91,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         overlays=not args.no_overlays,
         progress=not args.quiet,
+        precision=args.precision,
     )
     return 0
 
@@ -187,6 +193,7 @@ def _add_predict(sub: Any) -> None:
     p.add_argument("--threads", type=int, default=0,
                    help="PyTorch CPU threads (0: PyTorch's default)")
     p.add_argument("--no-overlays", action="store_true", help="do not write overlay PNGs")
+    p.add_argument("--precision", default="fp32", help="fp32, or bf16 on CPUs with AVX512_BF16/AMX (docs/export.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
 

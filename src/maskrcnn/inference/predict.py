@@ -103,6 +103,7 @@ def run_predict(
     batch_size: int = 1,
     overlays: bool = True,
     progress: bool = True,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Predict on every image; returns {"images", "detections", "predictions", "overlays"}."""
     from tqdm import tqdm
@@ -116,7 +117,8 @@ def run_predict(
         raise ImageListError(f"--batch-size: expected a positive integer, got {batch_size}")
     paths = collect_images(inputs)  # before loading the model: bad paths fail fast
     predictor = Predictor.from_checkpoint(
-        weights, config=config, device=device, score_threshold=score_threshold, mask_threshold=mask_threshold
+        weights, config=config, device=device, score_threshold=score_threshold, mask_threshold=mask_threshold,
+        precision=precision,
     )
     output = Path(output)
     overlay_dir = output / "overlays"

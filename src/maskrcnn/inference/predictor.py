@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from maskrcnn.inference.precision import check_precision, keep_heads_float32, precision_context
 from maskrcnn.runtime import reuse_freed_memory
 from maskrcnn.structures import Detections
 
@@ -101,11 +102,16 @@ class Predictor:
         mask_threshold: float = 0.5,
         device: str | torch.device | None = None,
         config: Any | None = None,
+        precision: str = "fp32",
     ) -> None:
         self.device = resolve_device(device)
+        check_precision(precision, self.device)
+        self.precision = precision  # "bf16": bfloat16 convs / matmuls (inference.precision)
         if self.device.type == "cpu":
             reuse_freed_memory()  # feature maps reuse pages instead of page-faulting each pass
         self.model = model.to(self.device).eval()
+        if precision == "bf16":
+            keep_heads_float32(self.model)
         self.class_names = list(class_names) if class_names is not None else None
         self.label_to_category_id = dict(label_to_category_id) if label_to_category_id else None
         self.score_threshold = float(score_threshold)
@@ -122,13 +128,15 @@ class Predictor:
         score_threshold: float = 0.5,
         mask_threshold: float = 0.5,
         winograd: bool = True,
+        precision: str = "fp32",
     ) -> "Predictor":
         """Load a native checkpoint, or a torchvision state dict with `config` naming a built-in config.
 
         The model is prepared for inference (`load_model(..., for_inference=True)`);
         `winograd=False` keeps the wide 3x3 convs direct: results closer to the unprepared
         model's by about 1e-5 relative, 1.4-1.7x slower on the CPU
-        (benchmarks/inference.py --no-winograd).
+        (benchmarks/inference.py --no-winograd). `precision="bf16"`: bfloat16 convolutions
+        and matmuls on CPUs with AVX512_BF16 / AMX (refused elsewhere; see inference.precision).
         """
         from maskrcnn.checkpoints import load_model  # the model code is imported only when needed
 
@@ -136,6 +144,7 @@ class Predictor:
         if not path.is_file():
             raise FileNotFoundError(2, "checkpoint file not found", str(path))
         resolved = resolve_device(device)
+        check_precision(precision, resolved)  # before loading: fail fast
         model, cfg = load_model(path, config=config, device=resolved, for_inference=True, winograd=winograd)
         class_names, label_to_category_id = checkpoint_labels(path, cfg)
         return cls(
@@ -146,6 +155,7 @@ class Predictor:
             mask_threshold=mask_threshold,
             device=resolved,
             config=cfg,
+            precision=precision,
         )
 
     def category_id(self, label: int) -> int:
@@ -169,12 +179,13 @@ class Predictor:
         if not checked:
             return []
         tensors = [image_to_tensor(image, self.device) for image in checked]  # each (3, H, W)
-        if self.device.type == "cpu":
-            # One forward per image: on the CPU a padded batch of 8 mixed sizes ran at 0.71x
-            # the images/s of one at a time (benchmarks/inference.py --batch).
-            detections: list[Detections] = [self.model([tensor])[0] for tensor in tensors]
-        else:
-            detections = self.model(tensors)
+        with precision_context(self.precision, self.device):
+            if self.device.type == "cpu":
+                # One forward per image: on the CPU a padded batch of 8 mixed sizes ran at 0.71x
+                # the images/s of one at a time (benchmarks/inference.py --batch).
+                detections: list[Detections] = [self.model([tensor])[0] for tensor in tensors]
+            else:
+                detections = self.model(tensors)
         return [
             detections_to_numpy(det, self.score_threshold, self.mask_threshold, *image.shape[:2])
             for det, image in zip(detections, checked)

@@ -129,6 +129,8 @@ class InferenceConv2d(nn.Conv2d, _InferenceOnly):
         new.packed_weight = None
         new.winograd = False
         new.winograd_u = None
+        new.packed_weight_bf16 = None
+        new.folded_bias_bf16 = None
         weight, bias = folded_conv_weights(conv, scale, shift)
         new.register_buffer("folded_weight", weight, persistent=False)
         new.register_buffer("folded_bias", bias, persistent=False)
@@ -159,6 +161,35 @@ class InferenceConv2d(nn.Conv2d, _InferenceOnly):
                 self.packed_weight = self.folded_weight
         return self.packed_weight
 
+    def _use_onednn_bf16(self, x: Tensor) -> bool:
+        """Under CPU autocast to bfloat16: oneDNN's bf16 convolution (AMX / AVX512_BF16)."""
+        return (
+            x.device.type == "cpu"
+            and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16
+            and x.dtype in (torch.float32, torch.bfloat16)
+            and self.folded_weight.dtype == torch.float32
+            and torch.backends.mkldnn.is_available()
+            and torch.backends.mkldnn.enabled
+            and self.padding_mode == "zeros"
+            and not isinstance(self.padding, str)
+            and not (torch.is_grad_enabled() and x.requires_grad)
+        )
+
+    def _onednn_bf16_weight(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The folded weight in bfloat16, reordered once for oneDNN, and the bias (cached)."""
+        if self.packed_weight_bf16 is None:
+            weight = self.folded_weight.to(torch.bfloat16)
+            try:
+                self.packed_weight_bf16 = torch._C._nn.mkldnn_reorder_conv2d_weight(
+                    weight.to_mkldnn(), list(self.padding), list(self.stride), list(self.dilation), self.groups,
+                    list(x.shape),
+                )
+            except (RuntimeError, AttributeError):
+                self.packed_weight_bf16 = weight
+            self.folded_bias_bf16 = self.folded_bias.to(torch.bfloat16)
+        return self.packed_weight_bf16, self.folded_bias_bf16
+
     def supports_winograd(self) -> bool:
         """A 3x3, stride-1, padding-1 conv, wide enough for Winograd to pay."""
         return (
@@ -185,11 +216,14 @@ class InferenceConv2d(nn.Conv2d, _InferenceOnly):
     def _apply(self, fn: Any, recurse: bool = True) -> "InferenceConv2d":
         self.packed_weight = None  # device / dtype / layout changes: pack again when next used
         self.winograd_u = None
+        self.packed_weight_bf16 = None
+        self.folded_bias_bf16 = None
         return super()._apply(fn, recurse)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["packed_weight"] = None  # an opaque oneDNN tensor cannot be copied or pickled
+        state["packed_weight_bf16"] = None
         return state
 
     def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:  # (N, C_in, H, W) -> (N, C_out, H', W')
@@ -206,10 +240,23 @@ class InferenceConv2d(nn.Conv2d, _InferenceOnly):
             return torch.ops.mkldnn._convolution_pointwise.binary(
                 x, residual, weight, self.folded_bias, *args, "add", None, "relu" if self.relu else None, [], None
             )
+        if self._use_onednn_bf16(x):
+            return self._forward_bf16(x, residual)
         out = self._conv_forward(x, self.folded_weight, self.folded_bias)
         if residual is not None:
             out = out + residual
         return F.relu(out) if self.relu else out
+
+    def _forward_bf16(self, x: Tensor, residual: Tensor | None) -> Tensor:
+        """bfloat16 in and out, same fused ReLU / residual add (see inference.precision)."""
+        weight, bias = self._onednn_bf16_weight(x)
+        x = x.to(torch.bfloat16)
+        args = (list(self.padding), list(self.stride), list(self.dilation), self.groups)
+        if residual is None:
+            return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, *args, "relu" if self.relu else "none", [], "")
+        return torch.ops.mkldnn._convolution_pointwise.binary(
+            x, residual.to(torch.bfloat16), weight, bias, *args, "add", None, "relu" if self.relu else None, [], None
+        )
 
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         raise RuntimeError(LOAD_ERROR)

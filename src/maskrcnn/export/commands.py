@@ -1,0 +1,52 @@
+"""`maskrcnn export`: a checkpoint -> one ONNX file with the whole inference path."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from maskrcnn.export.onnx_export import DEFAULT_OPSET
+
+
+class ExportFormatError(ValueError):
+    """An export format this version cannot write."""
+
+
+def run_export(args: argparse.Namespace) -> int:
+    if args.format != "onnx":
+        raise ExportFormatError(f"--format {args.format!r}: expected onnx")
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from maskrcnn.export.onnx_export import export_checkpoint
+
+    path = export_checkpoint(
+        args.weights, args.output, config=args.config, paste_masks=not args.no_paste, opset=args.opset
+    )
+    size_mb = path.stat().st_size / 2**20
+    masks = "(D, M, M) in each box" if args.no_paste else "(D, H, W) pasted"
+    print(f"wrote {path} ({size_mb:.1f} MiB, opset {args.opset}): image (H, W, 3) uint8 -> boxes, labels, scores, masks {masks}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add the `export` command to an argparse subparsers object."""
+    parser = subparsers.add_parser(
+        "export",
+        help="write the model's whole inference path to an ONNX file (ONNX Runtime, OpenVINO)",
+        description=(
+            "Export resize, normalisation, backbone, RPN, RoI heads, mask head and mask pasting to one "
+            "ONNX file that takes an (H, W, 3) uint8 RGB image of any size. See docs/export.md."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--weights", required=True, help="native checkpoint, or a torchvision state dict with --config")
+    parser.add_argument("--config", default=None, help="built-in config name or YAML file (for torchvision state dicts)")
+    parser.add_argument("--format", default="onnx", help="output format (onnx)")
+    parser.add_argument("--output", default="model.onnx", help="file to write")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (16 or later)")
+    parser.add_argument("--no-paste", action="store_true",
+                        help="output (D, M, M) mask probabilities inside each box instead of pasted (D, H, W) masks")
+    parser.add_argument("--threads", type=int, default=0, help="PyTorch CPU threads (0: PyTorch's default)")
+    parser.set_defaults(func=run_export)
