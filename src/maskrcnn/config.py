@@ -182,6 +182,27 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+# Settings of reading and predicting on images (not stored in checkpoints).
+
+
+@dataclass
+class ImageConfig:
+    """How image files become 8-bit RGB (maskrcnn.data.images, maskrcnn.data.intensity)."""
+
+    intensity: str = "auto"  # auto | dtype | range | percentile
+    max_image_pixels: int = 89_478_485  # Pillow's own limit; larger images: predict --tile
+
+
+@dataclass
+class TilingConfig:
+    """Tiled prediction of large images (maskrcnn.tiling)."""
+
+    tile_size: int = 1024  # pixels of the image (before `scale`)
+    overlap: int = 128  # pixels shared by neighbouring tiles; make it larger than the objects
+    scale: float = 1.0  # resize factor of every tile before the model (1.0: the image's own pixels)
+    merge_threshold: float = 0.5  # mask intersection over the smaller piece, inside the tiles' shared area
+    overlay_max_side: int = 2048  # the overlay of a large image is downscaled to this
+
 # ---------------------------------------------------------------------------------------
 # Loading, dumping, overrides
 # ---------------------------------------------------------------------------------------
