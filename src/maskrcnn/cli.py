@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from maskrcnn import __version__
+from maskrcnn.tiling.options import add_image_options
 
 Handler = Callable[[argparse.Namespace], "int | None"]
 HELP_FORMAT = argparse.ArgumentDefaultsHelpFormatter
@@ -71,6 +72,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     from maskrcnn.inference.predict import run_predict
+    from maskrcnn.tiling.options import image_option_values
 
     run_predict(
         args.images,
@@ -83,6 +85,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         overlays=not args.no_overlays,
         progress=not args.quiet,
+        **image_option_values(args),
     )
     return 0
 
@@ -180,6 +183,7 @@ def _add_predict(sub: Any) -> None:
                    help="PyTorch CPU threads (0: PyTorch's default)")
     p.add_argument("--no-overlays", action="store_true", help="do not write overlay PNGs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_image_options(p)  # --tile, --tile-overlap, --tile-scale, --label-image, --intensity, --max-image-pixels
     p.set_defaults(func=_cmd_predict)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from maskrcnn.config import ImageConfig
+from maskrcnn.data.intensity import check_mode
 from maskrcnn.data.image_source import (
     ImageReadError,
     ImageTooLargeError,
@@ -52,6 +53,7 @@ def read_image(
     path: str | Path, *, intensity: str = DEFAULTS.intensity, max_pixels: int | None = DEFAULTS.max_image_pixels
 ) -> np.ndarray:
     """Read an image file as RGB: (H, W, 3) uint8. `max_pixels=None`: no limit."""
+    check_mode(intensity)
     raw = open_raw_image(path, max_pixels)
     try:
         check_pixel_limit(Path(path), raw.height, raw.width, max_pixels)
