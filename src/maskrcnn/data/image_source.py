@@ -213,6 +213,8 @@ def _open_with_pil(path: Path, max_pixels: int | None) -> ArrayImage:
         image.load()
         if image.mode in PIL_HIGH_DEPTH_MODES:
             return ArrayImage(np.asarray(image), str(path))
+        if image.mode in ("L", "1"):  # kept as one channel: a third of the memory of RGB
+            return ArrayImage(np.asarray(image.convert("L")), str(path))
         return ArrayImage(pil_to_rgb_array(image), str(path))
 
 

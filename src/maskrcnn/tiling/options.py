@@ -16,7 +16,7 @@ def add_image_options(parser: argparse.ArgumentParser) -> None:
                             f"e.g. {tiling.tile_size})")
     group.add_argument("--tile-overlap", type=int, default=tiling.overlap, metavar="PX",
                        help="pixels shared by neighbouring tiles (larger than the objects is best)")
-    group.add_argument("--tile-scale", type=float, default=tiling.scale,
+    group.add_argument("--tile-scale", type=float, default=tiling.scale, metavar="F",
                        help="resize factor applied to every tile before the model (1: the image's own pixels)")
     group.add_argument("--label-image", nargs="?", const="tif", default=None, choices=("tif", "png"),
                        help="also write labels/<name>.tif|png: one integer per instance, 0 background")
