@@ -230,9 +230,11 @@ def coco_ap(truth, predictions, side: int, category_of_kind) -> dict[str, float]
             evaluator.params.maxDets = [1, 10, 100000]
             evaluator.evaluate()
             evaluator.accumulate()
-            evaluator.summarize()
-            out[f"{kind}_AP"] = round(float(evaluator.stats[0]), 4)
-            out[f"{kind}_AP50"] = round(float(evaluator.stats[1]), 4)
+            # precision (IoU thresholds, recall, classes, areas, maxDets): area "all", the last maxDets
+            precision = evaluator.eval["precision"][:, :, :, 0, -1]
+            out[f"{kind}_AP"] = round(float(precision[precision > -1].mean()), 4)
+            at_50 = precision[0]
+            out[f"{kind}_AP50"] = round(float(at_50[at_50 > -1].mean()), 4)
     return out
 
 
@@ -252,8 +254,7 @@ def accuracy(args: argparse.Namespace) -> dict[str, Any]:
     image, truth = mosaic_with_truth(args.cells, args.seed)
     side = image.shape[0]
     report: dict[str, Any] = {"image": f"{side}x{side}", "objects": len(truth), "tile": args.tile, "overlap": args.overlap}
-    cut = sum(1 for t in truth if _cut_by_grid(t, side, args.tile, args.overlap))
-    report["objects_cut_by_a_tile_border"] = cut
+    report["objects_cut_by_a_tile_border"] = sum(1 for t in truth if _cut_by_grid(t, side, args.tile, args.overlap))
 
     runs = {}
     start = time.perf_counter()
@@ -293,14 +294,17 @@ def accuracy(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cut_by_grid(t: dict[str, Any], side: int, tile: int, overlap: int) -> bool:
-    """Whether no single tile holds the object whole (some tile border crosses it everywhere)."""
+    """Whether some tile sees only part of the object (a tile border crosses it)."""
     from maskrcnn.tiling.grid import tile_grid
 
     h, w = t["mask"].shape
+    y0, x0, y1, x1 = t["y0"], t["x0"], t["y0"] + h, t["x0"] + w
     for window in tile_grid(side, side, tile, overlap).tiles:
-        if window.y0 <= t["y0"] and t["y0"] + h <= window.y1 and window.x0 <= t["x0"] and t["x0"] + w <= window.x1:
-            return False
-    return True
+        meets = window.y0 < y1 and y0 < window.y1 and window.x0 < x1 and x0 < window.x1
+        whole = window.y0 <= y0 and y1 <= window.y1 and window.x0 <= x0 and x1 <= window.x1
+        if meets and not whole:
+            return True
+    return False
 
 
 def main() -> None:
