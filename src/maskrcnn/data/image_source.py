@@ -43,7 +43,7 @@ from maskrcnn.data.intensity import (
 
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 PIL_HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
-SEGMENT_CACHE_BYTES = 256 * 2**20
+SEGMENT_CACHE_BYTES = 64 * 2**20  # a few rows of TIFF tiles: neighbouring regions reuse them
 BAND_BYTES = 64 * 2**20  # rows per pass of the statistics scan: about this many bytes
 
 

@@ -128,10 +128,10 @@ def run_predict(
 
     from maskrcnn.data.images import read_image
     from maskrcnn.inference.predictor import Predictor
-    from maskrcnn.tiling.grid import check_tiling
-    from maskrcnn.tiling.outputs import write_label_image
     from maskrcnn.inference.visualize import display_scale, draw_instances, save_image
     from maskrcnn.io_utils import atomic_write_json
+    from maskrcnn.tiling.grid import check_tiling
+    from maskrcnn.tiling.outputs import write_label_image
 
     if batch_size < 1:
         raise ImageListError(f"--batch-size: expected a positive integer, got {batch_size}")
@@ -146,36 +146,34 @@ def run_predict(
     overlay_dir = output / "overlays"
     names = overlay_names(paths)
     records: list[dict[str, Any]] = []
-    label_names = [Path(n).with_suffix(f".{label_image}").name for n in names] if label_image else []
+    overlay_paths = [overlay_dir / n if overlays else None for n in names]
+    label_paths = [output / "labels" / Path(n).with_suffix(f".{label_image}").name if label_image else None for n in names]
     if tile:
         for index, path in enumerate(paths):
-            rows = predict_one_tiled(
-                predictor, path, index=index, tile=tile, overlap=tile_overlap, scale=tile_scale,
-                intensity=intensity, progress=progress,
-                overlay_path=overlay_dir / names[index] if overlays else None,
-                label_path=output / "labels" / label_names[index] if label_image else None,
-            )
-            records.extend(rows)
-    bar = tqdm(total=0 if tile else len(paths), desc="predict", unit="img", disable=not progress or bool(tile))
-    for start in range(0, 0 if tile else len(paths), batch_size):
-        chunk = paths[start : start + batch_size]
-        images = [read_image(p, intensity=intensity, max_pixels=max_image_pixels) for p in chunk]
-        results = predictor.predict_batch(images)
-        for offset, (path, image, result) in enumerate(zip(chunk, images, results)):
-            index = start + offset
-            records.extend(
-                coco_records(result, image_id=index + 1, file_name=str(path), category_id_of=predictor.category_id)
-            )
-            if overlays:
-                picture = draw_instances(
-                    image, result["boxes"], result["labels"], result["scores"], result["masks"],
-                    predictor.class_names, scale=display_scale(*image.shape[:2]),
+            records.extend(predict_one_tiled(
+                predictor, path, index=index, tile=tile, overlap=tile_overlap, scale=tile_scale, intensity=intensity,
+                progress=progress, overlay_path=overlay_paths[index], label_path=label_paths[index],
+            ))
+    else:
+        bar = tqdm(total=len(paths), desc="predict", unit="img", disable=not progress)
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start : start + batch_size]
+            images = [read_image(p, intensity=intensity, max_pixels=max_image_pixels) for p in chunk]
+            results = predictor.predict_batch(images)
+            for index, (path, image, result) in enumerate(zip(chunk, images, results), start=start):
+                records.extend(
+                    coco_records(result, image_id=index + 1, file_name=str(path), category_id_of=predictor.category_id)
                 )
-                save_image(overlay_dir / names[index], picture)
-            if label_image:
-                write_label_image(dense_to_tiled(result), output / "labels" / label_names[index])
-        bar.update(len(chunk))
-    bar.close()
+                if overlay_paths[index] is not None:
+                    picture = draw_instances(
+                        image, result["boxes"], result["labels"], result["scores"], result["masks"],
+                        predictor.class_names, scale=display_scale(*image.shape[:2]),
+                    )
+                    save_image(overlay_paths[index], picture)
+                if label_paths[index] is not None:
+                    write_label_image(dense_to_tiled(result), label_paths[index])
+            bar.update(len(chunk))
+        bar.close()
     predictions_path = output / "predictions.json"
     atomic_write_json(predictions_path, records, indent=None)
     summary = {
