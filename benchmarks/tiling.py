@@ -7,8 +7,9 @@
 
     # accuracy: a mosaic of C x C shapes images (128 px, the demo model's training size);
     # AP of tiled prediction (tiles cut through the objects) against AP of the same objects
-    # predicted one 128-px image at a time ("small crops"), and with the tile grid shifted
-    python benchmarks/tiling.py accuracy --weights runs/demo/model_final.pt --cells 16
+    # predicted one 128-px image at a time ("small crops"), against the whole mosaic in one
+    # pass (same context, no seams), with the tile grid shifted, with class-agnostic linking
+    python benchmarks/tiling.py accuracy --weights runs/demo/model_final.pt --cells 8 --tile 384 --overlap 96
 
 The images are shapes_demo-like: 128-px cells of generated shapes (a pool of 64 cells,
 repeated), the mosaic offset so that cell borders and tile borders do not coincide.
@@ -272,14 +273,23 @@ def accuracy(args: argparse.Namespace) -> dict[str, Any]:
                               "y0": r * CELL + y0, "x0": c * CELL + x0, "mask": mask[y0 : ys.max() + 1, x0 : xs.max() + 1]})
     runs["small_crops"] = {"seconds": time.perf_counter() - start, "instances": len(crops),
                            **coco_ap(truth, crops, side, category_of_kind)}
-    for name, origin in (("tiled", (0, 0)), ("tiled_grid_shifted", (args.shift, args.shift + 50))):
+    shifted = (args.shift, args.shift + 50)
+    setups = {  # name: (tile, overlap, grid origin, class-agnostic linking)
+        "one_pass_no_seams": (side, 0, (0, 0), False),  # the whole mosaic as one tile: same context, no seams
+        "tiled": (args.tile, args.overlap, (0, 0), False),
+        "tiled_grid_shifted": (args.tile, args.overlap, shifted, False),
+        "tiled_class_agnostic": (args.tile, args.overlap, (0, 0), True),
+        "tiled_class_agnostic_shifted": (args.tile, args.overlap, shifted, True),
+    }
+    for name, (tile, overlap, origin, agnostic) in setups.items():
         from maskrcnn.data.image_source import open_image_source
         from maskrcnn.tiling.predict import ModelTileDetector, predict_tiled
 
         detector = ModelTileDetector(predictor.model, predictor.device, score_threshold=predictor.score_threshold,
                                      mask_threshold=predictor.mask_threshold)
         start = time.perf_counter()
-        result = predict_tiled(detector, open_image_source(image), tile_size=args.tile, overlap=args.overlap, origin=origin)
+        result = predict_tiled(detector, open_image_source(image), tile_size=tile, overlap=overlap, origin=origin,
+                               class_agnostic=agnostic)
         seconds = time.perf_counter() - start
         preds = [{"label": i.label, "score": i.score, "box": i.box, "y0": i.y0, "x0": i.x0, "mask": i.mask}
                  for i in result.instances]
@@ -314,7 +324,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10000, 30000])
     parser.add_argument("--tile", type=int, default=None, help="default: 1024 (memory), 512 (accuracy)")
     parser.add_argument("--overlap", type=int, default=None, help="default: 128 (memory), 96 (accuracy)")
-    parser.add_argument("--cells", type=int, default=16, help="accuracy: the mosaic is cells x cells 128-px images")
+    parser.add_argument("--cells", type=int, default=8, help="accuracy: the mosaic is cells x cells 128-px images")
     parser.add_argument("--seed", type=int, default=5, help="accuracy: shapes seed (the demo trains on seed 0)")
     parser.add_argument("--shift", type=int, default=150, help="accuracy: origin of the shifted tile grid")
     parser.add_argument("--score-threshold", type=float, default=None, help="default: 0.5 (memory), 0.05 (accuracy)")

@@ -14,6 +14,8 @@ seen by two or more tiles: whole by some, cut at a tile border by others.
    not count): every part of the object comes from the tile that saw it with the most
    context, and a cut edge is never used where another tile saw past it. Score: the
    highest of the pieces; label: that piece's; box: the union of the pieces' boxes.
+   A piece cut by its tile's border (inside the image) that links to nothing is dropped:
+   the neighbouring tile saw that place too and did not confirm it.
 3. Streaming. Tiles come row by row; after a row, groups whose pieces all end above the
    next row's top can get no more pieces and leave the merger. What is held is about one
    row of tiles' instances, not the image's.
@@ -115,7 +117,9 @@ class SeamMerger:
         for members in groups.values():
             if next_row_top is not None and any(self.pieces[m].instance.y1 > next_row_top for m in members):
                 continue
-            finished.append(self._merge([self.pieces[m] for m in sorted(members)]))
+            pieces = [self.pieces[m] for m in sorted(members)]
+            if not (len(pieces) == 1 and self._cut_and_alone(pieces[0])):
+                finished.append(self._merge(pieces))
             for m in members:
                 del self.pieces[m]
         for index, (tile, ids) in list(self.tiles.items()):
@@ -125,6 +129,20 @@ class SeamMerger:
             else:
                 del self.tiles[index]
         return finished
+
+    def _cut_and_alone(self, piece: _Piece) -> bool:
+        """A piece touching a border of its tile inside the image, linked to nothing.
+
+        Every pixel at a tile's inner border is also inside a neighbouring tile, so an object
+        cut there is seen by that tile too; a cut piece that matches nothing there is a
+        partial view the neighbour did not confirm (mostly a duplicate of a differently
+        segmented whole view), and is dropped.
+        """
+        i, t = piece.instance, piece.tile
+        return (
+            (i.y0 <= t.y0 and t.y0 > 0) or (i.y1 >= t.y1 and t.y1 < self.height)
+            or (i.x0 <= t.x0 and t.x0 > 0) or (i.x1 >= t.x1 and t.x1 < self.width)
+        )
 
     def _merge(self, members: list[_Piece]) -> CroppedInstance:
         if len(members) == 1:
