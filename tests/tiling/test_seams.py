@@ -220,3 +220,19 @@ def test_label_image_numbers_instances_by_score(objects):
     assert labels.max() == len(result.instances)
     part = result.label_image(50, 60, 300, 333)
     assert np.array_equal(part, labels[50:300, 60:333])
+
+
+def test_a_cut_piece_that_no_neighbour_confirms_is_dropped():
+    class WithSpuriousPieces(GroundTruthPieces):
+        def __call__(self, pixels, window):
+            pieces = super().__call__(pixels, window)
+            if window.index == 0:  # one piece cut by the tile's right border, one well inside
+                mask = np.ones((10, 10), dtype=bool)
+                box = np.array([0, 0, 10, 10], dtype=np.float32)
+                pieces.append(CroppedInstance(box + [window.width - 10, 20, window.width - 10, 20], 1, 0.9, 20, window.width - 10, mask))
+                pieces.append(CroppedInstance(box + [60, 60, 60, 60], 1, 0.9, 60, 60, mask))
+            return pieces
+
+    empty: list[np.ndarray] = []
+    result = run(empty, detector=WithSpuriousPieces)
+    assert [(i.y0, i.x0) for i in result.instances] == [(60, 60)]
