@@ -200,7 +200,7 @@ class TilingConfig:
     tile_size: int = 1024  # pixels of the image (before `scale`)
     overlap: int = 128  # pixels shared by neighbouring tiles; make it larger than the objects
     scale: float = 1.0  # resize factor of every tile before the model (1.0: the image's own pixels)
-    merge_threshold: float = 0.5  # mask intersection over the smaller piece, inside the tiles' shared area
+    merge_threshold: float = 0.5  # mask IoU of two pieces inside the area their tiles share
     overlay_max_side: int = 2048  # the overlay of a large image is downscaled to this
 
 # ---------------------------------------------------------------------------------------

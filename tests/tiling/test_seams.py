@@ -109,7 +109,7 @@ class GroundTruthPieces:
 
 
 class BleedingAtTileBorders(GroundTruthPieces):
-    """Like a real model with little context at a tile's edge: masks grow 2 px within 8 px of
+    """Like a real model with little context at a tile's edge: masks grow 1 px within 8 px of
     the tile's inner borders (not at the image's own borders)."""
 
     def __call__(self, pixels: np.ndarray, window: TileWindow) -> list[CroppedInstance]:
@@ -127,7 +127,7 @@ class BleedingAtTileBorders(GroundTruthPieces):
             full = np.zeros((window.height, window.width), dtype=bool)
             full[piece.y0 : piece.y1, piece.x0 : piece.x1] = piece.mask
             grown = full.copy()
-            for _ in range(2):
+            for _ in range(1):
                 step = grown.copy()
                 step[1:] |= grown[:-1]
                 step[:-1] |= grown[1:]
@@ -189,7 +189,7 @@ def test_result_does_not_depend_on_the_seams(objects, origin, tile, overlap):
 
 
 def test_errors_at_tile_edges_are_outvoted_by_deeper_tiles(objects):
-    # Each pixel takes the mask of the tile it lies deepest in: the 2-px bleed within 8 px of
+    # Each pixel takes the mask of the tile it lies deepest in: the 1-px bleed within 8 px of
     # a tile's border is always decided by a tile that sees that place with more context
     # (overlap 48 > 2 x 8), so the merged masks are exact. A union of the pieces, or the
     # shallowest tile, would keep the bleed.

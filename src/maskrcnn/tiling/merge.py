@@ -5,15 +5,18 @@ seen by two or more tiles: whole by some, cut at a tile border by others.
 
 1. Linking. Two pieces from different tiles are the same object when, inside the area
    the two tiles share (where both tiles see the same pixels), their masks overlap:
-   intersection / the smaller piece's area there >= `threshold` (0.5 by default), and
-   they have the same label. Links are transitive (union-find), so an object across
+   intersection over union there >= `threshold` (0.5 by default), and they have the same
+   label. (Intersection over the smaller piece linked a small object to any large,
+   low-scoring detection around it and chained objects together: mask AP 0.07 against
+   0.19 with IoU, benchmarks/tiling.py accuracy.) Links are transitive (union-find), so an object across
    three tiles or a tile corner becomes one group. Pieces of one tile are never linked
    directly: the model's own NMS has separated them.
 2. Merging a group. Each pixel of the group's area takes the mask of the group's tile in
    which it lies deepest (farthest from that tile's borders; the image's own borders do
    not count): every part of the object comes from the tile that saw it with the most
    context, and a cut edge is never used where another tile saw past it. Score: the
-   highest of the pieces; label: that piece's; box: the union of the pieces' boxes.
+   highest of the pieces; label: that piece's; box: the merged mask's own box (each
+   piece's box saw only part of the object).
    A piece cut by its tile's border (inside the image) that links to nothing is dropped:
    the neighbouring tile saw that place too and did not confirm it.
 3. Streaming. Tiles come row by row; after a row, groups whose pieces all end above the
@@ -104,7 +107,7 @@ class SeamMerger:
         mp = p.mask[iy0 - p.y0 : iy1 - p.y0, ix0 - p.x0 : ix1 - p.x0]
         mq = q.mask[iy0 - q.y0 : iy1 - q.y0, ix0 - q.x0 : ix1 - q.x0]
         intersection = int(np.count_nonzero(mp & mq))
-        return intersection > 0 and intersection >= self.threshold * min(area_p, area_q)
+        return intersection > 0 and intersection >= self.threshold * (area_p + area_q - intersection)
 
     # -- taking merged instances out ---------------------------------------------------
 
@@ -162,9 +165,10 @@ class SeamMerger:
             depth[k] = self._depth(tile, y0, x0, y1, x1)
         chosen = np.argmax(depth, axis=0)  # (h, w): the deepest tile; ties go to the earlier tile
         mask = np.take_along_axis(masks, chosen[None], axis=0)[0]
-        boxes = np.stack([i.box for i in instances])
-        box = np.concatenate([boxes[:, :2].min(axis=0), boxes[:, 2:].max(axis=0)]).astype(np.float32)
-        return trim(CroppedInstance(box, best.label, best.score, y0, x0, mask))
+        merged = trim(CroppedInstance(best.box, best.label, best.score, y0, x0, mask))
+        if merged.mask.any():  # the merged mask's own box: each piece's box saw only part of it
+            merged.box = np.array([merged.x0, merged.y0, merged.x1, merged.y1], dtype=np.float32)
+        return merged
 
     def _depth(self, tile: TileWindow, y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
         """(h, w) distance of each pixel of rows y0..y1, columns x0..x1 to the tile's inner borders."""
