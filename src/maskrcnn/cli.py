@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from maskrcnn import __version__
+from maskrcnn.tiling.options import add_image_options
 
 Handler = Callable[[argparse.Namespace], "int | None"]
 HELP_FORMAT = argparse.ArgumentDefaultsHelpFormatter
@@ -79,6 +80,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     from maskrcnn.inference.predict import run_predict
+    from maskrcnn.tiling.options import image_option_values
 
     run_predict(
         args.images,
@@ -92,6 +94,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         overlays=not args.no_overlays,
         progress=not args.quiet,
         precision=args.precision,
+        **image_option_values(args),
     )
     return 0
 
@@ -195,6 +198,7 @@ def _add_predict(sub: Any) -> None:
     p.add_argument("--no-overlays", action="store_true", help="do not write overlay PNGs")
     p.add_argument("--precision", default="fp32", help="fp32, or bf16 on CPUs with AVX512_BF16/AMX (docs/export.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_image_options(p)  # --tile, --tile-overlap, --tile-scale, --label-image, --intensity, --max-image-pixels
     p.set_defaults(func=_cmd_predict)
 
 

@@ -246,6 +246,27 @@ class Config:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
 
+# Settings of reading and predicting on images (not stored in checkpoints).
+
+
+@dataclass
+class ImageConfig:
+    """How image files become 8-bit RGB (maskrcnn.data.images, maskrcnn.data.intensity)."""
+
+    intensity: str = "auto"  # auto | dtype | range | percentile
+    max_image_pixels: int = 89_478_485  # Pillow's own limit; larger images: predict --tile
+
+
+@dataclass
+class TilingConfig:
+    """Tiled prediction of large images (maskrcnn.tiling)."""
+
+    tile_size: int = 1024  # pixels of the image (before `scale`)
+    overlap: int = 128  # pixels shared by neighbouring tiles; make it larger than the objects
+    scale: float = 1.0  # resize factor of every tile before the model (1.0: the image's own pixels)
+    merge_threshold: float = 0.5  # mask IoU of two pieces inside the area their tiles share
+    overlay_max_side: int = 2048  # the overlay of a large image is downscaled to this
+
 # ---------------------------------------------------------------------------------------
 # Loading, dumping, overrides
 # ---------------------------------------------------------------------------------------

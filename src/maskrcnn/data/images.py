@@ -1,8 +1,15 @@
-"""Reading image files into RGB uint8 arrays, whatever their mode.
+"""Reading image files into RGB uint8 arrays, whatever their mode, depth or size.
 
 Handled: 8-bit RGB, grayscale (L), 1-bit, palette (P), RGBA / LA (composited on white),
-CMYK, and 16-bit or 32-bit grayscale (scaled to 8 bits by the file's own range).
-Anything that cannot be opened raises `ImageReadError` naming the file.
+CMYK; 16-bit and 32-bit integer and float images (PNG through Pillow, TIFF through
+tifffile), brought to 0..255 by an intensity mode (`maskrcnn.data.intensity`: "auto" by
+default, so 12-bit data in a 16-bit file and floats in [0, 1] keep their brightness).
+
+Images over `max_pixels` (default `ImageConfig.max_image_pixels`) are refused with one line
+naming the limit, before anything is decoded: whole-image prediction of such an image
+would not fit in memory. `maskrcnn predict --tile` reads them by regions instead
+(`maskrcnn.data.image_source`). Anything that cannot be opened raises `ImageReadError`
+naming the file.
 """
 
 from __future__ import annotations
@@ -12,35 +19,26 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from maskrcnn.config import ImageConfig
+from maskrcnn.data.intensity import check_mode
+from maskrcnn.data.image_source import (
+    ImageReadError,
+    ImageTooLargeError,
+    check_pixel_limit,
+    is_tiff,
+    open_raw_image,
+    pil_size_limit_lifted,
+    raw_to_rgb,
+    window_for,
+)
 
-class ImageReadError(ValueError):
-    """An image file that is missing or cannot be decoded."""
-
-
-def _high_bit_depth_to_uint8(array: np.ndarray) -> np.ndarray:
-    """Scale a 16/32-bit single-channel array to 0..255.
-
-    16-bit files whose values all fit in 0..255 are kept as they are; otherwise the values
-    are divided by the type's maximum (65535 for 16-bit data) so that brightness survives.
-    Signed 32-bit data (PIL mode "I") is scaled by its own maximum.
-    """
-    array = array.astype(np.float64)
-    top = float(array.max()) if array.size else 0.0
-    if top <= 255.0:
-        scale = 1.0
-    elif top <= 65535.0:
-        scale = 255.0 / 65535.0
-    else:
-        scale = 255.0 / top
-    return np.clip(np.round(array * scale), 0, 255).astype(np.uint8)
+__all__ = ["ImageReadError", "ImageTooLargeError", "image_size", "pil_to_rgb_array", "read_image", "read_label_image"]
+DEFAULTS = ImageConfig()
 
 
 def pil_to_rgb_array(image: Image.Image) -> np.ndarray:
-    """Convert a PIL image of any common mode to a (H, W, 3) uint8 array."""
+    """Convert a PIL image of an 8-bit mode to a (H, W, 3) uint8 array (deep modes: see read_image)."""
     mode = image.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        gray = _high_bit_depth_to_uint8(np.asarray(image))
-        return np.repeat(gray[:, :, None], 3, axis=2)
     if mode == "P":
         image = image.convert("RGBA") if "transparency" in image.info else image.convert("RGB")
         mode = image.mode
@@ -51,17 +49,23 @@ def pil_to_rgb_array(image: Image.Image) -> np.ndarray:
     return np.array(image.convert("RGB"), dtype=np.uint8)  # a writable copy
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as RGB: (H, W, 3) uint8."""
-    path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(f"{path}: image file not found")
+def read_image(
+    path: str | Path, *, intensity: str = DEFAULTS.intensity, max_pixels: int | None = DEFAULTS.max_image_pixels
+) -> np.ndarray:
+    """Read an image file as RGB: (H, W, 3) uint8. `max_pixels=None`: no limit."""
+    check_mode(intensity)
+    raw = open_raw_image(path, max_pixels)
     try:
-        with Image.open(path) as image:
-            image.load()
-            return pil_to_rgb_array(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        check_pixel_limit(Path(path), raw.height, raw.width, max_pixels)
+        return np.array(raw_to_rgb(raw.read(0, raw.height, 0, raw.width), window_for(raw, intensity)), dtype=np.uint8)
+    except ImageReadError:
+        raise
+    except (OSError, ValueError, RuntimeError) as exc:
         raise ImageReadError(f"{path}: cannot read image ({exc})") from None
+    finally:
+        tif = getattr(raw, "tif", None)
+        if tif is not None:
+            tif.close()
 
 
 def read_label_image(path: str | Path) -> np.ndarray:
@@ -74,6 +78,14 @@ def read_label_image(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise ImageReadError(f"{path}: label image not found")
     try:
+        if is_tiff(path):
+            import tifffile
+
+            labels = tifffile.imread(path)
+            if labels.ndim == 3 and labels.shape[2] in (3, 4):
+                rgb = labels[:, :, :3].astype(np.int64)
+                return rgb[:, :, 0] * 65536 + rgb[:, :, 1] * 256 + rgb[:, :, 2]
+            return np.asarray(labels).astype(np.int64)
         with Image.open(path) as image:
             image.load()
             if image.mode in ("RGB", "RGBA"):
@@ -87,12 +99,18 @@ def read_label_image(path: str | Path) -> np.ndarray:
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(height, width) of an image file, read from its header only."""
+    """(height, width) of an image file, read from its header only (any size)."""
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: image file not found")
     try:
-        with Image.open(path) as image:
+        if is_tiff(path):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                page = tif.pages.first
+                return int(page.imagelength), int(page.imagewidth)
+        with pil_size_limit_lifted(), Image.open(path) as image:
             width, height = image.size
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(f"{path}: cannot read image ({exc})") from None

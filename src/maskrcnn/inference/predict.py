@@ -3,6 +3,7 @@
     OUTPUT/predictions.json     a list of COCO results: file_name, image_id, category_id,
                                 bbox [x, y, w, h], score, segmentation (RLE, str counts)
     OUTPUT/overlays/<name>.png  one picture per image (masks, contours, boxes, captions)
+    OUTPUT/labels/<name>.tif    with --label-image: one integer per instance (or .png)
 
 image_id is the 1-based position of the image in the sorted input list; `maskrcnn
 evaluate --predictions` maps predictions to ground truth by file_name when it can.
@@ -17,6 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from maskrcnn.config import ImageConfig, TilingConfig
+from maskrcnn.data.intensity import check_mode
+
+_TILING, _IMAGES = TilingConfig(), ImageConfig()
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 GLOB_CHARACTERS = set("*?[")
 
@@ -69,12 +74,16 @@ def overlay_names(paths: Sequence[Path]) -> list[str]:
 
 
 def coco_records(
-    result: dict[str, np.ndarray], *, image_id: int, file_name: str, category_id_of: Any
+    result: dict[str, np.ndarray], *, image_id: int, file_name: str, category_id_of: Any, rles: list[dict] | None = None
 ) -> list[dict[str, Any]]:
-    """One Predictor result -> COCO results rows (bbox x, y, w, h; RLE with str counts)."""
+    """One Predictor result -> COCO results rows (bbox x, y, w, h; RLE with str counts).
+
+    `rles`: the masks already encoded (tiled prediction); otherwise result["masks"] (N, H, W).
+    """
     from maskrcnn.ops.masks import masks_to_rles
 
-    rles = masks_to_rles(result["masks"])
+    if rles is None:
+        rles = masks_to_rles(result["masks"])
     records = []
     for box, label, score, rle in zip(result["boxes"], result["labels"], result["scores"], rles):
         x1, y1, x2, y2 = (float(v) for v in box)
@@ -104,17 +113,32 @@ def run_predict(
     overlays: bool = True,
     progress: bool = True,
     precision: str = "fp32",
+    tile: int = 0,
+    tile_overlap: int = _TILING.overlap,
+    tile_scale: float = _TILING.scale,
+    label_image: str | None = None,
+    intensity: str = _IMAGES.intensity,
+    max_image_pixels: int | None = _IMAGES.max_image_pixels,
 ) -> dict[str, Any]:
-    """Predict on every image; returns {"images", "detections", "predictions", "overlays"}."""
+    """Predict on every image; returns {"images", "detections", "predictions", "overlays"}.
+
+    tile > 0: each image in overlapping tiles (`Predictor.predict_tiled`), overlays reduced
+    to TilingConfig.overlay_max_side. label_image "tif"/"png": also OUTPUT/labels/<name>.
+    """
     from tqdm import tqdm
 
     from maskrcnn.data.images import read_image
     from maskrcnn.inference.predictor import Predictor
     from maskrcnn.inference.visualize import display_scale, draw_instances, save_image
     from maskrcnn.io_utils import atomic_write_json
+    from maskrcnn.tiling.grid import check_tiling
+    from maskrcnn.tiling.outputs import write_label_image
 
     if batch_size < 1:
         raise ImageListError(f"--batch-size: expected a positive integer, got {batch_size}")
+    check_mode(intensity)
+    if tile:
+        check_tiling(tile, tile_overlap, tile_scale)
     paths = collect_images(inputs)  # before loading the model: bad paths fail fast
     predictor = Predictor.from_checkpoint(
         weights, config=config, device=device, score_threshold=score_threshold, mask_threshold=mask_threshold,
@@ -124,24 +148,34 @@ def run_predict(
     overlay_dir = output / "overlays"
     names = overlay_names(paths)
     records: list[dict[str, Any]] = []
-    bar = tqdm(total=len(paths), desc="predict", unit="img", disable=not progress)
-    for start in range(0, len(paths), batch_size):
-        chunk = paths[start : start + batch_size]
-        images = [read_image(p) for p in chunk]
-        results = predictor.predict_batch(images)
-        for offset, (path, image, result) in enumerate(zip(chunk, images, results)):
-            index = start + offset
-            records.extend(
-                coco_records(result, image_id=index + 1, file_name=str(path), category_id_of=predictor.category_id)
-            )
-            if overlays:
-                picture = draw_instances(
-                    image, result["boxes"], result["labels"], result["scores"], result["masks"],
-                    predictor.class_names, scale=display_scale(*image.shape[:2]),
+    overlay_paths = [overlay_dir / n if overlays else None for n in names]
+    label_paths = [output / "labels" / Path(n).with_suffix(f".{label_image}").name if label_image else None for n in names]
+    if tile:
+        for index, path in enumerate(paths):
+            records.extend(predict_one_tiled(
+                predictor, path, index=index, tile=tile, overlap=tile_overlap, scale=tile_scale, intensity=intensity,
+                progress=progress, overlay_path=overlay_paths[index], label_path=label_paths[index],
+            ))
+    else:
+        bar = tqdm(total=len(paths), desc="predict", unit="img", disable=not progress)
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start : start + batch_size]
+            images = [read_image(p, intensity=intensity, max_pixels=max_image_pixels) for p in chunk]
+            results = predictor.predict_batch(images)
+            for index, (path, image, result) in enumerate(zip(chunk, images, results), start=start):
+                records.extend(
+                    coco_records(result, image_id=index + 1, file_name=str(path), category_id_of=predictor.category_id)
                 )
-                save_image(overlay_dir / names[index], picture)
-        bar.update(len(chunk))
-    bar.close()
+                if overlay_paths[index] is not None:
+                    picture = draw_instances(
+                        image, result["boxes"], result["labels"], result["scores"], result["masks"],
+                        predictor.class_names, scale=display_scale(*image.shape[:2]),
+                    )
+                    save_image(overlay_paths[index], picture)
+                if label_paths[index] is not None:
+                    write_label_image(dense_to_tiled(result), label_paths[index])
+            bar.update(len(chunk))
+        bar.close()
     predictions_path = output / "predictions.json"
     atomic_write_json(predictions_path, records, indent=None)
     summary = {
@@ -154,4 +188,44 @@ def run_predict(
     print(f"predictions: {predictions_path}")
     if overlays:
         print(f"overlays:    {overlay_dir}/")
+    if label_image:
+        print(f"labels:      {output / 'labels'}/")
     return summary
+
+
+def predict_one_tiled(
+    predictor: Any, path: Path, *, index: int, tile: int, overlap: int, scale: float, intensity: str,
+    progress: bool, overlay_path: Path | None, label_path: Path | None,
+) -> list[dict[str, Any]]:
+    """Tiled prediction of one image file: its COCO rows; overlay and label image written."""
+    from maskrcnn.data.image_source import open_image_source
+    from maskrcnn.tiling.outputs import draw_overlay, save_overlay, write_label_image
+
+    source = open_image_source(path, intensity)  # no pixel limit: read by regions
+    try:
+        result = predictor.predict_tiled(source, tile=tile, overlap=overlap, scale=scale, progress=progress)
+        result_dict = {"boxes": result.boxes, "labels": result.labels, "scores": result.scores}
+        rows = coco_records(
+            result_dict, image_id=index + 1, file_name=str(path), category_id_of=predictor.category_id, rles=result.rles()
+        )
+        if overlay_path is not None:
+            save_overlay(overlay_path, draw_overlay(source, result, predictor.class_names, _TILING.overlay_max_side))
+        if label_path is not None:
+            write_label_image(result, label_path)
+    finally:
+        source.close()
+    return rows
+
+
+def dense_to_tiled(result: dict[str, np.ndarray]) -> Any:
+    """A Predictor result with (N, H, W) masks as a TiledPrediction (crops), for the label image writer."""
+    from maskrcnn.tiling.instances import CroppedInstance, trim
+    from maskrcnn.tiling.predict import TiledPrediction
+
+    masks = result["masks"]
+    height, width = masks.shape[1:]
+    instances = [
+        trim(CroppedInstance(box, int(label), float(score), 0, 0, mask))
+        for box, label, score, mask in zip(result["boxes"], result["labels"], result["scores"], masks)
+    ]
+    return TiledPrediction(height, width, instances)

@@ -23,8 +23,12 @@ import torch
 from torch import nn
 
 from maskrcnn.inference.precision import check_precision, keep_heads_float32, precision_context
+from maskrcnn.config import TilingConfig
 from maskrcnn.runtime import reuse_freed_memory
 from maskrcnn.structures import Detections
+
+
+_TILING = TilingConfig()
 
 
 class ImageFormatError(ValueError):
@@ -168,6 +172,42 @@ class Predictor:
         if self.class_names is not None and 0 <= label < len(self.class_names):
             return self.class_names[label]
         return str(label)
+
+    def predict_tiled(
+        self,
+        image: Any,
+        *,
+        tile: int = _TILING.tile_size,
+        overlap: int = _TILING.overlap,
+        scale: float = _TILING.scale,
+        merge_threshold: float = _TILING.merge_threshold,
+        intensity: str = "auto",
+        progress: bool = False,
+    ) -> Any:
+        """Predict a large image in overlapping tiles at the model's scale; see maskrcnn.tiling.predict.
+
+        `image`: an image file path (TIFFs are read tile by tile), an (H, W, 3) uint8 array
+        (an np.memmap stays on disk), an (H, W) or (H, W, C) array of another depth
+        (brought to 0..255 by `intensity`), or an ImageSource. Returns a TiledPrediction:
+        boxes, labels, scores, masks as crops (`.instances`), `.rles()`, `.label_image()`.
+        """
+        from maskrcnn.data.image_source import ImageSource, open_image_source
+        from maskrcnn.tiling.grid import check_tiling
+        from maskrcnn.tiling.predict import ModelTileDetector, predict_tiled
+
+        check_tiling(tile, overlap, scale)
+        source = image if isinstance(image, ImageSource) else open_image_source(image, intensity)
+        detector = ModelTileDetector(
+            self.model, self.device, score_threshold=self.score_threshold, mask_threshold=self.mask_threshold, scale=scale
+        )
+        try:
+            with precision_context(self.precision, self.device):  # bf16 reaches the tiles too
+                return predict_tiled(
+                    detector, source, tile_size=tile, overlap=overlap, merge_threshold=merge_threshold, progress=progress
+                )
+        finally:
+            if source is not image:
+                source.close()
 
     def __call__(self, image: np.ndarray) -> dict[str, np.ndarray]:
         return self.predict_batch([image])[0]

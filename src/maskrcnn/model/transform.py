@@ -13,7 +13,9 @@ floor(side * scale)), and boxes are scaled by the float32 ratio new side / old s
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +32,41 @@ def resize_scale_factor(height: int, width: int, min_size: float, max_size: floa
     long_side = torch.max(sides).to(dtype=torch.float32)
     scale = torch.min(min_size / short_side, max_size / long_side)  # float32, as torchvision
     return scale.item()
+
+
+class ResizeError(ValueError):
+    """An image too thin for the model's resize (a side would shrink below half a pixel)."""
+
+
+def thin_image_size(height: int, width: int, scale: float, min_size: int, max_size: int) -> tuple[int, int] | None:
+    """(h, w) for an image whose short side would round to 0 pixels at `scale`; None otherwise.
+
+    torchvision's arithmetic floors side * scale: a 20x3000 image at a 128-px model gives
+    0.85 -> 0 rows, and interpolation fails. Such a side becomes 1 pixel (boxes are mapped
+    back by the per-axis ratio, so coordinates stay right). Below half a pixel the image
+    cannot be represented without distorting it more than twofold: ResizeError.
+    """
+    exact_h, exact_w = height * scale, width * scale
+    if math.floor(exact_h) >= 1 and math.floor(exact_w) >= 1:
+        return None
+    if min(exact_h, exact_w) < 0.5:
+        raise ResizeError(
+            f"image of {height}x{width} pixels (HxW): at this model's input size (short side {min_size}, "
+            f"long side at most {max_size}) its short side would be {min(exact_h, exact_w):.2f} px; "
+            "predict it in tiles at its own scale (maskrcnn predict --tile 1024) or pad it to a less extreme shape"
+        )
+    return max(1, math.floor(exact_h)), max(1, math.floor(exact_w))
+
+
+@contextlib.contextmanager
+def tile_mode(transform: "ImageTransform", scale: float) -> Iterator[None]:
+    """Within: images are resized by `scale` only, and masks are not pasted (postprocess keeps them M x M)."""
+    saved = (transform.fixed_scale, transform.paste_masks)
+    transform.fixed_scale, transform.paste_masks = float(scale), False
+    try:
+        yield
+    finally:
+        transform.fixed_scale, transform.paste_masks = saved
 
 
 def resize_boxes(boxes: Tensor, old_size: tuple[int, int], new_size: tuple[int, int]) -> Tensor:
@@ -75,6 +112,9 @@ class ImageTransform(nn.Module):
         self.min_size = [int(s) for s in min_size]
         self.max_size = int(max_size)
         self.size_divisible = int(size_divisible)
+        # Tiled prediction (maskrcnn.tiling) sets these for its calls, through `tile_mode`:
+        self.fixed_scale: float | None = None  # resize every image by this factor instead
+        self.paste_masks = True  # False: postprocess keeps (N, M, M) masks, boxes in original pixels
         # Not part of the state dict: torchvision's checkpoints do not hold them.
         self.register_buffer("image_mean", torch.tensor(image_mean, dtype=torch.float32), persistent=False)
         self.register_buffer("image_std", torch.tensor(image_std, dtype=torch.float32), persistent=False)
@@ -93,10 +133,21 @@ class ImageTransform(nn.Module):
     def resize(self, image: Tensor, target: Targets | None) -> tuple[Tensor, ResizedTargets | None]:
         """(3, H, W) -> (3, h, w); the target's boxes and masks follow."""
         height, width = image.shape[-2:]
-        scale = resize_scale_factor(height, width, self.pick_min_size(), float(self.max_size))
-        resized = F.interpolate(
-            image[None], scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False
-        )[0]
+        if self.fixed_scale is not None:
+            scale = float(self.fixed_scale)
+        else:
+            scale = resize_scale_factor(height, width, self.pick_min_size(), float(self.max_size))
+        size = None  # torchvision's path (scale_factor) unless a side would round to 0 pixels
+        if not torch.jit.is_tracing():
+            size = thin_image_size(int(height), int(width), scale, self.min_size[-1], self.max_size)
+        if scale == 1.0 and size is None:
+            resized = image  # a tile at the image's own scale: nothing to interpolate
+        elif size is None:
+            resized = F.interpolate(
+                image[None], scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False
+            )[0]
+        else:
+            resized = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
         if target is None:
             return resized, None
         new_size = (resized.shape[-2], resized.shape[-1])
@@ -105,10 +156,9 @@ class ImageTransform(nn.Module):
         if masks is not None:
             if masks.shape[0] == 0:
                 masks = masks.new_zeros((0, *new_size))
-            else:  # nearest, as torchvision resizes target masks
-                masks = F.interpolate(
-                    masks[:, None].float(), scale_factor=scale, recompute_scale_factor=True
-                )[:, 0].to(torch.uint8)
+            elif new_size != (height, width):  # nearest, as torchvision resizes target masks
+                sizing = {"size": new_size} if size is not None else {"scale_factor": scale, "recompute_scale_factor": True}
+                masks = F.interpolate(masks[:, None].float(), **sizing)[:, 0].to(torch.uint8)
         return resized, ResizedTargets(boxes=boxes, labels=target.labels, masks=masks)
 
     def forward(
@@ -142,7 +192,7 @@ class ImageTransform(nn.Module):
         for det, size, original in zip(detections, image_sizes, original_sizes):
             boxes = resize_boxes(det.boxes, size, original)
             masks = det.masks
-            if masks is not None:
+            if masks is not None and self.paste_masks:
                 masks = paste_masks_in_image(masks, boxes, original, padding=1)  # (N, H, W)
             results.append(Detections(boxes=boxes, scores=det.scores, labels=det.labels, masks=masks))
         return results

@@ -1,0 +1,238 @@
+"""The merge alone: a stub detector reports, for every tile, the ground-truth pieces it sees.
+
+Objects straddle tile borders and corners, some are larger than the overlap (no tile sees
+them whole) and some are concave. Every object must come out exactly once with mask IoU
+>= 0.9 (the stub is exact, so the merge must give the object back), whatever the grid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from maskrcnn.data.image_source import ArrayImage, ImageSource
+from maskrcnn.data.intensity import IntensityWindow
+from maskrcnn.tiling.grid import TileWindow, tile_grid
+from maskrcnn.tiling.instances import CroppedInstance, crop_to_rle
+from maskrcnn.tiling.predict import predict_tiled
+from maskrcnn.ops.masks import mask_to_rle
+from pycocotools import mask as coco_mask
+
+HEIGHT, WIDTH, TILE, OVERLAP = 560, 760, 192, 48
+
+
+def make_objects(seed: int = 0) -> list[np.ndarray]:
+    """Non-overlapping, connected (H, W) bool masks: ellipses, polygons and C shapes of 14-170 px."""
+    rng = np.random.default_rng(seed)
+    taken = np.zeros((HEIGHT, WIDTH), dtype=bool)
+    grid = tile_grid(HEIGHT, WIDTH, TILE, OVERLAP)
+    borders_y = sorted({t.y0 for t in grid.tiles} | {t.y1 for t in grid.tiles})
+    borders_x = sorted({t.x0 for t in grid.tiles} | {t.x1 for t in grid.tiles})
+    objects = []
+    for k in range(400):
+        if len(objects) >= 45:
+            break
+        size = float(rng.choice([14, 30, 60, 110, 170]))
+        if k % 2 == 0:  # centred on a tile border or corner
+            cy = float(rng.choice(borders_y)) + rng.uniform(-6, 6)
+            cx = float(rng.choice(borders_x)) + rng.uniform(-6, 6)
+        else:
+            cy, cx = rng.uniform(0, HEIGHT), rng.uniform(0, WIDTH)
+        half = int(size / 2) + 3  # drawn on a local canvas around (cy, cx), then placed
+        oy, ox = int(cy) - half, int(cx) - half
+        canvas = Image.new("L", (2 * half, 2 * half), 0)
+        draw = ImageDraw.Draw(canvas)
+        ly, lx = cy - oy, cx - ox
+        kind = k % 3
+        if kind == 0:
+            draw.ellipse([lx - size / 2, ly - size / 3, lx + size / 2, ly + size / 3], fill=1)
+        elif kind == 1:
+            angles = np.sort(rng.uniform(0, 2 * np.pi, 7))
+            radii = rng.uniform(0.3, 0.5, 7) * size
+            draw.polygon([(lx + r * np.cos(a), ly + r * np.sin(a)) for a, r in zip(angles, radii)], fill=1)
+        else:  # a C: concave, leaves and re-enters tiles
+            draw.arc([lx - size / 2, ly - size / 2, lx + size / 2, ly + size / 2], 40, 320, fill=1, width=max(3, int(size / 6)))
+        local = np.asarray(canvas, dtype=bool)
+        mask = np.zeros((HEIGHT + 4 * half, WIDTH + 4 * half), dtype=bool)  # room for canvases past the border
+        mask[oy + 2 * half : oy + 4 * half, ox + 2 * half : ox + 4 * half] = local
+        mask = mask[2 * half : 2 * half + HEIGHT, 2 * half : 2 * half + WIDTH]
+        if mask.sum() < 20 or not is_connected(mask):
+            continue
+        grown = mask.copy()  # keep a gap of one pixel between objects
+        grown[1:] |= mask[:-1]
+        grown[:-1] |= mask[1:]
+        grown[:, 1:] |= mask[:, :-1]
+        grown[:, :-1] |= mask[:, 1:]
+        if (grown & taken).any():
+            continue
+        taken |= mask
+        objects.append(mask)
+    return objects
+
+
+def is_connected(mask: np.ndarray) -> bool:
+    """One 4-connected component (a shape cut in two by the image border is two objects)."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    crop = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    reached = np.zeros_like(crop)
+    reached.flat[np.flatnonzero(crop)[0]] = True
+    while True:
+        grown = reached.copy()
+        grown[1:] |= reached[:-1]
+        grown[:-1] |= reached[1:]
+        grown[:, 1:] |= reached[:, :-1]
+        grown[:, :-1] |= reached[:, 1:]
+        grown &= crop
+        if np.array_equal(grown, reached):
+            return bool(np.array_equal(reached, crop))
+        reached = grown
+
+
+class GroundTruthPieces:
+    """A stub detector: what of each object lies in the tile, exactly."""
+
+    def __init__(self, objects: list[np.ndarray]) -> None:
+        self.objects = objects
+
+    def __call__(self, pixels: np.ndarray, window: TileWindow) -> list[CroppedInstance]:
+        pieces = []
+        for k, full in enumerate(self.objects):
+            part = full[window.y0 : window.y1, window.x0 : window.x1]
+            if not part.any():
+                continue
+            rows, cols = np.flatnonzero(part.any(1)), np.flatnonzero(part.any(0))
+            r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+            box = np.array([c0, r0, c1, r1], dtype=np.float32)
+            pieces.append(CroppedInstance(box, 1 + k % 2, 0.5 + 0.01 * k, int(r0), int(c0), part[r0:r1, c0:c1].copy()))
+        return pieces
+
+
+class BleedingAtTileBorders(GroundTruthPieces):
+    """Like a real model with little context at a tile's edge: masks grow 1 px within 8 px of
+    the tile's inner borders (not at the image's own borders)."""
+
+    def __call__(self, pixels: np.ndarray, window: TileWindow) -> list[CroppedInstance]:
+        near = np.zeros((window.height, window.width), dtype=bool)
+        if window.y0 > 0:
+            near[:8] = True
+        if window.y1 < HEIGHT:
+            near[-8:] = True
+        if window.x0 > 0:
+            near[:, :8] = True
+        if window.x1 < WIDTH:
+            near[:, -8:] = True
+        pieces = []
+        for piece in super().__call__(pixels, window):
+            full = np.zeros((window.height, window.width), dtype=bool)
+            full[piece.y0 : piece.y1, piece.x0 : piece.x1] = piece.mask
+            grown = full.copy()
+            for _ in range(1):
+                step = grown.copy()
+                step[1:] |= grown[:-1]
+                step[:-1] |= grown[1:]
+                step[:, 1:] |= grown[:, :-1]
+                step[:, :-1] |= grown[:, 1:]
+                grown = step
+            full |= grown & near
+            rows, cols = np.flatnonzero(full.any(1)), np.flatnonzero(full.any(0))
+            r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+            pieces.append(CroppedInstance(piece.box, piece.label, piece.score, int(r0), int(c0), full[r0:r1, c0:c1]))
+        return pieces
+
+
+def run(objects: list[np.ndarray], origin=(0, 0), tile=TILE, overlap=OVERLAP, detector=GroundTruthPieces):
+    source = ImageSource(ArrayImage(np.zeros((HEIGHT, WIDTH, 3), np.uint8)), IntensityWindow(0.0, 255.0))
+    return predict_tiled(detector(objects), source, tile_size=tile, overlap=overlap, origin=origin)
+
+
+def iou_matrix(result, objects: list[np.ndarray]) -> np.ndarray:
+    """(N, G) mask IoU of the result's instances (from their crops) with the objects."""
+    predicted = [crop_to_rle(i.mask, i.y0, i.x0, HEIGHT, WIDTH) for i in result.instances]
+    truth = [mask_to_rle(m) for m in objects]
+    return np.asarray(coco_mask.iou(predicted, truth, [0] * len(truth))).reshape(len(predicted), len(truth))
+
+
+@pytest.fixture(scope="module")
+def objects() -> list[np.ndarray]:
+    objs = make_objects()
+    assert len(objs) >= 30
+    return objs
+
+
+def test_the_objects_do_cross_seams(objects):
+    grid = tile_grid(HEIGHT, WIDTH, TILE, OVERLAP)
+    seen_by = [sum(bool(m[t.y0 : t.y1, t.x0 : t.x1].any()) for t in grid.tiles) for m in objects]
+    assert sum(n >= 2 for n in seen_by) >= 15 and max(seen_by) >= 4  # across borders and corners
+    unseen_whole = [m for m in objects if not any(
+        m[t.y0 : t.y1, t.x0 : t.x1].sum() == m.sum() for t in grid.tiles)]
+    assert len(unseen_whole) >= 3  # larger than the overlap: no tile sees them whole
+
+
+def test_every_object_exactly_once_with_its_mask(objects):
+    result = run(objects)
+    assert len(result.instances) == len(objects)
+    ious = iou_matrix(result, objects)  # (N, G)
+    assert (ious.max(axis=1) >= 0.9).all() and (ious.max(axis=0) >= 0.9).all()
+    assert sorted(ious.argmax(axis=1).tolist()) == list(range(len(objects)))  # a one-to-one match
+    assert ious.max(axis=1).min() == 1.0  # the stub is exact, so the merge is too
+
+
+@pytest.mark.parametrize("origin, tile, overlap", [((37, 101), TILE, OVERLAP), ((0, 0), 160, 64), ((90, 5), 256, 40)])
+def test_result_does_not_depend_on_the_seams(objects, origin, tile, overlap):
+    def instances(result):
+        return {(i.label, round(i.score, 6), crop_to_rle(i.mask, i.y0, i.x0, HEIGHT, WIDTH)["counts"]) for i in result.instances}
+
+    shifted = run(objects, origin=origin, tile=tile, overlap=overlap)
+    assert instances(shifted) == instances(run(objects))
+    assert len(shifted.instances) == len(objects)
+
+
+def test_errors_at_tile_edges_are_outvoted_by_deeper_tiles(objects):
+    # Each pixel takes the mask of the tile it lies deepest in: the 1-px bleed within 8 px of
+    # a tile's border is always decided by a tile that sees that place with more context
+    # (overlap 48 > 2 x 8), so the merged masks are exact. A union of the pieces, or the
+    # shallowest tile, would keep the bleed.
+    result = run(objects, detector=BleedingAtTileBorders)
+    assert len(result.instances) == len(objects)
+    ious = iou_matrix(result, objects)
+    assert sorted(ious.argmax(axis=1).tolist()) == list(range(len(objects)))
+    assert ious.max(axis=1).min() == 1.0
+
+
+def test_touching_objects_stay_apart():
+    a = np.zeros((HEIGHT, WIDTH), dtype=bool)
+    b = np.zeros((HEIGHT, WIDTH), dtype=bool)
+    border = TILE - OVERLAP // 2  # inside the first overlap
+    a[100:140, border - 30 : border] = True
+    b[100:140, border : border + 30] = True
+    result = run([a, b])
+    assert len(result.instances) == 2
+
+
+def test_label_image_numbers_instances_by_score(objects):
+    result = run(objects)
+    labels = result.label_image()
+    assert labels.dtype == np.uint16 and labels.shape == (HEIGHT, WIDTH)
+    for k, inst in enumerate(result.instances):
+        region = labels[inst.y0 : inst.y1, inst.x0 : inst.x1]
+        assert (region[inst.mask] == k + 1).all()  # the objects do not overlap: each keeps all its pixels
+    assert labels.max() == len(result.instances)
+    part = result.label_image(50, 60, 300, 333)
+    assert np.array_equal(part, labels[50:300, 60:333])
+
+
+def test_a_cut_piece_that_no_neighbour_confirms_is_dropped():
+    class WithSpuriousPieces(GroundTruthPieces):
+        def __call__(self, pixels, window):
+            pieces = super().__call__(pixels, window)
+            if window.index == 0:  # one piece cut by the tile's right border, one well inside
+                mask = np.ones((10, 10), dtype=bool)
+                box = np.array([0, 0, 10, 10], dtype=np.float32)
+                pieces.append(CroppedInstance(box + [window.width - 10, 20, window.width - 10, 20], 1, 0.9, 20, window.width - 10, mask))
+                pieces.append(CroppedInstance(box + [60, 60, 60, 60], 1, 0.9, 60, 60, mask))
+            return pieces
+
+    empty: list[np.ndarray] = []
+    result = run(empty, detector=WithSpuriousPieces)
+    assert [(i.y0, i.x0) for i in result.instances] == [(60, 60)]
