@@ -121,7 +121,7 @@ class ModelConfig:
 
 @dataclass
 class DatasetConfig:
-    kind: str = "coco"  # coco | shapes
+    kind: str = "coco"  # coco | shapes | nuclei (generated)
     annotations: str = ""  # COCO JSON path
     images: str = ""  # image folder the JSON's file_name values are relative to
     # for kind "shapes": generated into `images` with `annotations` written beside them
