@@ -132,10 +132,32 @@ class DatasetConfig:
 
 @dataclass
 class AugmentConfig:
+    """Training augmentations (docs/augmentation.md). Probabilities are per image; 0 is off."""
+
+    # geometry: masks move with the image, boxes are recomputed from the masks
     horizontal_flip: float = 0.5  # probability
+    vertical_flip: float = 0.0  # probability
+    rotate90: float = 0.0  # probability of a rotation by 90, 180 or 270 degrees (equally likely)
+    transpose: float = 0.0  # probability of swapping rows and columns (flips 0.5 + transpose 0.5: all 8 orientations)
     random_crop: float = 0.0  # probability of a random crop
     crop_min_fraction: float = 0.6  # smallest crop side as a fraction of the image side
-    photometric: bool = False  # brightness / contrast / saturation jitter
+    scale_jitter: float = 0.0  # probability of a random zoom in or out, then crop / pad
+    scale_range: list[float] = field(default_factory=lambda: [0.5, 1.5])  # zoom factor drawn uniformly in [min, max]
+    scale_target_size: int = 0  # 0: crop / pad back to the image's own size; N: to N x N (large-scale jitter)
+    pad_value: float = 0.0  # intensity in [0, 1] of the border that zooming out adds
+    min_area: int = 1  # instances with fewer mask pixels after a crop or zoom are dropped
+    # intensity (the same factor for all three channels: grey images stay grey)
+    photometric: bool = False  # brightness / contrast / saturation jitter, each +-0.2
+    brightness: float = 0.0  # multiply by a factor in [1 - x, 1 + x]
+    contrast: float = 0.0  # stretch around the mean by a factor in [1 - x, 1 + x]
+    gamma: float = 0.0  # raise to a power in [1 / (1 + x), 1 + x], drawn log-uniformly
+    blur: float = 0.0  # probability of a Gaussian blur
+    blur_sigma: list[float] = field(default_factory=lambda: [0.5, 1.5])  # pixels, drawn uniformly in [min, max]
+    noise: float = 0.0  # probability of additive Gaussian noise
+    noise_sigma: list[float] = field(default_factory=lambda: [0.01, 0.05])  # in [0, 1] intensity units
+    # how noise treats channels: auto (grey images, all channels equal, get one noise plane
+    # for all three, so they stay grey) | gray (always one plane) | color (one per channel)
+    noise_channels: str = "auto"
 
 
 @dataclass

@@ -134,3 +134,46 @@ def test_random_crop_never_loses_every_instance():
         cropped += out_image.shape[-2:] != (40, 40)
     # a single window keeps the corner ~7% of the time; ten tries ~50%
     assert cropped >= 5
+
+
+def test_build_transforms_orders_geometry_before_intensity():
+    from maskrcnn.data.geometric import RandomRotate90, RandomScaleJitter, RandomTranspose, RandomVerticalFlip
+    from maskrcnn.data.photometric import IntensityJitter, RandomGaussianBlur, RandomGaussianNoise
+
+    config = AugmentConfig(vertical_flip=0.5, rotate90=0.5, transpose=0.5, scale_jitter=0.5, random_crop=0.2,
+                           brightness=0.1, gamma=0.2, photometric=True, blur=0.3, noise=0.3)  # fmt: skip
+    kinds = [type(t) for t in build_transforms(config, train=True).transforms]
+    assert kinds == [RandomCrop, RandomScaleJitter, RandomHorizontalFlip, RandomVerticalFlip, RandomRotate90,
+                     RandomTranspose, IntensityJitter, PhotometricJitter, RandomGaussianBlur, RandomGaussianNoise]  # fmt: skip
+    # the defaults are what they were: a horizontal flip and nothing else
+    assert [type(t) for t in build_transforms(AugmentConfig(), train=True).transforms] == [RandomHorizontalFlip]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"vertical_flip": 1.5}, "data.augment.vertical_flip: expected a probability"),
+        ({"scale_range": [1.5, 0.5]}, "data.augment.scale_range: expected \\[min, max\\]"),
+        ({"scale_range": [0.5]}, "data.augment.scale_range"),
+        ({"blur_sigma": [0.0, 1.0]}, "data.augment.blur_sigma"),
+        ({"noise_channels": "rgb"}, "data.augment.noise_channels"),
+        ({"brightness": 1.0}, "data.augment.brightness"),
+        ({"min_area": 0}, "data.augment.min_area"),
+        ({"pad_value": 2.0}, "data.augment.pad_value"),
+        ({"scale_target_size": -1}, "data.augment.scale_target_size"),
+    ],
+)
+def test_bad_augment_values_name_the_key(override, message):
+    from maskrcnn.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        build_transforms(AugmentConfig(**override), train=True)
+
+
+def test_augment_keys_load_from_yaml_overrides():
+    from maskrcnn.config import load_config
+
+    cfg = load_config(None, ["data.augment.rotate90=0.75", "data.augment.scale_range=[0.25,2]", "data.augment.noise_channels=gray"])
+    assert cfg.data.augment.rotate90 == 0.75 and cfg.data.augment.scale_range == [0.25, 2.0]
+    assert cfg.data.augment.noise_channels == "gray"
+    assert cfg.data.augment.vertical_flip == 0.0 and cfg.data.augment.horizontal_flip == 0.5

@@ -1,7 +1,10 @@
-"""Augmentations that move an image, its boxes and its masks together.
+"""Augmentations that move an image, its boxes and its masks together, and the pipeline
+that `data.augment` (AugmentConfig) builds from them.
 
 Each transform is a callable `(image (3, H, W) float in [0, 1], Targets) -> (image, Targets)`.
-Random choices use torch's global random generator, which the training loop seeds.
+Random choices use torch's global random generator, which the training loop seeds and a
+resumed run restores. More transforms live in `geometric.py` (vertical flip, rotations,
+transpose, zoom) and `photometric.py` (intensity, blur, noise).
 By default nothing is resized here: the model's own transform resizes (see
 `TransformConfig.min_size`); `ResizeShortestEdge` is for users who want it in the data.
 """
@@ -14,17 +17,34 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from maskrcnn.config import AugmentConfig
-from maskrcnn.ops.boxes import masks_to_boxes
+from maskrcnn.config import AugmentConfig, ConfigError
+from maskrcnn.data.geometric import (
+    RandomRotate90,
+    RandomScaleJitter,
+    RandomTranspose,
+    RandomVerticalFlip,
+    hflip,
+    keep_boxes,
+    keep_instances,
+)
+from maskrcnn.data.geometric import uniform as _uniform
+from maskrcnn.data.photometric import (  # PhotometricJitter also re-exported for older imports
+    IntensityJitter,
+    PhotometricJitter,
+    RandomGaussianBlur,
+    RandomGaussianNoise,
+)
 from maskrcnn.structures import Targets
 
+Transform = Callable[[Tensor, Targets], tuple[Tensor, Targets]]
 
-def _uniform(low: float, high: float) -> float:
-    return low + (high - low) * torch.rand(()).item()
+
+class AugmentConfigError(ConfigError):
+    """A `data.augment` value that is out of range."""
 
 
 class Compose:
-    def __init__(self, transforms: Sequence[Callable[[Tensor, Targets], tuple[Tensor, Targets]]]) -> None:
+    def __init__(self, transforms: Sequence[Transform]) -> None:
         self.transforms = list(transforms)
 
     def __call__(self, image: Tensor, targets: Targets) -> tuple[Tensor, Targets]:
@@ -43,12 +63,7 @@ class RandomHorizontalFlip:
     def __call__(self, image: Tensor, targets: Targets) -> tuple[Tensor, Targets]:
         if torch.rand(()).item() >= self.p:
             return image, targets
-        width = image.shape[-1]
-        boxes = targets.boxes.clone()
-        boxes[:, 0] = width - targets.boxes[:, 2]
-        boxes[:, 2] = width - targets.boxes[:, 0]
-        masks = None if targets.masks is None else targets.masks.flip(-1)
-        return image.flip(-1), Targets(boxes=boxes, labels=targets.labels, masks=masks)
+        return hflip(image, targets)
 
     def __repr__(self) -> str:
         return f"RandomHorizontalFlip(p={self.p})"
@@ -57,19 +72,20 @@ class RandomHorizontalFlip:
 class RandomCrop:
     """With probability p, crop a random window whose sides are `min_fraction`..1 of the image's.
 
-    Masks are cropped and the boxes recomputed from them; instances with nothing left are
-    dropped. Without masks, boxes are clipped to the window instead. A window that would
+    Masks are cropped and the boxes recomputed from them; instances with fewer than
+    `min_area` pixels left are dropped. Without masks, boxes are clipped to the window instead. A window that would
     leave no instance of an image that has some is drawn again (up to `tries` times, then
     the image is kept whole).
     """
 
     tries = 10
 
-    def __init__(self, p: float = 0.5, min_fraction: float = 0.6) -> None:
+    def __init__(self, p: float = 0.5, min_fraction: float = 0.6, min_area: int = 1) -> None:
         if not 0 < min_fraction <= 1:
             raise ValueError(f"RandomCrop: min_fraction must be in (0, 1], got {min_fraction}")
         self.p = p
         self.min_fraction = min_fraction
+        self.min_area = min_area
 
     def __call__(self, image: Tensor, targets: Targets) -> tuple[Tensor, Targets]:
         if torch.rand(()).item() >= self.p:
@@ -80,7 +96,7 @@ class RandomCrop:
             crop_w = max(1, round(width * _uniform(self.min_fraction, 1.0)))
             top = int(torch.randint(0, height - crop_h + 1, ()).item())
             left = int(torch.randint(0, width - crop_w + 1, ()).item())
-            out_image, out_targets = crop(image, targets, top, left, crop_h, crop_w)
+            out_image, out_targets = crop(image, targets, top, left, crop_h, crop_w, self.min_area)
             if len(out_targets) > 0 or len(targets) == 0:
                 return out_image, out_targets
         return image, targets
@@ -89,22 +105,18 @@ class RandomCrop:
         return f"RandomCrop(p={self.p}, min_fraction={self.min_fraction})"
 
 
-def crop(image: Tensor, targets: Targets, top: int, left: int, height: int, width: int) -> tuple[Tensor, Targets]:
-    """Cut the window [top, top+height) x [left, left+width) out of image and targets."""
+def crop(
+    image: Tensor, targets: Targets, top: int, left: int, height: int, width: int, min_area: int = 1
+) -> tuple[Tensor, Targets]:
+    """Cut the window [top, top+height) x [left, left+width) out of image and targets.
+
+    Instances with fewer than max(1, min_area) mask pixels (box area without masks) left are dropped."""
     image = image[:, top : top + height, left : left + width]
     if targets.masks is not None:
         masks = targets.masks[:, top : top + height, left : left + width]
-        keep = (masks != 0).flatten(1).any(dim=1)  # (N,)
-        masks = masks[keep]
-        boxes = masks_to_boxes(masks)
-    else:
-        masks = None
-        boxes = targets.boxes - torch.tensor([left, top, left, top], dtype=targets.boxes.dtype)
-        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
-        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
-        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        boxes = boxes[keep]
-    return image, Targets(boxes=boxes, labels=targets.labels[keep], masks=masks)
+        return image, keep_instances(masks, targets.labels, min_area)
+    boxes = targets.boxes - torch.tensor([left, top, left, top], dtype=targets.boxes.dtype)
+    return image, keep_boxes(boxes, targets.labels, height, width, min_area)
 
 
 class ResizeShortestEdge:
@@ -138,41 +150,74 @@ class ResizeShortestEdge:
         return f"ResizeShortestEdge(min_sizes={self.min_sizes}, max_size={self.max_size})"
 
 
-class PhotometricJitter:
-    """Random brightness, contrast and saturation factors in [1 - x, 1 + x]; geometry untouched."""
+def _probability(value: float, key: str) -> float:
+    if not 0 <= value <= 1:
+        raise AugmentConfigError(f"data.augment.{key}: expected a probability in [0, 1], got {value}")
+    return value
 
-    def __init__(self, brightness: float = 0.2, contrast: float = 0.2, saturation: float = 0.2) -> None:
-        self.brightness = brightness
-        self.contrast = contrast
-        self.saturation = saturation
 
-    def __call__(self, image: Tensor, targets: Targets) -> tuple[Tensor, Targets]:
-        gray_weights = torch.tensor([0.299, 0.587, 0.114], dtype=image.dtype).view(3, 1, 1)
-        if self.brightness > 0:
-            image = image * _uniform(1 - self.brightness, 1 + self.brightness)
-        if self.contrast > 0:
-            mean = (image * gray_weights).sum(0).mean()
-            factor = _uniform(1 - self.contrast, 1 + self.contrast)
-            image = (image - mean) * factor + mean
-        if self.saturation > 0:
-            gray = (image * gray_weights).sum(0, keepdim=True)  # (1, H, W)
-            factor = _uniform(1 - self.saturation, 1 + self.saturation)
-            image = (image - gray) * factor + gray
-        return image.clamp(0.0, 1.0), targets
+def _range(values: Sequence[float], key: str, positive: bool) -> tuple[float, float]:
+    if len(values) != 2 or not (0 < values[0] if positive else 0 <= values[0]) or values[0] > values[1]:
+        low = "0 < min" if positive else "0 <= min"
+        raise AugmentConfigError(f"data.augment.{key}: expected [min, max] with {low} <= max, got {list(values)}")
+    return float(values[0]), float(values[1])
 
-    def __repr__(self) -> str:
-        return f"PhotometricJitter({self.brightness}, {self.contrast}, {self.saturation})"
+
+def check_augment_config(augment: AugmentConfig) -> None:
+    """Stop with one line naming the first `data.augment` value out of range."""
+    for key in ("horizontal_flip", "vertical_flip", "rotate90", "transpose", "random_crop", "scale_jitter", "blur", "noise"):
+        _probability(getattr(augment, key), key)
+    if not 0 < augment.crop_min_fraction <= 1:
+        raise AugmentConfigError(f"data.augment.crop_min_fraction: expected a fraction in (0, 1], got {augment.crop_min_fraction}")
+    _range(augment.scale_range, "scale_range", positive=True)
+    _range(augment.blur_sigma, "blur_sigma", positive=True)
+    _range(augment.noise_sigma, "noise_sigma", positive=False)
+    if augment.scale_target_size < 0:
+        raise AugmentConfigError(
+            f"data.augment.scale_target_size: expected 0 (the image's own size) or a side in pixels, got {augment.scale_target_size}"
+        )
+    if not 0 <= augment.pad_value <= 1:
+        raise AugmentConfigError(f"data.augment.pad_value: expected an intensity in [0, 1], got {augment.pad_value}")
+    if augment.min_area < 1:
+        raise AugmentConfigError(f"data.augment.min_area: expected at least 1 pixel, got {augment.min_area}")
+    for key in ("brightness", "contrast"):
+        if not 0 <= getattr(augment, key) < 1:
+            raise AugmentConfigError(f"data.augment.{key}: expected a fraction in [0, 1), got {getattr(augment, key)}")
+    if augment.gamma < 0:
+        raise AugmentConfigError(f"data.augment.gamma: expected >= 0, got {augment.gamma}")
+    if augment.noise_channels not in ("auto", "gray", "color"):
+        raise AugmentConfigError(f"data.augment.noise_channels: expected auto, gray or color, got {augment.noise_channels!r}")
 
 
 def build_transforms(augment: AugmentConfig | None, train: bool) -> Compose | None:
-    """The training augmentations named by `augment`; None for evaluation or when none is on."""
+    """The training augmentations named by `augment`; None for evaluation or when none is on.
+
+    Order: geometry first (crop, zoom, flips, rotation, transpose), then intensity
+    (brightness / contrast / gamma, colour jitter, blur, noise) on the final pixels.
+    """
     if not train or augment is None:
         return None
-    parts: list[Callable[[Tensor, Targets], tuple[Tensor, Targets]]] = []
-    if augment.random_crop > 0:
-        parts.append(RandomCrop(augment.random_crop, augment.crop_min_fraction))
-    if augment.horizontal_flip > 0:
-        parts.append(RandomHorizontalFlip(augment.horizontal_flip))
-    if augment.photometric:
+    check_augment_config(augment)
+    a = augment
+    parts: list[Transform] = []
+    if a.random_crop > 0:
+        parts.append(RandomCrop(a.random_crop, a.crop_min_fraction, a.min_area))
+    if a.scale_jitter > 0:
+        parts.append(RandomScaleJitter(a.scale_jitter, tuple(a.scale_range), a.scale_target_size, a.pad_value, a.min_area))
+    if a.horizontal_flip > 0:
+        parts.append(RandomHorizontalFlip(a.horizontal_flip))
+    if a.vertical_flip > 0:
+        parts.append(RandomVerticalFlip(a.vertical_flip))
+    if a.rotate90 > 0:
+        parts.append(RandomRotate90(a.rotate90))
+    if a.transpose > 0:
+        parts.append(RandomTranspose(a.transpose))
+    if a.brightness > 0 or a.contrast > 0 or a.gamma > 0:
+        parts.append(IntensityJitter(a.brightness, a.contrast, a.gamma))
+    if a.photometric:
         parts.append(PhotometricJitter())
+    if a.blur > 0:
+        parts.append(RandomGaussianBlur(a.blur, tuple(a.blur_sigma)))
+    if a.noise > 0:
+        parts.append(RandomGaussianNoise(a.noise, tuple(a.noise_sigma), a.noise_channels))
     return Compose(parts) if parts else None
