@@ -43,11 +43,14 @@ def evaluate(
     config: str | None = None,
     device: str = "auto",
     batch_size: int = 1,
-    score_threshold: float = 0.5,
+    score_threshold: float | None = None,
+    max_dets: int | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """COCO bbox/segm AP (and the Data Science Bowl score) of a checkpoint run on `images`,
-    or of a COCO results file `predictions`, against the COCO JSON `annotations`."""
+    or of a COCO results file `predictions`, against the COCO JSON `annotations`.
+    `score_threshold`: the DSB score's (None: the config's evaluation.dsb_score_threshold);
+    `max_dets`: a COCO maxDets reported beside 100 (None: the model's detections_per_img)."""
     from maskrcnn.inference.evaluation import evaluate_metrics
 
     return evaluate_metrics(
@@ -59,5 +62,6 @@ def evaluate(
         device=device,
         batch_size=batch_size,
         score_threshold=score_threshold,
+        max_dets=max_dets,
         progress=progress,
     )

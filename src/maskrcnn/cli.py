@@ -99,7 +99,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         config=args.config,
         device=args.device,
         batch_size=args.batch_size,
-        score_threshold=args.score_threshold,
+        score_threshold=args.dsb_score_threshold,
+        max_dets=args.max_dets,
         json_path=args.json,
         progress=not args.quiet,
     )
@@ -195,8 +196,12 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--config", default=None, help="built-in config for a plain torchvision state dict")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=1, help="images per model call")
-    p.add_argument("--score-threshold", type=float, default=0.5,
-                   help="predictions scoring at least this count for the Data Science Bowl score")
+    p.add_argument("--dsb-score-threshold", "--score-threshold", dest="dsb_score_threshold", type=float, default=None,
+                   help="detections scoring at least this count for the Data Science Bowl score "
+                        "(None: the checkpoint config's evaluation.dsb_score_threshold, else 0.5)")
+    p.add_argument("--max-dets", type=int, default=None,
+                   help="COCO maxDets reported beside the standard 100 (None: the model's "
+                        "detections_per_img; for --predictions the most results of one image)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the metrics to this JSON file")
     p.add_argument("--threads", type=int, default=0,
                    help="PyTorch CPU threads (0: PyTorch's default)")

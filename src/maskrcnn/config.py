@@ -196,12 +196,21 @@ class TrainConfig:
 
 
 @dataclass
+class EvaluationConfig:
+    # detections scoring at least this count for the Data Science Bowl score (`maskrcnn
+    # evaluate --dsb-score-threshold` overrides it). COCO AP uses every detection, and
+    # model.roi_heads.detections_per_img as maxDets when above COCO's standard 100.
+    dsb_score_threshold: float = 0.5
+
+
+@dataclass
 class Config:
     name: str = "custom"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     solver: SolverConfig = field(default_factory=SolverConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
 
 # ---------------------------------------------------------------------------------------

@@ -48,3 +48,27 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+class OutputPathError(ValueError):
+    """An output file that cannot be written: under a regular file, a folder, or in a read-only folder."""
+
+
+def prepare_output_file(path: str | Path, what: str = "output file") -> Path:
+    """Check that `path` can be written as a file and create the folders above it.
+
+    Call it before long work whose result goes to `path`, so that a bad path fails first,
+    in one line naming it, instead of after the work (or as a traceback).
+    """
+    path = Path(path)
+    for ancestor in path.parents:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise OutputPathError(f"{path}: cannot write the {what}: {ancestor} is a file, not a folder")
+            break
+    if path.is_dir():
+        raise OutputPathError(f"{path}: cannot write the {what}: it is a folder; give a file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(path.parent, os.W_OK):
+        raise OutputPathError(f"{path}: cannot write the {what}: folder {path.parent} is not writable")
+    return path

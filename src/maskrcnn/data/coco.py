@@ -9,7 +9,11 @@ The JSON is checked once, up front. Structural mistakes (missing keys, wrong typ
 annotation naming an unknown image or category) stop with one message naming the file
 and the field. Problems with single items are skipped and counted in `dataset.warnings`
 (a Counter of reasons), with one summary logged: a missing image file, a degenerate box,
-a polygon with fewer than 3 points, an annotation without a usable segmentation.
+a polygon with fewer than 3 points or with points more than one image side outside the
+image, an RLE whose size or runs do not describe exactly height x width pixels, an
+annotation without a usable segmentation. NaN or infinite numbers stop loading (a corrupt
+file). All of this is checked before pycocotools rasterises or decodes anything (see
+maskrcnn.data.validate: it trusts its input and misbehaves badly otherwise).
 Crowd regions (`iscrowd: 1`) are kept out of the training targets but stay in `coco`
 for evaluation, where COCO ignores them.
 """
@@ -29,6 +33,7 @@ import torch
 from torch import Tensor
 
 from maskrcnn.data.images import ImageReadError, image_size, read_image
+from maskrcnn.data.validate import non_finite_field, polygons_outside, rle_problem
 from maskrcnn.ops.masks import polygons_to_mask, rle_to_mask
 from maskrcnn.structures import Targets
 
@@ -123,6 +128,11 @@ def load_coco_json(path: str | Path) -> dict[str, Any]:
         bbox = ann.get("bbox")
         if bbox is not None and (not isinstance(bbox, list) or len(bbox) != 4 or not all(map(_is_number, bbox))):
             raise DatasetError(f"{where}: 'bbox' must be [x, y, width, height] numbers, got {bbox!r}")
+        if "area" in ann and ann["area"] is not None and not _is_number(ann["area"]):
+            raise DatasetError(f"{where}: 'area' must be a number, got {ann['area']!r}")
+        bad_field = non_finite_field(ann)
+        if bad_field is not None:  # a corrupt export: NaN/inf never describe a real object
+            raise DatasetError(f"{where}: {bad_field!r} holds NaN or infinity; expected finite numbers")
         segm = ann.get("segmentation")
         if segm is not None and not isinstance(segm, (list, dict)):
             raise DatasetError(f"{where}: 'segmentation' must be a list of polygons or an RLE object")
@@ -167,12 +177,13 @@ def clean_annotation(ann: dict[str, Any], height: int, width: int) -> tuple[dict
         polygons, dropped = _clean_polygons(segm)
         if not polygons:
             return None, "polygon with fewer than 3 points"
+        if polygons_outside(polygons, height, width):
+            return None, "polygon far outside the image"
         ann["segmentation"] = polygons
     else:
-        if list(segm["size"]) != [height, width]:
-            return None, "RLE size does not match the image size"
-        if isinstance(segm["counts"], list) and sum(segm["counts"]) != height * width:
-            return None, "RLE counts do not add up to the image size"
+        problem = rle_problem(segm, height, width)
+        if problem is not None:
+            return None, problem
     ann.setdefault("iscrowd", 0)
     if ann.get("bbox") is None or ann.get("area") is None:
         mask = decode_segmentation(ann["segmentation"], height, width)
@@ -268,6 +279,7 @@ class CocoDataset(torch.utils.data.Dataset):
         self.images_dir = Path(images)
         self.transforms = transforms
         self.warnings: Counter[str] = Counter()
+        self.missing_images: list[Path] = []  # image files the JSON names but the folder lacks
         if not self.images_dir.is_dir():
             raise DatasetError(f"{self.images_dir}: image folder not found (for {self.annotations_path})")
         data = load_coco_json(self.annotations_path)
@@ -288,6 +300,7 @@ class CocoDataset(torch.utils.data.Dataset):
             path = self.images_dir / img["file_name"]
             if not path.is_file():
                 self.warnings["image file missing"] += 1
+                self.missing_images.append(path)
                 logger.debug("%s: image id %s: %s not found; skipped", self.annotations_path.name, img["id"], path)
                 continue
             img = dict(img)

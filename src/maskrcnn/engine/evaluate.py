@@ -2,8 +2,12 @@
 
 Metric names: `bbox_AP, bbox_AP50, bbox_AP75, bbox_APs, bbox_APm, bbox_APl` and the same
 with `segm_` (pycocotools' first six summary numbers, in [0, 1]; -1 where the ground truth
-has no object of that size). Boxes and masks are evaluated as torchvision's reference
-script does: bbox results without their masks, segm results without their boxes.
+has no object of that size), always at COCO's standard maxDets=100 detections per image
+and category. When more detections are allowed (a model with `detections_per_img` above
+100, for dense scenes), the same six figures at that cap are added as
+`bbox_AP@maxDets=N` ... and `max_dets` holds N; both come from one COCOeval pass with
+maxDets [1, 10, 100, N]. Boxes and masks are evaluated as torchvision's reference script
+does: bbox results without their masks, segm results without their boxes.
 """
 
 from __future__ import annotations
@@ -17,12 +21,32 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from maskrcnn.config import EvaluationConfig
 from maskrcnn.data.coco import DatasetError, load_coco_gt, read_json_file
+from maskrcnn.data.validate import is_finite_number, rle_problem
 from maskrcnn.engine.dsb_score import dsb_score
 from maskrcnn.ops.masks import masks_to_rles, rle_to_mask
 from maskrcnn.structures import Detections
 
 METRIC_SUFFIXES: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+STANDARD_MAX_DETS = 100  # COCO's maxDets for the reported AP
+# (IoU threshold or None for 0.50:0.95, area range) of each suffix, as COCOeval.summarize
+_SUFFIX_SETTINGS = {
+    "AP": (None, "all"), "AP50": (0.5, "all"), "AP75": (0.75, "all"),
+    "APs": (None, "small"), "APm": (None, "medium"), "APl": (None, "large"),
+}
+DEFAULT_DSB_SCORE_THRESHOLD = EvaluationConfig().dsb_score_threshold
+
+
+def max_dets_key(name: str, max_dets: int) -> str:
+    """`bbox_AP` -> `bbox_AP@maxDets=1000`: a figure at a detection cap other than 100."""
+    return f"{name}@maxDets={max_dets}"
+
+
+def model_max_dets(model: torch.nn.Module) -> int:
+    """The most detections the model gives per image (its RoI heads' cap), else 100."""
+    heads = getattr(model, "roi_heads", None)
+    return int(getattr(heads, "detections_per_img", STANDARD_MAX_DETS))
 
 
 def detections_to_coco_results(
@@ -64,8 +88,24 @@ def detections_to_coco_results(
     return results
 
 
-def _empty_metrics(iou_types: Sequence[str]) -> dict[str, float]:
-    return {f"{iou_type}_{suffix}": 0.0 for iou_type in iou_types for suffix in METRIC_SUFFIXES}
+def _empty_metrics(iou_types: Sequence[str], max_dets: int) -> dict[str, float]:
+    metrics = {f"{iou_type}_{suffix}": 0.0 for iou_type in iou_types for suffix in METRIC_SUFFIXES}
+    if max_dets > STANDARD_MAX_DETS:
+        metrics.update({max_dets_key(k, max_dets): 0.0 for k in list(metrics)})
+    return metrics
+
+
+def _average_precision(evaluator: Any, suffix: str, max_dets: int) -> float:
+    """One summary AP of an accumulated COCOeval at a given maxDets (COCOeval.summarize's rule:
+    the mean over precisions that exist, -1 if none)."""
+    params = evaluator.params
+    iou, area = _SUFFIX_SETTINGS[suffix]
+    precision = evaluator.eval["precision"]  # (T IoUs, R recalls, K categories, A areas, M maxDets)
+    if iou is not None:
+        precision = precision[np.where(np.isclose(params.iouThrs, iou))[0]]
+    precision = precision[:, :, :, params.areaRngLbl.index(area), params.maxDets.index(max_dets)]
+    valid = precision[precision > -1]
+    return float(np.mean(valid)) if valid.size else -1.0
 
 
 def _results_for(iou_type: str, results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -75,20 +115,30 @@ def _results_for(iou_type: str, results: Sequence[dict[str, Any]]) -> list[dict[
 
 
 def coco_evaluate(
-    coco_gt: Any, results: Sequence[dict[str, Any]], iou_types: Sequence[str] = ("bbox", "segm")
+    coco_gt: Any,
+    results: Sequence[dict[str, Any]],
+    iou_types: Sequence[str] = ("bbox", "segm"),
+    max_dets: int = STANDARD_MAX_DETS,
 ) -> dict[str, float]:
     """COCO AP of `results` against `coco_gt` (a pycocotools COCO); pycocotools' prints are captured.
 
-    Empty results give zeros. An IoU type whose results lack its field ("segmentation"
-    for segm) is left out of the answer.
+    The six standard figures per IoU type at maxDets=100; with `max_dets` above 100 also
+    the six at that cap (keys `bbox_AP@maxDets=N` ...) and `max_dets`. Empty results give
+    zeros. An IoU type whose results lack its field ("segmentation" for segm) is left out.
     """
     from pycocotools.cocoeval import COCOeval
 
     for iou_type in iou_types:
         if iou_type not in ("bbox", "segm"):
             raise ValueError(f"coco_evaluate: iou_types must be 'bbox' or 'segm', got {iou_type!r}")
+    if max_dets < 1:
+        raise ValueError(f"coco_evaluate: max_dets must be positive, got {max_dets}")
+    extra = max_dets > STANDARD_MAX_DETS
     if not results:
-        return _empty_metrics(iou_types)
+        metrics = _empty_metrics(iou_types, max_dets)
+        if extra:
+            metrics["max_dets"] = float(max_dets)
+        return metrics
     metrics: dict[str, float] = {}
     for iou_type in iou_types:
         field = "bbox" if iou_type == "bbox" else "segmentation"
@@ -97,15 +147,24 @@ def coco_evaluate(
         with contextlib.redirect_stdout(io.StringIO()):
             coco_dt = coco_gt.loadRes(_results_for(iou_type, results))
             evaluator = COCOeval(coco_gt, coco_dt, iou_type)
+            if extra:  # one pass; summarize still reports maxDets[2] = 100
+                evaluator.params.maxDets = [1, 10, STANDARD_MAX_DETS, max_dets]
             evaluator.evaluate()
             evaluator.accumulate()
             evaluator.summarize()
         for suffix, value in zip(METRIC_SUFFIXES, evaluator.stats[:6]):
             metrics[f"{iou_type}_{suffix}"] = float(value)
+        if extra:
+            for suffix in METRIC_SUFFIXES:
+                metrics[max_dets_key(f"{iou_type}_{suffix}", max_dets)] = _average_precision(evaluator, suffix, max_dets)
+    if extra:
+        metrics["max_dets"] = float(max_dets)
     return metrics
 
 
-def dsb_score_from_coco(coco_gt: Any, results: Sequence[dict[str, Any]], score_threshold: float = 0.5) -> float:
+def dsb_score_from_coco(
+    coco_gt: Any, results: Sequence[dict[str, Any]], score_threshold: float = DEFAULT_DSB_SCORE_THRESHOLD
+) -> float:
     """DSB score over every ground-truth image, from result RLEs with score >= score_threshold.
 
     Crowd regions are left out of the ground truth; classes are ignored.
@@ -127,10 +186,19 @@ def dsb_score_from_coco(coco_gt: Any, results: Sequence[dict[str, Any]], score_t
 
 
 def evaluate_model(
-    model: torch.nn.Module, dataset: Any, *, device: torch.device | str, batch_size: int = 1, progress: bool = True
+    model: torch.nn.Module,
+    dataset: Any,
+    *,
+    device: torch.device | str,
+    batch_size: int = 1,
+    progress: bool = True,
+    dsb_score_threshold: float = DEFAULT_DSB_SCORE_THRESHOLD,
+    max_dets: int | None = None,
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Run `model` in eval mode over a CocoDataset (its augmentations switched off meanwhile)
-    and score it: COCO bbox and segm AP plus `dsb_score` (masks of detections scoring >= 0.5).
+    and score it: COCO bbox and segm AP plus `dsb_score` (masks of detections scoring >=
+    dsb_score_threshold). COCO maxDets: 100, and also `max_dets` (default: the model's
+    detections_per_img) when above 100.
 
     Returns (metrics, COCO results). The model's train/eval mode is restored afterwards.
     """
@@ -156,61 +224,95 @@ def evaluate_model(
         dataset.transforms = saved_transforms
         model.train(was_training)
     iou_types = ("bbox", "segm") if has_masks else ("bbox",)
-    metrics = coco_evaluate(dataset.coco, results, iou_types)
+    max_dets = model_max_dets(model) if max_dets is None else max_dets
+    metrics = coco_evaluate(dataset.coco, results, iou_types, max_dets=max_dets)
     if has_masks:
-        metrics["dsb_score"] = dsb_score_from_coco(dataset.coco, results)
-        metrics["dsb_score_threshold"] = 0.5
+        metrics["dsb_score"] = dsb_score_from_coco(dataset.coco, results, dsb_score_threshold)
+        metrics["dsb_score_threshold"] = dsb_score_threshold
     metrics["num_images"] = float(len(dataset))
     metrics["num_detections"] = float(len(results))
     return metrics, results
 
 
+def _result_problem(r: dict[str, Any], coco_gt: Any, image_ids: set[int], category_ids: set[int]) -> str | None:
+    """Why one COCO result cannot be scored, or None."""
+    if r.get("image_id") not in image_ids:
+        return f"image_id {r.get('image_id')!r} is not in the ground truth"
+    if r.get("category_id") not in category_ids:
+        return f"category_id {r.get('category_id')!r} is not in the ground truth categories"
+    if not is_finite_number(r.get("score")):
+        return f"'score' must be a finite number, got {r.get('score')!r}"
+    if "bbox" not in r and "segmentation" not in r:
+        return "needs 'bbox' or 'segmentation'"
+    bbox = r.get("bbox")
+    if bbox is not None:
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(map(is_finite_number, bbox))):
+            return f"'bbox' must be [x, y, width, height] finite numbers, got {bbox!r}"
+        if bbox[2] < 0 or bbox[3] < 0:
+            return f"'bbox' width and height must not be negative, got {bbox!r} (x, y, width, height)"
+    segm = r.get("segmentation")
+    if segm is not None:
+        if not (isinstance(segm, dict) and "counts" in segm and "size" in segm):
+            return "'segmentation' must be an RLE object with 'counts' and 'size'"
+        img = coco_gt.imgs[r["image_id"]]
+        if list(segm["size"]) != [img["height"], img["width"]]:
+            return (
+                f"segmentation size {segm['size']} differs from image {r['image_id']}'s "
+                f"[{img['height']}, {img['width']}]"
+            )
+        problem = rle_problem(segm, img["height"], img["width"])
+        if problem is not None:
+            return f"segmentation: {problem}"
+    return None
+
+
 def load_results(path: str | Path, coco_gt: Any) -> list[dict[str, Any]]:
-    """Read and check a COCO results file against the ground truth it is scored on."""
+    """Read and check a COCO results file against the ground truth it is scored on; the
+    first unusable result stops with its index and what is wrong."""
     path = Path(path)
     results = read_json_file(path, "predictions file")
     if not isinstance(results, list):
         raise DatasetError(f"{path}: expected a JSON list of COCO results")
     image_ids, category_ids = set(coco_gt.getImgIds()), set(coco_gt.getCatIds())
     for i, r in enumerate(results):
-        where = f"{path.name}: result {i}"
         if not isinstance(r, dict):
-            raise DatasetError(f"{where}: expected an object")
-        if r.get("image_id") not in image_ids:
-            raise DatasetError(f"{where}: image_id {r.get('image_id')!r} is not in the ground truth")
-        if r.get("category_id") not in category_ids:
-            raise DatasetError(f"{where}: category_id {r.get('category_id')!r} is not in the ground truth categories")
-        if not isinstance(r.get("score"), (int, float)):
-            raise DatasetError(f"{where}: 'score' must be a number")
-        if "bbox" not in r and "segmentation" not in r:
-            raise DatasetError(f"{where}: needs 'bbox' or 'segmentation'")
-        segm = r.get("segmentation")
-        if segm is not None and not (isinstance(segm, dict) and "counts" in segm and "size" in segm):
-            raise DatasetError(f"{where}: 'segmentation' must be an RLE object with 'counts' and 'size'")
-        if segm is not None:
-            img = coco_gt.imgs[r["image_id"]]
-            if list(segm["size"]) != [img["height"], img["width"]]:
-                raise DatasetError(
-                    f"{where}: segmentation size {segm['size']} differs from image {r['image_id']}'s "
-                    f"[{img['height']}, {img['width']}]"
-                )
+            raise DatasetError(f"{path.name}: result {i}: expected an object")
+        problem = _result_problem(r, coco_gt, image_ids, category_ids)
+        if problem is not None:
+            raise DatasetError(f"{path.name}: result {i}: {problem}")
     return results
 
 
+def largest_detection_count(results: Sequence[dict[str, Any]]) -> int:
+    """The most results any one (image, category) has: what COCO's maxDets counts."""
+    counts: dict[tuple[Any, Any], int] = {}
+    for r in results:
+        key = (r.get("image_id"), r.get("category_id"))
+        counts[key] = counts.get(key, 0) + 1
+    return max(counts.values(), default=0)
+
+
 def evaluate_files(
-    gt_json: str | Path, results_json: str | Path, *, score_threshold: float = 0.5
+    gt_json: str | Path,
+    results_json: str | Path,
+    *,
+    score_threshold: float = DEFAULT_DSB_SCORE_THRESHOLD,
+    max_dets: int | None = None,
 ) -> dict[str, float]:
     """Score a predictions file against a ground-truth file (no model, no images).
 
-    Returns COCO metrics for every IoU type the predictions carry, and `dsb_score` (from
-    predictions with score >= score_threshold) when they carry masks.
+    Returns COCO metrics for every IoU type the predictions carry (at maxDets 100, and at
+    `max_dets` when above 100; default: the most results of one image and category), and
+    `dsb_score` (from predictions with score >= score_threshold) when they carry masks.
     """
     coco_gt, _warnings = load_coco_gt(gt_json)
     results = load_results(results_json, coco_gt)
     iou_types = tuple(
         t for t, f in (("bbox", "bbox"), ("segm", "segmentation")) if results and all(f in r for r in results)
     ) or ("bbox", "segm")
-    metrics = coco_evaluate(coco_gt, results, iou_types)
+    if max_dets is None:
+        max_dets = max(STANDARD_MAX_DETS, largest_detection_count(results))
+    metrics = coco_evaluate(coco_gt, results, iou_types, max_dets=max_dets)
     if not results or all("segmentation" in r for r in results):
         metrics["dsb_score"] = dsb_score_from_coco(coco_gt, results, score_threshold)
         metrics["dsb_score_threshold"] = score_threshold

@@ -23,18 +23,25 @@ class EvaluateInputError(ValueError):
 
 
 def format_metrics_table(metrics: dict[str, Any]) -> str:
-    """A small fixed-width table of COCO AP (rows bbox, segm) plus the DSB score if present."""
-    header = f"{'':6}" + "".join(f"{c:>8}" for c in AP_COLUMNS)
-    lines = [header]
-    for kind in ("bbox", "segm"):
-        if not any(f"{kind}_{c}" in metrics for c in AP_COLUMNS):
+    """A small fixed-width table of COCO AP (rows bbox, segm at maxDets 100, then the same at
+    the model's larger cap when there is one) plus the DSB score if present."""
+    from maskrcnn.engine.evaluate import max_dets_key
+
+    max_dets = int(metrics["max_dets"]) if isinstance(metrics.get("max_dets"), (int, float)) else None
+    rows = [(kind, kind, lambda key: key) for kind in ("bbox", "segm")]
+    if max_dets is not None:
+        rows += [(kind, f"{kind} @maxDets={max_dets}", lambda key: max_dets_key(key, max_dets)) for kind in ("bbox", "segm")]
+    width = max(len(label) for _, label, _ in rows) + 1
+    lines = [f"{'':{width}}" + "".join(f"{c:>8}" for c in AP_COLUMNS)]
+    for kind, label, key_of in rows:
+        if not any(key_of(f"{kind}_{c}") in metrics for c in AP_COLUMNS):
             continue
         cells = []
         for column in AP_COLUMNS:
-            value = metrics.get(f"{kind}_{column}")
+            value = metrics.get(key_of(f"{kind}_{column}"))
             valid = isinstance(value, (int, float)) and not math.isnan(value) and value >= 0
             cells.append(f"{value:>8.3f}" if valid else f"{'-':>8}")
-        lines.append(f"{kind:6}" + "".join(cells))
+        lines.append(f"{label:{width}}" + "".join(cells))
     if "dsb_score" in metrics:
         threshold = metrics.get("dsb_score_threshold")
         note = f" (masks scoring >= {threshold:g})" if isinstance(threshold, (int, float)) else ""
@@ -56,27 +63,66 @@ def _check_inputs(annotations: Any, weights: Any, images: Any, predictions: Any)
             raise FileNotFoundError(2, "file not found", str(path))
 
 
-def remap_image_ids_by_file_name(results: list[dict[str, Any]], gt: dict[str, Any]) -> list[dict[str, Any]]:
+def _common_suffix(a: tuple[str, ...], b: tuple[str, ...]) -> int:
+    count = 0
+    while count < min(len(a), len(b)) and a[-1 - count] == b[-1 - count]:
+        count += 1
+    return count
+
+
+def match_image_ids_by_file_name(
+    results: list[Any], gt: dict[str, Any], *, predictions: Any = "predictions", annotations: Any = "annotations"
+) -> list[Any]:
     """Give results that carry a `file_name` the ground truth's image_id of that file.
 
-    `maskrcnn predict` numbers images by position; matching by file name (full relative
-    path, else base name) lets its output be scored against any COCO JSON. Results
-    without file_name, or whose file is unknown, keep their image_id.
+    `maskrcnn predict` numbers images by position and writes the path it read; a result's
+    file belongs to the ground-truth image whose file_name shares the longest tail of path
+    components with it (at least the base name). A file_name that names no ground-truth
+    image, or two equally well, stops with the result's index: its image_id could only
+    coincide by chance. Results without file_name keep their image_id.
     """
-    by_path = {str(Path(img["file_name"])): img["id"] for img in gt.get("images", []) if "file_name" in img}
-    by_name: dict[str, Any] = {}
-    for img in gt.get("images", []):
-        if "file_name" in img:
-            by_name.setdefault(Path(img["file_name"]).name, img["id"])
-    remapped = []
-    for row in results:
+    images = [img for img in gt.get("images", []) if isinstance(img, dict) and isinstance(img.get("file_name"), str)]
+    parts = [(Path(img["file_name"]).parts, img) for img in images]
+    by_id = {img.get("id"): img["file_name"] for img in images}
+    found: dict[str, Any] = {}
+    matched = []
+    for i, row in enumerate(results):
         name = row.get("file_name") if isinstance(row, dict) else None
-        if isinstance(row, dict) and isinstance(name, str):
-            image_id = by_path.get(str(Path(name)), by_name.get(Path(name).name))
-            if image_id is not None:
-                row = {**row, "image_id": image_id}
-        remapped.append(row)
-    return remapped
+        if not isinstance(name, str):
+            matched.append(row)
+            continue
+        if name not in found:
+            mine = Path(name).parts
+            scored = [(_common_suffix(mine, theirs), img) for theirs, img in parts]
+            best = max((score for score, _ in scored), default=0)
+            candidates = [img for score, img in scored if score == best and best > 0]
+            if len(candidates) != 1:
+                there = by_id.get(row.get("image_id"))
+                if not candidates:
+                    why = f"is not an image of {annotations}" + (
+                        f" (its image_id {row.get('image_id')!r} is {there!r} there)" if there else "")
+                else:
+                    why = f"matches several images of {annotations}: " + ", ".join(
+                        repr(c["file_name"]) for c in candidates[:3])
+                raise EvaluateInputError(
+                    f"{predictions}: result {i}: file_name {name!r} {why}; evaluate predictions of the ground "
+                    "truth's own images (or remove file_name to match by image_id)"
+                )
+            found[name] = candidates[0]["id"]
+        matched.append({**row, "image_id": found[name]})
+    return matched
+
+
+def check_category_ids(model_ids: set[int], gt_ids: set[int], *, coco_model: bool, weights: Any, annotations: Any) -> None:
+    """The model's category ids must be the ground truth's (a 91-class COCO model may be
+    scored on a subset of COCO's categories); otherwise AP would score unrelated classes."""
+    missing = sorted(gt_ids - model_ids)
+    extra = sorted(model_ids - gt_ids)
+    if missing or (extra and not coco_model):
+        raise EvaluateInputError(
+            f"{weights}: the model's category ids {sorted(model_ids)} differ from {annotations}'s "
+            f"{sorted(gt_ids)}; evaluate on ground truth with the categories the model was trained on"
+        )
 
 
 def evaluate_checkpoint(
@@ -87,45 +133,74 @@ def evaluate_checkpoint(
     config: str | None = None,
     device: str = "auto",
     batch_size: int = 1,
-    score_threshold: float = 0.5,
+    score_threshold: float | None = None,
+    max_dets: int | None = None,
     progress: bool = True,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run a checkpoint over a COCO data set: (metrics, COCO results).
 
     Model labels become category ids by the checkpoint's own mapping when it has one
     (trained on another JSON's categories), by label == category id for 91-class COCO
-    weights without one (torchvision's), else by the data set's mapping.
+    weights without one (torchvision's), else by the data set's mapping; the model's
+    category ids must then be the data set's. `score_threshold` (DSB score) defaults to
+    the checkpoint config's evaluation.dsb_score_threshold; `max_dets` to the model's
+    detections_per_img.
     """
     from maskrcnn.data.coco import CocoDataset
-    from maskrcnn.engine.evaluate import dsb_score_from_coco, evaluate_model
+    from maskrcnn.engine.evaluate import evaluate_model
     from maskrcnn.inference.predictor import Predictor
 
     predictor = Predictor.from_checkpoint(weights, config=config, device=device)
     dataset = CocoDataset(annotations, images)
+    if len(dataset) == 0:
+        missing = dataset.warnings.get("image file missing", 0)
+        first = f" (first: {dataset.missing_images[0]})" if dataset.missing_images else ""
+        raise EvaluateInputError(
+            f"{annotations}: none of its {missing} images was found under {images}{first}; "
+            "--images must be the folder its file_name values are relative to"
+            if missing else f"{annotations}: no images to evaluate on"
+        )
     num_classes = int(predictor.config.model.num_classes) if predictor.config is not None else None
+    coco_model = False
     if predictor.label_to_category_id is not None:
         dataset.label_to_category_id = dict(predictor.label_to_category_id)
     elif num_classes == 91:
         dataset.label_to_category_id = {label: label for label in range(1, 91)}
+        coco_model = True
     elif num_classes is not None and num_classes != dataset.num_classes:
         raise EvaluateInputError(
             f"{weights}: the model predicts {num_classes - 1} classes but {annotations} has "
             f"{dataset.num_classes - 1} categories, and the checkpoint stores no label_to_category_id"
         )
+    check_category_ids(
+        set(dataset.label_to_category_id.values()), set(dataset.category_id_to_label),
+        coco_model=coco_model, weights=weights, annotations=annotations,
+    )
+    if score_threshold is None:
+        score_threshold = _config_dsb_threshold(predictor.config)
     started = time.perf_counter()
     metrics, results = evaluate_model(
-        predictor.model, dataset, device=predictor.device, batch_size=batch_size, progress=progress
+        predictor.model, dataset, device=predictor.device, batch_size=batch_size, progress=progress,
+        dsb_score_threshold=score_threshold, max_dets=max_dets,
     )
     metrics = dict(metrics)
-    if "dsb_score" in metrics:
-        metrics["dsb_score"] = float(dsb_score_from_coco(dataset.coco, results, score_threshold))
-        metrics["dsb_score_threshold"] = score_threshold
     metrics["eval_time_s"] = round(time.perf_counter() - started, 2)
     return metrics, results
 
 
+def _config_dsb_threshold(cfg: Any) -> float:
+    from maskrcnn.config import EvaluationConfig
+
+    evaluation = getattr(cfg, "evaluation", None) or EvaluationConfig()
+    return float(evaluation.dsb_score_threshold)
+
+
 def evaluate_predictions_file(
-    *, annotations: str | Path, predictions: str | Path, score_threshold: float = 0.5
+    *,
+    annotations: str | Path,
+    predictions: str | Path,
+    score_threshold: float | None = None,
+    max_dets: int | None = None,
 ) -> dict[str, Any]:
     """Score a COCO results JSON against a ground-truth COCO JSON (image ids matched by
     file_name first when the results carry it, as `maskrcnn predict` writes them)."""
@@ -133,23 +208,27 @@ def evaluate_predictions_file(
 
     from maskrcnn.engine.evaluate import evaluate_files
 
+    if score_threshold is None:
+        score_threshold = _config_dsb_threshold(None)
     try:
         results = json.loads(Path(predictions).read_text())
         gt = json.loads(Path(annotations).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise EvaluateInputError(f"{predictions} / {annotations}: not valid JSON ({exc})") from None
-    remapped = remap_image_ids_by_file_name(results, gt) if isinstance(results, list) and isinstance(gt, dict) else results
+    if isinstance(gt, dict) and isinstance(gt.get("images"), list) and not gt["images"]:
+        raise EvaluateInputError(f"{annotations}: 'images' is empty; nothing to evaluate on")
+    if isinstance(results, list) and isinstance(gt, dict):
+        remapped = match_image_ids_by_file_name(results, gt, predictions=predictions, annotations=annotations)
+    else:
+        remapped = results
     if remapped == results:
-        metrics = evaluate_files(annotations, predictions, score_threshold=score_threshold)
+        metrics = evaluate_files(annotations, predictions, score_threshold=score_threshold, max_dets=max_dets)
     else:
         with tempfile.TemporaryDirectory(prefix="maskrcnn-eval-") as folder:
             remapped_path = Path(folder) / Path(predictions).name
             remapped_path.write_text(json.dumps(remapped))
-            metrics = evaluate_files(annotations, remapped_path, score_threshold=score_threshold)
-    metrics = dict(metrics)
-    if "dsb_score" in metrics:
-        metrics["dsb_score_threshold"] = score_threshold
-    return metrics
+            metrics = evaluate_files(annotations, remapped_path, score_threshold=score_threshold, max_dets=max_dets)
+    return dict(metrics)
 
 
 def evaluate_metrics(
@@ -161,25 +240,36 @@ def evaluate_metrics(
     config: str | None = None,
     device: str = "auto",
     batch_size: int = 1,
-    score_threshold: float = 0.5,
+    score_threshold: float | None = None,
+    max_dets: int | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
+    """`score_threshold`: for the DSB score (None: the config's evaluation.dsb_score_threshold).
+    `max_dets`: COCO maxDets reported beside the standard 100 (None: the model's
+    detections_per_img, or the most results one image has in a predictions file)."""
     _check_inputs(annotations, weights, images, predictions)
+    if score_threshold is not None and not 0.0 <= score_threshold <= 1.0:
+        raise EvaluateInputError(f"--dsb-score-threshold: expected a number in [0, 1], got {score_threshold}")
+    if max_dets is not None and max_dets < 1:
+        raise EvaluateInputError(f"--max-dets: expected a positive integer, got {max_dets}")
     if predictions is not None:
         return evaluate_predictions_file(
-            annotations=annotations, predictions=predictions, score_threshold=score_threshold
+            annotations=annotations, predictions=predictions, score_threshold=score_threshold, max_dets=max_dets
         )
     metrics, _ = evaluate_checkpoint(
         annotations=annotations, images=images, weights=weights, config=config, device=device,
-        batch_size=batch_size, score_threshold=score_threshold, progress=progress,
+        batch_size=batch_size, score_threshold=score_threshold, max_dets=max_dets, progress=progress,
     )
     return metrics
 
 
 def run_evaluate(*, json_path: str | Path | None = None, **kwargs: Any) -> dict[str, Any]:
-    """`maskrcnn evaluate`: compute, print the table, write JSON (atomically) when asked."""
-    from maskrcnn.io_utils import atomic_write_json
+    """`maskrcnn evaluate`: compute, print the table, write JSON (atomically) when asked.
+    A --json path that cannot be written stops before anything is computed."""
+    from maskrcnn.io_utils import atomic_write_json, prepare_output_file
 
+    if json_path is not None:
+        prepare_output_file(json_path, "metrics JSON (--json)")
     metrics = evaluate_metrics(**kwargs)
     print(format_metrics_table(metrics))
     if json_path is not None:
