@@ -9,6 +9,8 @@ see exactly the pixels they were trained on: the scale factor is computed in flo
 min(min_size / short side, max_size / long side), the image goes through
 `F.interpolate(scale_factor=..., recompute_scale_factor=True)` (output side =
 floor(side * scale)), and boxes are scaled by the float32 ratio new side / old side.
+With `fixed_scale` > 0 the factor is that number for every image (capped so the long side
+stays within `max_size`): the objects keep their pixel scale whatever the image size.
 """
 
 from __future__ import annotations
@@ -68,8 +70,12 @@ class ImageTransform(nn.Module):
         image_mean: list[float],
         image_std: list[float],
         size_divisible: int,
+        fixed_scale: float = 0.0,
     ) -> None:
         super().__init__()
+        if fixed_scale < 0 or not math.isfinite(fixed_scale):
+            raise ValueError(f"model.transform.fixed_scale: expected 0 (off) or a positive factor, got {fixed_scale}")
+        self.fixed_scale = float(fixed_scale)
         if not min_size:
             raise ValueError("model.transform.min_size: expected at least one size, got []")
         self.min_size = [int(s) for s in min_size]
@@ -93,7 +99,11 @@ class ImageTransform(nn.Module):
     def resize(self, image: Tensor, target: Targets | None) -> tuple[Tensor, Targets | None]:
         """(3, H, W) -> (3, h, w); the target's boxes and masks follow."""
         height, width = image.shape[-2:]
-        scale = resize_scale_factor(height, width, self.pick_min_size(), float(self.max_size))
+        if self.fixed_scale > 0:
+            # the same arithmetic with the short side's target set to fixed_scale x short side
+            scale = resize_scale_factor(height, width, self.fixed_scale * min(height, width), float(self.max_size))
+        else:
+            scale = resize_scale_factor(height, width, self.pick_min_size(), float(self.max_size))
         resized = F.interpolate(
             image[None], scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False
         )[0]
