@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from maskrcnn.config import AugmentConfig
+from maskrcnn.data import geometric
 from maskrcnn.data.geometric import RandomRotate90, RandomScaleJitter, RandomTranspose, RandomVerticalFlip
 from maskrcnn.data.photometric import IntensityJitter, PhotometricJitter, RandomGaussianBlur, RandomGaussianNoise
 from maskrcnn.data.transforms import Compose, RandomCrop, RandomHorizontalFlip, build_transforms
@@ -70,7 +71,9 @@ def _all_transforms() -> dict[str, object]:
 
 
 @pytest.mark.parametrize("shape", [(24, 37), (41, 18)])
-def test_every_transform_alone_keeps_boxes_tight_and_masks_nonempty(shape):
+@pytest.mark.parametrize("whole_tensor_max", [geometric.WHOLE_TENSOR_MAX_ELEMENTS, 0])
+def test_every_transform_alone_keeps_boxes_tight_and_masks_nonempty(shape, whole_tensor_max, monkeypatch):
+    monkeypatch.setattr(geometric, "WHOLE_TENSOR_MAX_ELEMENTS", whole_tensor_max)  # 0: masks moved box by box
     torch.manual_seed(0)
     for name, transform in _all_transforms().items():
         for seed in range(8):
@@ -81,7 +84,9 @@ def test_every_transform_alone_keeps_boxes_tight_and_masks_nonempty(shape):
                 assert out is targets
 
 
-def test_random_compositions_keep_boxes_tight_and_masks_nonempty():
+@pytest.mark.parametrize("whole_tensor_max", [geometric.WHOLE_TENSOR_MAX_ELEMENTS, 0])
+def test_random_compositions_keep_boxes_tight_and_masks_nonempty(whole_tensor_max, monkeypatch):
+    monkeypatch.setattr(geometric, "WHOLE_TENSOR_MAX_ELEMENTS", whole_tensor_max)
     picker = random.Random(1234)
     transforms = _all_transforms()
     names = sorted(transforms)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+from maskrcnn.data import geometric
 from maskrcnn.data.geometric import (
     RandomRotate90,
     RandomScaleJitter,
@@ -42,7 +44,15 @@ def _assert_consistent(image: torch.Tensor, targets: Targets) -> None:
     torch.testing.assert_close(targets.boxes, masks_to_boxes(targets.masks), rtol=0, atol=0)
 
 
-def test_each_orientation_matches_torch_on_pixels_and_masks():
+@pytest.fixture(params=["whole tensor", "instance by instance"])
+def mask_path(request, monkeypatch):
+    """Run a test with masks moved as one tensor (small masks) and instance by instance (large)."""
+    if request.param == "instance by instance":
+        monkeypatch.setattr(geometric, "WHOLE_TENSOR_MAX_ELEMENTS", 0)
+    return request.param
+
+
+def test_each_orientation_matches_torch_on_pixels_and_masks(mask_path):
     image, targets = _sample()
     cases = {
         "hflip": (hflip, lambda x: x.flip(-1)),
@@ -72,7 +82,7 @@ def test_rotate90_counter_clockwise_by_hand():
     assert out.boxes.tolist() == [[0.0, 0.0, 1.0, 1.0]]
 
 
-def test_four_quarter_turns_and_two_transposes_give_back_the_input():
+def test_four_quarter_turns_and_two_transposes_give_back_the_input(mask_path):
     image, targets = _sample()
     out_image, out = image, targets
     for _ in range(4):
@@ -186,3 +196,26 @@ def test_bad_scale_range_is_refused():
         RandomScaleJitter(1.0, (2.0, 1.0))
     with pytest.raises(ValueError, match="scale_range"):
         RandomScaleJitter(1.0, (0.0, 1.0))
+
+
+@pytest.mark.parametrize("window", [
+    ZoomWindow(30, 45, 0, 0, 30, 45),  # x1.5, the whole scaled image
+    ZoomWindow(40, 60, 7, 13, 20, 30),  # x2, a window inside
+    ZoomWindow(47, 53, 20, 3, 20, 30),  # x2.35 / x1.77 (LSJ of a non-square image), window at the bottom
+    ZoomWindow(20, 30, 0, 0, 20, 30),  # x1: the image itself
+])  # fmt: skip
+def test_zoom_in_pixels_equal_interpolating_the_whole_image(window):
+    image, targets = _sample(20, 30)
+    image = image + 0.1 * torch.rand(image.shape, generator=torch.Generator().manual_seed(0))  # not grey, not smooth
+    out_image, _ = zoom(image.clamp(0, 1), targets, window)
+    sh, sw, top, left, out_h, out_w = window
+    whole = F.interpolate(image.clamp(0, 1)[None], size=(sh, sw), mode="bilinear", align_corners=False)[0]
+    torch.testing.assert_close(out_image, whole[:, top : top + out_h, left : left + out_w].clamp(0, 1), atol=1e-5, rtol=0)
+
+
+def test_zoom_of_a_grey_image_stays_grey():
+    image, targets = _sample(20, 30)
+    grey = image[:1].expand(3, 20, 30).contiguous()
+    for window in (ZoomWindow(40, 60, 5, 5, 20, 30), ZoomWindow(10, 15, -3, -4, 20, 30)):
+        out_image, _ = zoom(grey, targets, window)
+        assert torch.equal(out_image[0], out_image[1]) and torch.equal(out_image[1], out_image[2])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from maskrcnn.data.augment_common import is_gray
 from maskrcnn.data.photometric import (
     IntensityJitter,
     PhotometricJitter,
@@ -12,8 +13,8 @@ from maskrcnn.data.photometric import (
     RandomGaussianNoise,
     gaussian_blur,
     gaussian_kernel1d,
-    is_gray,
 )
+
 from maskrcnn.structures import Targets
 
 

@@ -1,4 +1,4 @@
-"""`maskrcnn analyze ...`: params, receptive-field, anchors, rpn-targets, flops.
+"""`maskrcnn analyze ...`: params, receptive-field, anchors, rpn-targets, flops, augment.
 
 `register(subparsers)` adds the `analyze` command; each subcommand prints readable tables
 and, with `--json PATH`, writes its figures as JSON (atomically). Plots are PNG files.
@@ -334,12 +334,60 @@ def _add_flops(sub: Any) -> None:
 
 
 # ---------------------------------------------------------------------------------------
+# augment
+# ---------------------------------------------------------------------------------------
+
+
+def run_augment(args: argparse.Namespace) -> int:
+    from maskrcnn.analysis.augment_grid import augmented_samples, draw_augment_grid
+    from maskrcnn.data.build import build_dataset
+    from maskrcnn.inference.visualize import save_image
+
+    cfg = _config(args)
+    dataset = build_dataset(cfg.data.train, cfg.data.augment, train=True)
+    pipeline, dataset.transforms = dataset.transforms, None  # applied here, seeded
+    samples = augmented_samples(dataset, pipeline, args.samples, seed=args.seed, image_index=args.image)
+    print(f"config {cfg.name}: training set {cfg.data.train.annotations} ({len(dataset)} images)")
+    print(f"pipeline: {pipeline}" if pipeline is not None else "data.augment switches every augmentation off: "
+          "the grid shows the training images as they are")  # fmt: skip
+    rows = [[s.index, s.file_name, "original" if s.original else "augmented", f"{s.input_hw[0]}x{s.input_hw[1]}",
+             f"{s.image.shape[0]}x{s.image.shape[1]}", s.input_instances, len(s.targets)] for s in samples]  # fmt: skip
+    print(format_table(["index", "file", "sample", "input HxW", "output HxW", "instances in", "out"], rows))
+    title = f"{cfg.name}: data.augment, seed {args.seed}"
+    picture = draw_augment_grid(samples, dataset.class_names, cell=args.cell, columns=args.columns, title=title)
+    path = Path(args.output) / "augment_grid.png"
+    save_image(path, picture)
+    print(f"\nwrote {path}")
+    _write_json(args.json, {"config": cfg.name, "pipeline": repr(pipeline), "seed": args.seed,
+                            "samples": [s.summary() for s in samples]})  # fmt: skip
+    return 0
+
+
+def _add_augment(sub: Any) -> None:
+    p = sub.add_parser("augment", formatter_class=HELP_FORMAT,
+                       help="a grid PNG of augmented training samples with their masks and boxes",
+                       description="Read the config's training set, put samples through its data.augment pipeline "
+                                   "and draw them with their masks, boxes and classes, to look at before training.")  # fmt: skip
+    _add_config_args(p)
+    p.add_argument("--samples", type=int, default=16, help="cells in the grid")
+    p.add_argument("--image", type=int, default=None,
+                   help="show this training image (index) as it is, then samples-1 augmentations of it; "
+                        "when not given: images 0, 1, 2, ... augmented once each")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="seed of the augmentations' random numbers")
+    p.add_argument("--cell", type=int, default=256, help="longer side of each drawn sample, in pixels")
+    p.add_argument("--columns", type=int, default=None, help="grid columns; when not given: about square")
+    p.add_argument("--output", default=DEFAULT_OUTPUT, help="folder for augment_grid.png")
+    _add_json_arg(p)
+    p.set_defaults(func=run_augment)
+
+
+# ---------------------------------------------------------------------------------------
 
 
 def register(subparsers: Any) -> None:
     """Add `analyze` with its subcommands to the main parser's subparsers."""
     p = subparsers.add_parser("analyze", formatter_class=HELP_FORMAT,
-                              help="look inside a model: params, receptive-field, anchors, rpn-targets, flops",
+                              help="look inside a model: params, receptive-field, anchors, rpn-targets, flops, augment",
                               description="Tools to look inside a model and a data set.")  # fmt: skip
     sub = p.add_subparsers(dest="analysis", metavar="ANALYSIS")
     _add_params(sub)
@@ -347,6 +395,7 @@ def register(subparsers: Any) -> None:
     _add_anchors(sub)
     _add_rpn_targets(sub)
     _add_flops(sub)
+    _add_augment(sub)
 
     def no_analysis(_: argparse.Namespace) -> int:
         p.print_help()

@@ -5,41 +5,50 @@ that draws its random numbers from torch's global generator (seeded by the train
 and restored on resume, so a resumed run sees the same augmentations).
 
 Masks move with the pixels; boxes follow exactly (flips, rotations, transpose keep a tight
-box tight) or are recomputed from the masks (zoom, where masks are resampled). Instances
-left with fewer than `min_area` mask pixels are dropped together with their labels.
-Without masks, boxes are mapped and clipped instead.
+box tight) or are recomputed from the masks (crop, zoom). Instances left with fewer than
+`min_area` mask pixels are dropped together with their labels. Without masks, boxes are
+mapped and clipped instead. Masks are moved instance by instance inside their tight boxes
+(instance_masks.py), so the cost follows the instances' areas, not N x H x W.
 
 Shape glossary: N instances; H, W the image's height and width before; h, w after.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from maskrcnn.ops.boxes import masks_to_boxes
+from maskrcnn.data.augment_common import on_gray_plane, randint, uniform
+from maskrcnn.data.instance_masks import Patch, mask_extents, move_masks, place_patches
 from maskrcnn.structures import Targets
 
 
-def uniform(low: float, high: float) -> float:
-    """A float drawn uniformly in [low, high] from torch's global generator."""
-    return low + (high - low) * torch.rand(()).item()
+# Masks up to this many elements (4 MB of uint8) are flipped / rotated as one tensor: below
+# it, one pass over all pixels costs less than a few small operations per instance.
+WHOLE_TENSOR_MAX_ELEMENTS = 4 * 2**20
 
 
-def randint(low: int, high: int) -> int:
-    """An integer drawn uniformly in [low, high] (both included) from torch's global generator."""
-    return int(torch.randint(low, high + 1, ()).item())
+def crop_masks(targets: Targets, top: int, left: int, height: int, width: int, min_area: int = 1) -> Targets:
+    """The masks' part inside the window [top, top+height) x [left, left+width); instances with
+    fewer than max(1, min_area) pixels left dropped; boxes tight around what is left."""
+    if targets.masks is None:
+        raise ValueError("crop_masks: the targets have no masks (crop their boxes with keep_boxes)")
+    patches: list[Patch | None] = []
+    for i, (x0, y0, x1, y1) in enumerate(mask_extents(targets.masks).tolist()):
+        cx0, cy0, cx1, cy1 = max(x0, left), max(y0, top), min(x1, left + width), min(y1, top + height)
+        inside = cx1 > cx0 and cy1 > cy0
+        patches.append(Patch(targets.masks[i, cy0:cy1, cx0:cx1], cy0 - top, cx0 - left) if inside else None)
+    return _targets_from_patches(patches, targets.labels, (height, width), targets.masks.dtype, min_area)
 
 
-def keep_instances(masks: Tensor, labels: Tensor, min_area: int) -> Targets:
-    """Targets of the (N, h, w) masks with at least max(1, min_area) pixels; boxes tight around them."""
-    areas = torch.count_nonzero(masks.flatten(1), dim=1)  # (N,)
-    keep = areas >= max(1, min_area)
-    masks = masks[keep]
-    return Targets(boxes=masks_to_boxes(masks), labels=labels[keep], masks=masks)
+def _targets_from_patches(
+    patches: list[Patch | None], labels: Tensor, out_hw: tuple[int, int], dtype: torch.dtype, min_area: int
+) -> Targets:
+    placed = place_patches(patches, out_hw[0], out_hw[1], dtype, min_area)
+    return Targets(boxes=placed.extents.to(torch.float32), labels=labels[placed.keep], masks=placed.masks)
 
 
 def keep_boxes(boxes: Tensor, labels: Tensor, height: int, width: int, min_area: int) -> Targets:
@@ -60,27 +69,49 @@ def keep_boxes(boxes: Tensor, labels: Tensor, height: int, width: int, min_area:
 # ---------------------------------------------------------------------------------------
 
 
+def _orient(
+    image: Tensor,
+    targets: Targets,
+    image_op: Callable[[Tensor], Tensor],
+    box_map: Callable[[Tensor], Tensor],
+    out_hw: tuple[int, int],
+) -> tuple[Tensor, Targets]:
+    """Apply a rigid map of the pixel grid: `image_op` to (C, H, W) tensors and (h, w) patches,
+    `box_map` to (N, 4) boxes (given ones and the masks' tight extents alike)."""
+    boxes = box_map(targets.boxes).reshape(-1, 4)
+    masks = targets.masks
+    if masks is not None and masks.numel() <= WHOLE_TENSOR_MAX_ELEMENTS:
+        masks = image_op(masks).contiguous()
+    elif masks is not None:
+        extents = mask_extents(masks)
+        masks = move_masks(masks, extents, out_hw, box_map(extents).reshape(-1, 4), image_op)
+    return image_op(image).contiguous(), Targets(boxes=boxes, labels=targets.labels, masks=masks)
+
+
 def hflip(image: Tensor, targets: Targets) -> tuple[Tensor, Targets]:
-    """Mirror left-right."""
-    width = image.shape[-1]
-    boxes = torch.stack([width - targets.boxes[:, 2], targets.boxes[:, 1], width - targets.boxes[:, 0], targets.boxes[:, 3]], 1)
-    masks = None if targets.masks is None else targets.masks.flip(-1)
-    return image.flip(-1), Targets(boxes=boxes.reshape(-1, 4), labels=targets.labels, masks=masks)
+    """Mirror left-right: x -> W - x."""
+    height, width = image.shape[-2:]
+
+    def box_map(b: Tensor) -> Tensor:
+        return torch.stack([width - b[:, 2], b[:, 1], width - b[:, 0], b[:, 3]], 1)
+
+    return _orient(image, targets, lambda x: x.flip(-1), box_map, (height, width))
 
 
 def vflip(image: Tensor, targets: Targets) -> tuple[Tensor, Targets]:
-    """Mirror top-bottom."""
-    height = image.shape[-2]
-    boxes = torch.stack([targets.boxes[:, 0], height - targets.boxes[:, 3], targets.boxes[:, 2], height - targets.boxes[:, 1]], 1)
-    masks = None if targets.masks is None else targets.masks.flip(-2)
-    return image.flip(-2), Targets(boxes=boxes.reshape(-1, 4), labels=targets.labels, masks=masks)
+    """Mirror top-bottom: y -> H - y."""
+    height, width = image.shape[-2:]
+
+    def box_map(b: Tensor) -> Tensor:
+        return torch.stack([b[:, 0], height - b[:, 3], b[:, 2], height - b[:, 1]], 1)
+
+    return _orient(image, targets, lambda x: x.flip(-2), box_map, (height, width))
 
 
 def transpose(image: Tensor, targets: Targets) -> tuple[Tensor, Targets]:
     """Swap rows and columns: (3, H, W) -> (3, W, H); a box (x1, y1, x2, y2) -> (y1, x1, y2, x2)."""
-    boxes = targets.boxes[:, [1, 0, 3, 2]]
-    masks = None if targets.masks is None else targets.masks.transpose(-2, -1).contiguous()
-    return image.transpose(-2, -1).contiguous(), Targets(boxes=boxes, labels=targets.labels, masks=masks)
+    height, width = image.shape[-2:]
+    return _orient(image, targets, lambda x: x.transpose(-2, -1), lambda b: b[:, [1, 0, 3, 2]], (width, height))
 
 
 def rotate90(image: Tensor, targets: Targets, k: int) -> tuple[Tensor, Targets]:
@@ -89,16 +120,17 @@ def rotate90(image: Tensor, targets: Targets, k: int) -> tuple[Tensor, Targets]:
     if k == 0:
         return image, targets
     height, width = image.shape[-2:]
-    x1, y1, x2, y2 = targets.boxes.unbind(dim=1)
-    if k == 1:  # out[i, j] = in[j, W-1-i]: transpose, then mirror top-bottom
-        boxes = torch.stack([y1, width - x2, y2, width - x1], 1)
-    elif k == 2:  # both mirrors
-        boxes = torch.stack([width - x2, height - y2, width - x1, height - y1], 1)
-    else:  # out[i, j] = in[H-1-j, i]: transpose, then mirror left-right
-        boxes = torch.stack([height - y2, x1, height - y1, x2], 1)
-    masks = None if targets.masks is None else torch.rot90(targets.masks, k, (-2, -1)).contiguous()
-    rotated = torch.rot90(image, k, (-2, -1)).contiguous()
-    return rotated, Targets(boxes=boxes.reshape(-1, 4), labels=targets.labels, masks=masks)
+
+    def box_map(b: Tensor) -> Tensor:
+        x1, y1, x2, y2 = b.unbind(dim=1)
+        if k == 1:  # out[i, j] = in[j, W-1-i]: transpose, then mirror top-bottom
+            return torch.stack([y1, width - x2, y2, width - x1], 1)
+        if k == 2:  # both mirrors
+            return torch.stack([width - x2, height - y2, width - x1, height - y1], 1)
+        return torch.stack([height - y2, x1, height - y1, x2], 1)  # out[i, j] = in[H-1-j, i]
+
+    out_hw = (width, height) if k % 2 else (height, width)
+    return _orient(image, targets, lambda x: torch.rot90(x, k, (-2, -1)), box_map, out_hw)
 
 
 class RandomVerticalFlip:
@@ -174,12 +206,49 @@ def _nearest_sources(start: int, stop: int, offset: int, scaled: int, size: int)
     return ((positions + 0.5) * (size / scaled)).floor().long().clamp_(0, size - 1)
 
 
+class LinearTaps(NamedTuple):
+    """Bilinear interpolation along one axis: output i = lerp(source[low[i]], source[high[i]], weight[i])."""
+
+    low: Tensor  # (n,) int64
+    high: Tensor  # (n,) int64
+    weight: Tensor  # (n,) float32 in [0, 1]
+
+
+def _linear_taps(start: int, stop: int, scaled: int, size: int) -> LinearTaps:
+    """Taps of scaled positions [start, stop) from `size` source pixels, placed as
+    `F.interpolate(mode="bilinear", align_corners=False)` places them (edges clamped)."""
+    positions = torch.arange(start, stop, dtype=torch.float64)
+    source = ((positions + 0.5) * (size / scaled) - 0.5).clamp(min=0.0)  # (n,)
+    low = source.floor().long().clamp_(max=size - 1)
+    high = (low + 1).clamp_(max=size - 1)
+    return LinearTaps(low, high, (source - low).clamp_(0.0, 1.0).float())
+
+
+def _zoom_pixels(image: Tensor, window: ZoomWindow, span: tuple[int, int, int, int]) -> Tensor:
+    """The (C, y1-y0, x1-x0) pixels of output rows [y0, y1) and columns [x0, x1) of `window`.
+
+    Zooming in, only the window is interpolated (cost follows the output); zooming out, the
+    whole image is resized with antialiasing (cost follows the input, which is larger)."""
+    height, width = image.shape[-2:]
+    sh, sw, top, left, _, _ = window
+    y0, y1, x0, x1 = span
+    if sh < height or sw < width:
+        scaled = F.interpolate(image[None], size=(sh, sw), mode="bilinear", align_corners=False, antialias=True)[0]
+        return scaled[:, y0 + top : y1 + top, x0 + left : x1 + left]
+    rows = _linear_taps(y0 + top, y1 + top, sh, height)
+    cols = _linear_taps(x0 + left, x1 + left, sw, width)
+    first, last = int(cols.low[0]), int(cols.high[-1])
+    source = image[:, :, first : last + 1]  # only the columns the window reads
+    band = torch.lerp(source.index_select(1, rows.low), source.index_select(1, rows.high), rows.weight.view(1, -1, 1))
+    return torch.lerp(band.index_select(2, cols.low - first), band.index_select(2, cols.high - first), cols.weight.view(1, 1, -1))
+
+
 def zoom(image: Tensor, targets: Targets, window: ZoomWindow, *, pad_value: float = 0.0, min_area: int = 1) -> tuple[Tensor, Targets]:
     """Resize (3, H, W) to (scaled_h, scaled_w) and cut the window out of it, padding where it overhangs.
 
-    The image is resized bilinearly (antialiased when shrinking); masks take the nearest
-    source pixel of each output pixel (only the window is computed); boxes are recomputed
-    from the masks.
+    The image is resized bilinearly (antialiased when shrinking; a grey image as one plane);
+    masks take the nearest source pixel of each output pixel (only the window, instance by
+    instance inside its extent); boxes are recomputed from the masks.
     """
     height, width = image.shape[-2:]
     sh, sw, top, left, out_h, out_w = window
@@ -187,21 +256,26 @@ def zoom(image: Tensor, targets: Targets, window: ZoomWindow, *, pad_value: floa
     x0, x1 = _valid_span(left, sw, out_w)
     out_image = image.new_full((image.shape[0], out_h, out_w), float(pad_value))
     if y1 > y0 and x1 > x0:
-        scaled = image
-        if (sh, sw) != (height, width):
-            shrinking = sh < height or sw < width
-            scaled = F.interpolate(image[None], size=(sh, sw), mode="bilinear", align_corners=False, antialias=shrinking)[0]
-        out_image[:, y0:y1, x0:x1] = scaled[:, y0 + top : y1 + top, x0 + left : x1 + left].clamp(0.0, 1.0)
+        pixels = on_gray_plane(image, lambda x: _zoom_pixels(x, window, (y0, y1, x0, x1)))
+        out_image[:, y0:y1, x0:x1] = pixels.clamp(0.0, 1.0)
     if targets.masks is None:
         ratios = torch.tensor([sw / width, sh / height, sw / width, sh / height], dtype=targets.boxes.dtype)
         shift = torch.tensor([left, top, left, top], dtype=targets.boxes.dtype)
         return out_image, keep_boxes(targets.boxes * ratios - shift, targets.labels, out_h, out_w, min_area)
-    masks = targets.masks.new_zeros((len(targets), out_h, out_w))
+    patches: list[Patch | None] = [None] * len(targets)
     if len(targets) > 0 and y1 > y0 and x1 > x0:
-        rows = _nearest_sources(y0, y1, top, sh, height)  # (y1 - y0,)
+        rows = _nearest_sources(y0, y1, top, sh, height)  # (y1 - y0,) nondecreasing
         cols = _nearest_sources(x0, x1, left, sw, width)  # (x1 - x0,)
-        masks[:, y0:y1, x0:x1] = targets.masks.index_select(1, rows).index_select(2, cols)
-    return out_image, keep_instances(masks, targets.labels, min_area)
+        ex0, ey0, ex1, ey1 = mask_extents(targets.masks).t().contiguous()  # 4 x (N,)
+        # the output rows / columns whose source lies inside each instance's extent
+        row_from, row_to = torch.searchsorted(rows, ey0).tolist(), torch.searchsorted(rows, ey1).tolist()
+        col_from, col_to = torch.searchsorted(cols, ex0).tolist(), torch.searchsorted(cols, ex1).tolist()
+        for i in range(len(targets)):
+            if row_to[i] > row_from[i] and col_to[i] > col_from[i]:
+                source_rows = rows[row_from[i] : row_to[i]].view(-1, 1)
+                source_cols = cols[col_from[i] : col_to[i]].view(1, -1)
+                patches[i] = Patch(targets.masks[i][source_rows, source_cols], y0 + row_from[i], x0 + col_from[i])
+    return out_image, _targets_from_patches(patches, targets.labels, (out_h, out_w), targets.masks.dtype, min_area)
 
 
 def _random_offset(scaled: int, out: int) -> int:

@@ -13,13 +13,12 @@ plane shared by the three channels for grey images (`channels="auto"`, see
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from maskrcnn.data.geometric import uniform
+from maskrcnn.data.augment_common import is_gray, on_gray_plane, uniform
 from maskrcnn.structures import Targets
 
 # ITU-R BT.601 luma weights, as torchvision's rgb_to_grayscale
@@ -33,22 +32,6 @@ def luma(image: Tensor) -> Tensor:
         return image
     weights = torch.tensor(_LUMA, dtype=image.dtype, device=image.device).view(3, 1, 1)
     return (image * weights).sum(dim=0, keepdim=True)
-
-
-def is_gray(image: Tensor) -> bool:
-    """True when the three channels of a (3, H, W) image are identical."""
-    return bool(torch.equal(image[0], image[1]) and torch.equal(image[1], image[2]))
-
-
-def on_gray_plane(image: Tensor, operation: Callable[[Tensor], Tensor]) -> Tensor:
-    """`operation` on a (3, H, W) image, done once on one plane when the image is grey.
-
-    A third of the work, and the result is exactly grey: element-wise functions such as
-    `pow` may round differently in the vectorised body and the tail of a loop, so three
-    equal channels run through them at once can come out different in the last bit."""
-    if image.shape[0] == 3 and is_gray(image):
-        return operation(image[:1]).expand_as(image).contiguous()
-    return operation(image)
 
 
 class PhotometricJitter:
@@ -123,14 +106,21 @@ def gaussian_kernel1d(sigma: float, dtype: torch.dtype = torch.float32) -> Tenso
 
 
 def gaussian_blur(image: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur of a (C, H, W) image, edges replicated."""
-    channels = image.shape[0]
-    kernel = gaussian_kernel1d(sigma, image.dtype).to(image.device)
-    radius = kernel.numel() // 2
-    x = F.pad(image[None], (radius, radius, radius, radius), mode="replicate")  # (1, C, H + 2r, W + 2r)
-    x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)  # along rows
-    x = F.conv2d(x, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)  # along columns
-    return x[0]
+    """Separable Gaussian blur of a (C, H, W) image, edges replicated.
+
+    As a sum of shifted, weighted copies (2 r + 1 per axis): on one CPU thread this is about
+    twice as fast as `conv2d` with 1-D kernels, which does not vectorise such thin kernels."""
+    _, height, width = image.shape
+    kernel = gaussian_kernel1d(sigma).tolist()
+    radius = len(kernel) // 2
+    padded = F.pad(image[None], (radius, radius, radius, radius), mode="replicate")[0]  # (C, H + 2r, W + 2r)
+    rows = padded[:, :, 0:width] * kernel[0]  # (C, H + 2r, W): along each row
+    for offset in range(1, len(kernel)):
+        rows.add_(padded[:, :, offset : offset + width], alpha=kernel[offset])
+    out = rows[:, 0:height] * kernel[0]  # (C, H, W): along each column
+    for offset in range(1, len(kernel)):
+        out.add_(rows[:, offset : offset + height], alpha=kernel[offset])
+    return out
 
 
 class RandomGaussianBlur:

@@ -23,11 +23,11 @@ from maskrcnn.data.geometric import (
     RandomScaleJitter,
     RandomTranspose,
     RandomVerticalFlip,
+    crop_masks,
     hflip,
     keep_boxes,
-    keep_instances,
 )
-from maskrcnn.data.geometric import uniform as _uniform
+from maskrcnn.data.augment_common import uniform as _uniform
 from maskrcnn.data.photometric import (  # PhotometricJitter also re-exported for older imports
     IntensityJitter,
     PhotometricJitter,
@@ -114,8 +114,7 @@ def crop(
     Instances with fewer than max(1, min_area) mask pixels (box area without masks) left are dropped."""
     image = image[:, top : top + height, left : left + width]
     if targets.masks is not None:
-        masks = targets.masks[:, top : top + height, left : left + width]
-        return image, keep_instances(masks, targets.labels, min_area)
+        return image, crop_masks(targets, top, left, height, width, min_area)
     boxes = targets.boxes - torch.tensor([left, top, left, top], dtype=targets.boxes.dtype)
     return image, keep_boxes(boxes, targets.labels, height, width, min_area)
 

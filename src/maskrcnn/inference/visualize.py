@@ -216,12 +216,14 @@ def draw_instances(
     alpha: float = 0.45,
     scale: float = 1.0,
     show_boxes: bool = True,
+    show_captions: bool = True,
     font_size: int | None = None,
 ) -> np.ndarray:
     """Draw N instances on an (H, W, 3) uint8 image and return the new (H', W', 3) uint8 image.
 
     boxes (N, 4) x1 y1 x2 y2 in image pixels; labels (N,); scores (N,) or None; masks
-    (N, H, W) or None; class_names indexed by label. Captions read "name 0.97".
+    (N, H, W) or None; class_names indexed by label. Captions read "name 0.97"
+    (`show_captions=False` leaves them out, for crowded images).
     """
     image = _check_image(image)
     height, width = image.shape[:2]
@@ -241,7 +243,7 @@ def draw_instances(
     if show_boxes:
         for box, color in zip(boxes_np, colors):
             canvas.box(box, color)
-    for i in range(count):
+    for i in range(count if show_captions else 0):
         text = caption_name(int(labels_np[i]), class_names)
         if scores_np is not None:
             text = f"{text} {scores_np[i]:.2f}"
