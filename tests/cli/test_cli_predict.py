@@ -86,4 +86,34 @@ def test_state_dict_needs_a_config_and_must_fit_it(tiny_checkpoint, tmp_path, im
     status, _, err = run_cli(
         ["predict", str(image_folder), "--weights", str(plain), "--config", "shapes_demo", "--quiet"], capsys)
     assert status == 1 and err.startswith("maskrcnn: error:") and "backbone" in err
-    assert len(err.strip().splitlines()) == 1 or "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_predictions_json_is_the_predictors_output(tiny, tiny_checkpoint, image_folder, tmp_path, capsys) -> None:
+    """Each row of predictions.json is one Predictor detection of that image: bbox x, y, w, h
+    of its x1 y1 x2 y2 box, its score, its category id and its mask, in the same order."""
+    from maskrcnn.data.images import read_image
+
+    out_dir = tmp_path / "out"
+    status, _, err = run_cli(
+        ["predict", str(image_folder), "--weights", str(tiny_checkpoint), "--output", str(out_dir),
+         "--score-threshold", "0", "--no-overlays", "--device", "cpu", "--quiet", "--threads", "1"], capsys)
+    assert status == 0, err
+    records = json.loads((out_dir / "predictions.json").read_text())
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", score_threshold=0.0)
+    compared = 0
+    for image_id, path in enumerate(sorted(p for p in image_folder.iterdir() if p.suffix != ".txt"), start=1):
+        expected = predictor(read_image(path))
+        rows = [r for r in records if r["image_id"] == image_id]
+        assert all(r["file_name"] == str(path) for r in rows)
+        assert len(rows) == len(expected["scores"]) > 0
+        for row, box, score, label, mask in zip(
+            rows, expected["boxes"], expected["scores"], expected["labels"], expected["masks"]
+        ):
+            x1, y1, x2, y2 = (float(v) for v in box)
+            assert row["bbox"] == pytest.approx([x1, y1, x2 - x1, y2 - y1], abs=0.006)  # rounded to 0.01
+            assert row["score"] == pytest.approx(float(score), abs=1e-5)
+            assert row["category_id"] == tiny["label_to_category_id"][int(label)]
+            assert np.array_equal(rle_to_mask(row["segmentation"]).astype(bool), mask)
+            compared += 1
+    assert compared == len(records)

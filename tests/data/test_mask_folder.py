@@ -97,3 +97,41 @@ def test_command_line(tmp_path, helpers, capsys):
     args = parser.parse_args(["import-masks", str(tmp_path / "nothing")])
     with pytest.raises(DatasetError, match="folder not found"):
         args.func(args)
+
+
+def test_non_binary_mask_is_thresholded_at_half_its_maximum_and_said(tmp_path, caplog):
+    """A 0..252 gradient instance mask: pixels above 126 are the object, in one warning line."""
+    source = tmp_path / "dsb"
+    gradient = np.tile((np.arange(16) * 252 // 15).astype(np.uint8), (12, 1))  # columns 0, 16, ..., 252
+    _save(source / "aa" / "images" / "aa.png", np.zeros((12, 16, 3), np.uint8))
+    _save(source / "aa" / "masks" / "soft.png", gradient)
+    _save(source / "aa" / "masks" / "ones.png", (np.arange(16)[None, :].repeat(12, 0) < 3).astype(np.uint8))
+    with caplog.at_level("WARNING"):
+        summary = import_masks(source, tmp_path / "out.json")
+    assert summary["thresholded_masks"] == 1 and summary["num_annotations"] == 2
+    warnings = [r.getMessage() for r in caplog.records if "not binary" in r.getMessage()]
+    assert len(warnings) == 1 and "1 instance mask(s)" in warnings[0] and "aa/masks/soft.png" in warnings[0]
+    boxes = {a["area"]: a["bbox"] for a in json.loads((tmp_path / "out.json").read_text())["annotations"]}
+    # gradient columns 8..15 hold 134..252 (> 126); columns 0..7 hold 0..117
+    assert boxes == {12 * 8: [8, 0, 8, 12], 12 * 3: [0, 0, 3, 12]}  # the 0/1 mask is binary: kept as it is
+
+
+def test_output_under_a_file_or_over_a_foreign_file_is_one_line(tmp_path, helpers, capsys):
+    from maskrcnn.cli import main
+
+    source = tmp_path / "stage1"
+    _dsb_folder(source, helpers)
+    (tmp_path / "afile").write_text("mine")
+    status = main(["import-masks", str(source), "--output", str(tmp_path / "afile" / "out.json")])
+    err = capsys.readouterr().err
+    assert status == 1 and err.startswith("maskrcnn: error:") and len(err.strip().splitlines()) == 1
+    assert "afile is a file, not a folder" in err
+    foreign = tmp_path / "mine.json"
+    foreign.write_text('{"images": [], "note": "the user\'s own file"}')
+    status = main(["import-masks", str(source), "--output", str(foreign)])
+    err = capsys.readouterr().err
+    assert status == 1 and "exists and was not written by import-masks" in err
+    assert "the user's own file" in foreign.read_text()
+    # a file import-masks wrote itself may be written again
+    assert main(["import-masks", str(source), "--output", str(tmp_path / "ours.json")]) == 0
+    assert main(["import-masks", str(source), "--output", str(tmp_path / "ours.json")]) == 0

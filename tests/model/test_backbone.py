@@ -192,9 +192,8 @@ def spec_backbone_keys(model: str) -> list[tuple[str, list[int]]]:
 
 
 @pytest.mark.parametrize("model,fpn_norm", [("maskrcnn_resnet50_fpn", "none"), ("maskrcnn_resnet50_fpn_v2", "bn")])
-def test_state_dict_keys_match_torchvision(model: str, fpn_norm: str) -> None:
-    if not (PARITY / model / "spec.json").is_file():
-        pytest.skip(f"no parity fixtures at {PARITY}")
+def test_state_dict_keys_match_torchvision(model: str, fpn_norm: str, require_shared) -> None:
+    require_shared(PARITY / model / "spec.json")
     expected = spec_backbone_keys(model)
     backbone = build_backbone(BackboneConfig(name="resnet50", fpn_norm=fpn_norm))
     ours = [(k, list(v.shape)) for k, v in backbone.state_dict().items()]

@@ -30,9 +30,7 @@ PARITY = SHARED / "parity"
 IMAGES = ("astronaut.png", "chelsea.png", "coffee.png")
 FEATURE_NAMES = {"0": "p2", "1": "p3", "2": "p4", "3": "p5", "pool": "p6"}
 
-pytestmark = pytest.mark.skipif(
-    not PARITY.is_dir(), reason=f"parity fixtures not found at {PARITY} (the shared/ folder beside the repo)"
-)
+pytestmark = pytest.mark.usefixtures("parity_dir")  # skipped without ../shared, a failure when CI is set
 
 
 def load_make_weights():

@@ -16,6 +16,13 @@ Every instance becomes one annotation of a single category with a compressed-RLE
 segmentation, its tight bbox and its area. Samples that cannot be used (no image, a mask
 of another size, an empty mask, an image without a label image) are skipped and counted
 in the returned summary; an unreadable file stops with a message naming it.
+
+A dsb instance mask should hold two values (0 and one other). One with more (an
+anti-aliased or gradient mask, 0..252 say) is thresholded at half its maximum: pixels
+above max / 2 are the object. That is said in one warning line (with a count and the first
+such file) and counted in the summary's `thresholded_masks`, never done silently.
+
+The output JSON is never written over a file that import-masks did not write itself.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import numpy as np
 
 from maskrcnn.data.coco import DatasetError
 from maskrcnn.data.images import image_size, read_label_image
-from maskrcnn.io_utils import atomic_write_json
+from maskrcnn.io_utils import atomic_write_json, prepare_output_file
 from maskrcnn.ops.masks import mask_to_rle
 
 logger = logging.getLogger(__name__)
@@ -56,8 +63,22 @@ def _annotation(mask: np.ndarray, image_id: int) -> dict[str, Any]:
     }
 
 
-def _dsb_samples(source: Path, skipped: Counter[str]) -> Iterator[tuple[Path, str, list[np.ndarray]]]:
-    """(image path, file_name, instance masks) per usable sample folder."""
+def binary_instance_mask(values: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(H, W) mask image -> ((H, W) uint8 {0, 1}, whether it had to be thresholded).
+
+    Two values or fewer: nonzero is inside. More: pixels above half the maximum are inside.
+    """
+    peak = int(values.max()) if values.size else 0
+    if np.count_nonzero((values != 0) & (values != peak)) == 0:
+        return (values != 0).astype(np.uint8), False
+    return (values > peak / 2).astype(np.uint8), True
+
+
+def _dsb_samples(
+    source: Path, skipped: Counter[str], thresholded: list[str]
+) -> Iterator[tuple[Path, str, list[np.ndarray]]]:
+    """(image path, file_name, instance masks) per usable sample folder; the masks that
+    were not binary are added to `thresholded` (paths relative to source)."""
     for sample in sorted(p for p in source.iterdir() if p.is_dir()):
         images_folder = sample / "images"
         candidates = _image_files(images_folder) if images_folder.is_dir() else []
@@ -70,7 +91,9 @@ def _dsb_samples(source: Path, skipped: Counter[str]) -> Iterator[tuple[Path, st
         masks = []
         mask_folder = sample / "masks"
         for mask_path in _image_files(mask_folder) if mask_folder.is_dir() else []:
-            mask = (read_label_image(mask_path) != 0).astype(np.uint8)
+            mask, was_thresholded = binary_instance_mask(read_label_image(mask_path))
+            if was_thresholded:
+                thresholded.append(mask_path.relative_to(source).as_posix())
             if mask.shape != (height, width):
                 skipped["mask of another size than its image"] += 1
                 continue
@@ -132,10 +155,17 @@ def import_masks(
         raise DatasetError(f"import-masks: layout must be one of {LAYOUTS}, got {layout!r}")
     if not source.is_dir():
         raise DatasetError(f"{source}: folder not found")
+    output_json = Path(output_json)
+    prepare_output_file(output_json, "COCO JSON (--output)")  # before the work, not after
+    if output_json.exists() and not _written_by_import_masks(output_json):
+        raise DatasetError(
+            f"{output_json}: exists and was not written by import-masks; give another --output or move it away"
+        )
     skipped: Counter[str] = Counter()
+    thresholded: list[str] = []
     if layout == "dsb":
         root = source
-        samples = _dsb_samples(source, skipped)
+        samples = _dsb_samples(source, skipped, thresholded)
     else:
         root = source / (images_dir or "images")
         labels = source / (labels_dir or "labels")
@@ -159,10 +189,15 @@ def import_masks(
         "annotations": annotations,
         "categories": [{"id": 1, "name": name, "supercategory": name}],
     }
-    output_json = Path(output_json)
     atomic_write_json(output_json, coco, indent=None)
     if skipped:
         logger.warning("%s: skipped %s", source, ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items())))
+    if thresholded:
+        logger.warning(
+            "%s: %d instance mask(s) not binary (more than two values, first: %s): "
+            "pixels above half of each mask's maximum were taken as the object",
+            source, len(thresholded), thresholded[0],
+        )
     return {
         "json": str(output_json),
         "images_dir": str(root),
@@ -170,4 +205,18 @@ def import_masks(
         "num_annotations": len(annotations),
         "category": name,
         "skipped": dict(skipped),
+        "thresholded_masks": len(thresholded),
     }
+
+
+def _written_by_import_masks(path: Path) -> bool:
+    """Whether `path` is a COCO JSON that import_masks wrote (its info.description says so)."""
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    info = data.get("info") if isinstance(data, dict) else None
+    description = info.get("description", "") if isinstance(info, dict) else ""
+    return isinstance(description, str) and description.startswith("imported from ")

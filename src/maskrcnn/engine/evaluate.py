@@ -45,7 +45,7 @@ def max_dets_key(name: str, max_dets: int) -> str:
 
 def model_max_dets(model: torch.nn.Module) -> int:
     """The most detections the model gives per image (its RoI heads' cap), else 100."""
-    heads = getattr(model, "roi_heads", None)
+    heads = getattr(getattr(model, "module", model), "roi_heads", None)  # DistributedDataParallel: .module
     return int(getattr(heads, "detections_per_img", STANDARD_MAX_DETS))
 
 

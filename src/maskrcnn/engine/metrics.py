@@ -155,16 +155,30 @@ def validation_loss(model: nn.Module, loader: Iterable, device: torch.device) ->
     return means
 
 
-def run_evaluation(model: nn.Module, dataset: Any, loader: Iterable | None, *, device: torch.device, iteration: int) -> dict[str, Any]:
+def run_evaluation(
+    model: nn.Module,
+    dataset: Any,
+    loader: Iterable | None,
+    *,
+    device: torch.device,
+    iteration: int,
+    dsb_score_threshold: float | None = None,
+) -> dict[str, Any]:
     """COCO bbox/segm AP on `dataset` plus the validation loss, as one metrics record.
     Runs under a forked random generator so that evaluating (or not) never changes the
-    training run that follows."""
-    from maskrcnn.engine.evaluate import evaluate_model
+    training run that follows. `dsb_score_threshold`: the config's
+    evaluation.dsb_score_threshold (None: its default); COCO maxDets follows the model's
+    detections_per_img (see evaluate_model)."""
+    from maskrcnn.engine.evaluate import DEFAULT_DSB_SCORE_THRESHOLD, evaluate_model
 
+    if dsb_score_threshold is None:
+        dsb_score_threshold = DEFAULT_DSB_SCORE_THRESHOLD
     devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     started = time.perf_counter()
     with torch.random.fork_rng(devices=devices):
-        metrics, _results = evaluate_model(model, dataset, device=device, batch_size=1, progress=False)
+        metrics, _results = evaluate_model(
+            model, dataset, device=device, batch_size=1, progress=False, dsb_score_threshold=dsb_score_threshold
+        )
         losses = validation_loss(model, loader, device) if loader is not None else {}
     record: dict[str, Any] = {"type": "eval", "iteration": iteration}
     record.update({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
