@@ -17,11 +17,14 @@ def train(
     resume: bool = False,
     output_dir: str | Path | None = None,
     device: str | None = None,
+    init_weights: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train from a Config, a built-in config name or a YAML path (plus `key=value`
-    overrides); returns the training summary (checkpoints, times, last evaluation)."""
+    overrides); returns the training summary (checkpoints, times, last evaluation).
+    `init_weights` starts a new run from a weights file (not with `resume`)."""
     from maskrcnn.config import Config, apply_override, load_config
     from maskrcnn.engine.train import train as train_loop
+    from maskrcnn.engine.train import with_init_weights
 
     cfg = config if isinstance(config, Config) else load_config(str(config), list(overrides))
     if isinstance(config, Config):
@@ -31,6 +34,7 @@ def train(
         cfg = apply_override(cfg, f"train.output_dir={output_dir}")
     if device is not None:
         cfg = apply_override(cfg, f"train.device={device}")
+    cfg = with_init_weights(cfg, str(init_weights) if init_weights else None, resume=resume)
     return train_loop(cfg, resume=resume)
 
 

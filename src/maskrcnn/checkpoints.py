@@ -2,8 +2,10 @@
 
 Native checkpoint (what `save_model` and the trainer write):
     {"format": "maskrcnn", "version": 1, "config": config_to_dict(cfg), "model": state_dict,
+     "weights_sha256": state_dict_sha256(state_dict),
      ...optional training fields (optimizer, scheduler, iteration, ...)}
-so a checkpoint alone rebuilds its model.
+so a checkpoint alone rebuilds its model, and a damaged file is refused on load instead
+of predicting garbage (checkpoints written before the checksum existed still load).
 
 torchvision checkpoint: a plain state dict (`torch.load` of a downloaded
 `maskrcnn_resnet50_fpn_coco-*.pth`), optionally under a "model" key; its config is not
@@ -15,6 +17,7 @@ mapped to the current ones.
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import re
 from pathlib import Path
@@ -31,6 +34,7 @@ from maskrcnn.model.mask_rcnn import MaskRCNN
 FORMAT = "maskrcnn"
 VERSION = 1
 MAX_LISTED = 5  # keys named per kind of mismatch in error messages
+CHECKSUM_KEY = "weights_sha256"
 
 # Old torchvision key names -> current ones (torchvision renamed them when the blocks
 # became Conv2dNormActivation sequences).
@@ -45,17 +49,49 @@ class CheckpointError(ValueError):
     """A file that is not a usable checkpoint, or weights that do not fit the model."""
 
 
-def save_model(path: str | Path, model: nn.Module, cfg: Config, **extra: Any) -> None:
-    """Write a native checkpoint atomically; `extra` adds training fields (optimizer, ...)."""
-    module = getattr(model, "module", model)  # unwrap DistributedDataParallel
-    checkpoint = {
+def state_dict_sha256(state_dict: dict[str, Any]) -> str:
+    """SHA-256 over a state dict's tensors: names (sorted), dtypes, shapes and exact bytes."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name]
+        if not isinstance(tensor, Tensor):
+            continue
+        data = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{data.dtype}|{tuple(tensor.shape)}|".encode())
+        if data.numel():
+            digest.update(data.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def verify_checksum(checkpoint: dict[str, Any], path: str | Path) -> None:
+    """Refuse a native checkpoint whose weights differ from the checksum stored with them."""
+    stored = checkpoint.get(CHECKSUM_KEY)
+    if stored is None:  # written before checksums existed
+        return
+    weights = checkpoint.get("model")
+    if not isinstance(weights, dict) or state_dict_sha256(weights) != stored:
+        raise CheckpointError(
+            f"{path}: the weights do not match the checksum stored in the file (the file is damaged; "
+            "use another copy)"
+        )
+
+
+def native_checkpoint(state_dict: dict[str, Tensor], cfg: Config, **extra: Any) -> dict[str, Any]:
+    """The native checkpoint dict: format tag, config, weights and their checksum, then `extra`."""
+    return {
         "format": FORMAT,
         "version": VERSION,
         "config": config_to_dict(cfg),
-        "model": module.state_dict(),
+        "model": state_dict,
+        CHECKSUM_KEY: state_dict_sha256(state_dict),
         **extra,
     }
-    atomic_torch_save(checkpoint, path)
+
+
+def save_model(path: str | Path, model: nn.Module, cfg: Config, **extra: Any) -> None:
+    """Write a native checkpoint atomically; `extra` adds training fields (optimizer, ...)."""
+    module = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    atomic_torch_save(native_checkpoint(module.state_dict(), cfg, **extra), path)
 
 
 def convert_torchvision_keys(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -106,7 +142,8 @@ def load_state_dict_into(model: nn.Module, state_dict: dict[str, Tensor]) -> Non
     model.load_state_dict(usable, strict=True)
 
 
-def _read(path: Path) -> Any:
+def read_checkpoint_file(path: Path) -> Any:
+    """`torch.load` a file on the CPU (tensors only first); one CheckpointError if it is not one."""
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
@@ -153,12 +190,13 @@ def load_model(
     direct convs only); faster, same outputs up to float rounding, inference only.
     """
     path = Path(path)
-    data = _read(path)
+    data = read_checkpoint_file(path)
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: not a checkpoint (holds a {type(data).__name__}, expected a dict)")
     if data.get("format") == FORMAT:
         if data.get("version") != VERSION:
             raise CheckpointError(f"{path}: checkpoint version {data.get('version')!r}; this code reads {VERSION}")
+        verify_checksum(data, path)
         if config is None:
             try:
                 cfg = config_from_dict(data["config"])

@@ -61,7 +61,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     from maskrcnn.api import train
 
-    summary = train(args.config, overrides=args.set, resume=args.resume, output_dir=args.output, device=args.device)
+    summary = train(args.config, overrides=args.set, resume=args.resume, output_dir=args.output, device=args.device,
+                    init_weights=args.init_weights)
     shown = {k: v for k, v in summary.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
     for key, value in shown.items():
         print(f"{key:>24}  {value:.4f}" if isinstance(value, float) else f"{key:>24}  {value}")
@@ -157,6 +158,9 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--config", default="shapes_demo", help="built-in config name or YAML file")
     _add_set_option(p)
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pt")
+    p.add_argument("--init-weights", default=None, metavar="FILE",
+                   help="start a new run from these weights: a maskrcnn checkpoint, a torchvision Mask R-CNN "
+                        "or ImageNet ResNet state dict (None: the config's train.init_weights)")
     p.add_argument("--output", default=None, help="output folder (None: the config's train.output_dir)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (None: the config's train.device)")
     p.add_argument("--threads", type=int, default=0,

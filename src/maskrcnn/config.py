@@ -190,6 +190,11 @@ class SolverConfig:
     gamma: float = 0.1
     clip_grad_norm: float = 0.0  # 0: no clipping
     amp: bool = False  # mixed precision (CUDA only)
+    # images per update (data.batch_size x processes) that `lr` is stated for: 0.02 is
+    # detectron2's rate for 16 images
+    reference_batch_size: int = 16
+    # none: use `lr` as given | linear: lr x (batch_size x processes) / reference_batch_size
+    scale_lr: str = "none"
 
 
 @dataclass
@@ -200,6 +205,9 @@ class TrainConfig:
     checkpoint_period: int = 500
     eval_period: int = 0  # 0: evaluate only at the end
     log_period: int = 20
+    # weights to start a new run from: a maskrcnn checkpoint, a torchvision Mask R-CNN state
+    # dict, or a torchvision ImageNet ResNet/ResNeXt state dict (backbone only); "": random
+    init_weights: str = ""
 
 
 @dataclass

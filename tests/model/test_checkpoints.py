@@ -149,3 +149,37 @@ def test_files_that_are_not_checkpoints(tmp_path):
     torch.save({"epoch": 3, "lr": 0.1}, odd)
     with pytest.raises(CheckpointError, match="neither a maskrcnn checkpoint"):
         load_model(odd)
+
+
+def test_a_checkpoint_with_4_kib_flipped_is_refused_and_old_ones_still_load(tmp_path):
+    model, cfg = tiny()
+    save_model(tmp_path / "model.pt", model, cfg)
+    stored = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert len(stored["weights_sha256"]) == 64
+
+    data = bytearray((tmp_path / "model.pt").read_bytes())
+    # flip 4 KiB inside the largest tensor's bytes (the zip holds them uncompressed)
+    largest = max(stored["model"].values(), key=lambda t: t.numel())
+    raw = largest.numpy().tobytes()
+    start = data.find(raw[:64]) + len(raw) // 2 - 2048
+    assert start > 64 and len(raw) > 8192
+    data[start:start + 4096] = bytes(255 - b for b in data[start:start + 4096])
+    (tmp_path / "damaged.pt").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"damaged.pt: the weights do not match the checksum stored in the file"):
+        load_model(tmp_path / "damaged.pt")
+
+    del stored["weights_sha256"]  # a checkpoint from before checksums existed
+    torch.save(stored, tmp_path / "old.pt")
+    loaded, _ = load_model(tmp_path / "old.pt")
+    assert torch.equal(loaded.state_dict()[next(iter(stored["model"]))], next(iter(stored["model"].values())))
+
+
+def test_training_checkpoints_are_verified_too(tmp_path):
+    from maskrcnn.engine.checkpoint import load_training_checkpoint, model_checkpoint, save_checkpoint
+
+    model, cfg = tiny()
+    ckpt = model_checkpoint(model, cfg, iteration=1, optimizer={}, scheduler={}, rng=[])
+    ckpt["model"]["backbone.fpn.inner_blocks.0.0.weight"][0, 0, 0, 0] += 1.0  # changed after the checksum
+    save_checkpoint(tmp_path / "last.pt", ckpt)
+    with pytest.raises(CheckpointError, match="do not match the checksum"):
+        load_training_checkpoint(tmp_path / "last.pt")

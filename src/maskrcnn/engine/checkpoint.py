@@ -2,8 +2,8 @@
 format, the random generators, and the data position.
 
 A training checkpoint is a native model checkpoint (the dict `maskrcnn.checkpoints`
-reads: {"format": "maskrcnn", "version": 1, "config": ..., "model": state_dict}) with
-the training state added beside it:
+reads: {"format": "maskrcnn", "version": 1, "config": ..., "model": state_dict,
+"weights_sha256": ...}) with the training state added beside it:
 
     iteration        completed iterations (the next update is number `iteration`)
     epoch, batch     loader position: the next batch is batch `batch` of pass `epoch`
@@ -15,13 +15,14 @@ the training state added beside it:
 
 Everything is stored as tensors and plain Python values, so the file loads with
 `torch.load(..., weights_only=True)`. Files are written atomically: a run killed during
-a save leaves the previous file whole.
+a save leaves the previous file whole, and a temporary `.last.pt.XXXXXXXX.tmp` that the
+next run in the same folder removes (`remove_stale_temporaries`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,18 +32,18 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from maskrcnn.checkpoints import FORMAT as CHECKPOINT_FORMAT
+from maskrcnn.checkpoints import CheckpointError  # noqa: F401 - one error type for every checkpoint problem
+from maskrcnn.checkpoints import native_checkpoint, state_dict_sha256, verify_checksum
 from maskrcnn.config import Config, config_to_dict
 from maskrcnn.io_utils import atomic_torch_save
 
-CHECKPOINT_FORMAT = "maskrcnn"
-CHECKPOINT_VERSION = 1
 LAST_NAME = "last.pt"
 BEST_NAME = "best.pt"
 FINAL_NAME = "model_final.pt"
-
-
-class CheckpointError(ValueError):
-    """A training checkpoint that is missing, unreadable or does not fit this run."""
+# Files the trainer writes atomically into its output folder (their temporaries are
+# `.<name>.<random>.tmp`, see maskrcnn.io_utils).
+OUTPUT_NAMES = (LAST_NAME, BEST_NAME, FINAL_NAME, "config.yaml", "metrics.jsonl", "summary.json", "loss_curve.png")
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -91,20 +92,29 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 def model_checkpoint(model: nn.Module, cfg: Config, **extra: Any) -> dict[str, Any]:
-    """The native checkpoint dict: format tag, config, CPU state dict, then `extra` fields."""
+    """The native checkpoint dict: format tag, config, CPU state dict and its checksum, then `extra`."""
     state_dict = {k: v.detach().cpu() for k, v in unwrap_model(model).state_dict().items()}
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "config": config_to_dict(cfg),
-        "model": state_dict,
-        **extra,
-    }
+    return native_checkpoint(state_dict, cfg, **extra)
 
 
 def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
     """Write atomically (temporary file, fsync, rename)."""
     atomic_torch_save(checkpoint, path)
+
+
+def remove_stale_temporaries(folder: str | Path, names: tuple[str, ...] = OUTPUT_NAMES) -> list[Path]:
+    """Delete `.<name>.<random>.tmp` files that a killed run left in `folder` for one of
+    `names` (only the trainer's own pattern: nothing else is touched). Returns them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    pattern = re.compile(r"^\.(" + "|".join(re.escape(n) for n in names) + r")\.[A-Za-z0-9_]+\.tmp$")
+    removed = []
+    for path in sorted(folder.iterdir()):
+        if pattern.match(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -121,6 +131,7 @@ def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
     missing = [k for k in ("model", "config", "iteration", "optimizer", "scheduler", "rng") if k not in checkpoint]
     if missing:
         raise CheckpointError(f"{path}: a model-only checkpoint, not a training checkpoint (missing {missing})")
+    verify_checksum(checkpoint, path)
     return checkpoint
 
 
@@ -149,15 +160,8 @@ def weights_fingerprint(model: nn.Module, *, parameters_only: bool = False) -> s
     `parameters_only` leaves out buffers: under DDP, BatchNorm running statistics are
     updated by each process from its own batch (rank 0's are broadcast at the start of
     every forward and saved), so only the parameters are identical across processes."""
-    digest = hashlib.sha256()
     module = unwrap_model(model)
-    items = module.named_parameters() if parameters_only else module.state_dict().items()
-    for name, tensor in items:
-        digest.update(name.encode())
-        data = tensor.detach().cpu().contiguous().reshape(-1)
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
-    return digest.hexdigest()
+    return state_dict_sha256(dict(module.named_parameters()) if parameters_only else module.state_dict())
 
 
 # ---------------------------------------------------------------------------------------

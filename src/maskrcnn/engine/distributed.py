@@ -21,6 +21,10 @@ import torch.distributed as dist
 PROCESS_GROUP_TIMEOUT_MIN = 60
 
 
+class DeviceError(ValueError):
+    """A requested device that this machine does not have, or a malformed device name."""
+
+
 @dataclass(frozen=True)
 class DistInfo:
     rank: int = 0
@@ -49,13 +53,22 @@ def resolve_device(requested: str, info: DistInfo) -> torch.device:
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested.startswith("cuda"):
+        index_text = requested[len("cuda:"):] if requested.startswith("cuda:") else None
+        if requested != "cuda" and not (index_text or "").isdigit():
+            raise DeviceError(f"train.device: expected auto, cpu, cuda or cuda:N, got {requested!r}")
         if not torch.cuda.is_available():
-            raise RuntimeError(f"train.device: {requested!r} requested but CUDA is not available; use cpu or auto")
+            raise DeviceError(
+                f"train.device: {requested!r} requested but this PyTorch build sees no CUDA device; use cpu or auto"
+            )
         if requested == "cuda":
             return torch.device("cuda", info.local_rank if info.enabled else torch.cuda.current_device())
+        if int(index_text) >= torch.cuda.device_count():
+            raise DeviceError(
+                f"train.device: {requested!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist"
+            )
         return torch.device(requested)
     if requested != "cpu":
-        raise ValueError(f"train.device: expected auto, cpu, cuda or cuda:N, got {requested!r}")
+        raise DeviceError(f"train.device: expected auto, cpu, cuda or cuda:N, got {requested!r}")
     return torch.device("cpu")
 
 

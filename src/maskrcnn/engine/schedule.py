@@ -2,20 +2,28 @@
 warm-up, then multi-step or cosine decay.
 
 The schedule is a pure function of the iteration, so a resumed run recomputes the same
-learning rate from the stored iteration alone. `lr_factor(i)` multiplies `solver.lr` for
+learning rate from the stored iteration alone. `lr_factor(i)` multiplies the base rate for
 the update made at iteration `i` (0-based: the first update uses `lr_factor(0)`).
+
+The base rate: `solver.lr` is stated for `solver.reference_batch_size` images per update.
+A run's batch is `data.batch_size` x processes; `solver.scale_lr: linear` scales the rate
+by batch / reference (Goyal et al. 2017), `none` uses `solver.lr` as given. `choose_lr`
+returns the rate used and a sentence saying how it was chosen (the trainer prints it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
 from maskrcnn.config import ConfigError, SolverConfig
 
 SCHEDULES = ("multistep", "cosine")
+LR_SCALING = ("none", "linear")
 
 
 def warmup_factor_at(iteration: int, *, warmup_iters: int, warmup_factor: float) -> float:
@@ -76,6 +84,57 @@ def check_solver(solver: SolverConfig) -> None:
         raise ConfigError(f"solver.steps: expected increasing iterations, got {solver.steps}")
     if solver.clip_grad_norm < 0:
         raise ConfigError(f"solver.clip_grad_norm: expected >= 0 (0 disables), got {solver.clip_grad_norm}")
+    if solver.scale_lr not in LR_SCALING:
+        raise ConfigError(f"solver.scale_lr: expected one of {list(LR_SCALING)}, got {solver.scale_lr!r}")
+    if solver.reference_batch_size < 1:
+        raise ConfigError(
+            f"solver.reference_batch_size: expected the number of images per update solver.lr is stated for "
+            f"(>= 1), got {solver.reference_batch_size}"
+        )
+
+
+@dataclass(frozen=True)
+class LrChoice:
+    """The base learning rate a run uses, and how it follows from the config."""
+
+    lr: float
+    stated_lr: float
+    reference_batch_size: int
+    batch_size: int  # images per process
+    world_size: int
+    rule: str
+
+    @property
+    def total_batch(self) -> int:
+        return self.batch_size * self.world_size
+
+    def describe(self) -> str:
+        batch = f"{self.total_batch} images per update ({self.batch_size} x {self.world_size} process{'es' if self.world_size > 1 else ''})"
+        if self.total_batch == self.reference_batch_size:
+            return f"lr {self.lr:g}: solver.lr, stated for {self.reference_batch_size} images per update = this run's {batch}"
+        if self.rule == "linear":
+            return (
+                f"lr {self.lr:g} = solver.lr {self.stated_lr:g} x {self.total_batch} / {self.reference_batch_size} "
+                f"(solver.scale_lr=linear: {batch}, solver.reference_batch_size {self.reference_batch_size})"
+            )
+        scaled = self.stated_lr * self.total_batch / self.reference_batch_size
+        return (
+            f"lr {self.lr:g} as given (solver.scale_lr=none): solver.lr is stated for {self.reference_batch_size} "
+            f"images per update, this run has {batch}; --set solver.scale_lr=linear would use {scaled:g}"
+        )
+
+
+def choose_lr(solver: SolverConfig, *, batch_size: int, world_size: int = 1) -> LrChoice:
+    """The base rate for `batch_size` images per process on `world_size` processes."""
+    check_solver(solver)
+    total = batch_size * world_size
+    lr = solver.lr * total / solver.reference_batch_size if solver.scale_lr == "linear" else solver.lr
+    return LrChoice(lr, solver.lr, solver.reference_batch_size, batch_size, world_size, solver.scale_lr)
+
+
+def with_lr(solver: SolverConfig, lr: float) -> SolverConfig:
+    """A copy of `solver` with another base rate (the config itself keeps the stated one)."""
+    return dataclasses.replace(solver, lr=lr)
 
 
 def lr_lambda_from_solver(solver: SolverConfig) -> Callable[[int], float]:
