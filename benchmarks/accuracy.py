@@ -1,7 +1,7 @@
 """Accuracy per CPU-minute of the from-scratch recipes, as JSON.
 
     python benchmarks/accuracy.py [--recipes shapes_demo nuclei] [--threads 1]
-        [--output runs/accuracy] [--iters N] [--json PATH]
+        [--output runs/accuracy] [--iters N] [--set key=value ...] [--json PATH]
 
 Each recipe is trained for its own budget (its config's solver.max_iter, or --iters for a
 quick check) on its own generated data, then evaluated on its held-out generated
@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_utils import finish_report, load_average, machine_info  # noqa: E402
 
-from maskrcnn.config import Config, load_config  # noqa: E402
+from maskrcnn.config import Config, apply_override, load_config  # noqa: E402
 
 RECIPES = ("shapes_demo", "nuclei")
 METRIC_KEYS = ("bbox_AP", "bbox_AP50", "bbox_AP75", "segm_AP", "segm_AP50", "segm_AP75", "dsb_score")
@@ -45,12 +45,12 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def recipe_config(name: str, output: Path, iters: int | None) -> Config:
-    """The recipe's config with its data and outputs under `output/name`."""
+def recipe_config(name: str, output: Path, iters: int | None, overrides: list[str]) -> Config:
+    """The recipe's config with its data and outputs under `output/name`, then `overrides`."""
     if name == "shapes_demo":
         from maskrcnn.inference.demo import demo_config
 
-        return demo_config(output=output / name, iters=iters, device="cpu")
+        return demo_config(output=output / name, iters=iters, device="cpu", overrides=overrides)
     cfg = load_config(name)
     for split_name, split in (("train", cfg.data.train), ("val", cfg.data.val)):
         split.annotations = str(output / name / "data" / f"{split_name}.json")
@@ -62,14 +62,16 @@ def recipe_config(name: str, output: Path, iters: int | None) -> Config:
         cfg.solver.steps = [max(1, round(step * factor)) for step in cfg.solver.steps]
         cfg.solver.warmup_iters = min(cfg.solver.warmup_iters, max(0, iters // 4))
         cfg.solver.max_iter = iters
+    for item in overrides:
+        cfg = apply_override(cfg, item)
     return cfg
 
 
-def run_recipe(name: str, output: Path, iters: int | None) -> dict[str, Any]:
+def run_recipe(name: str, output: Path, iters: int | None, overrides: list[str]) -> dict[str, Any]:
     from maskrcnn.data.build import ensure_shapes
     from maskrcnn.engine.train import train
 
-    cfg = recipe_config(name, output, iters)
+    cfg = recipe_config(name, output, iters, overrides)
     load_before = load_average()
     tick = time.perf_counter()
     ensure_shapes(cfg.data.train, "data.train")  # data generation is not part of training
@@ -82,6 +84,7 @@ def run_recipe(name: str, output: Path, iters: int | None) -> dict[str, Any]:
     metrics = summary.get("last_eval") or {}
     record: dict[str, Any] = {
         "recipe": name,
+        "overrides": overrides,
         "iterations": cfg.solver.max_iter,
         "images_per_iteration": cfg.data.batch_size,
         "train_images": cfg.data.train.num_images,
@@ -110,12 +113,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as make demo)")
     parser.add_argument("--output", default="runs/accuracy", help="data, checkpoints and logs go here")
     parser.add_argument("--iters", type=int, default=None, help="override every recipe's iterations (quick checks)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for every recipe (e.g. data.val.num_images=20)")
     parser.add_argument("--json", default=None, help="also write the report here (atomically)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     report: dict[str, Any] = {"benchmark": "accuracy", "machine": machine_info(), "recipes": []}
     for name in args.recipes:
-        report["recipes"].append(run_recipe(name, Path(args.output), args.iters))
+        report["recipes"].append(run_recipe(name, Path(args.output), args.iters, args.overrides))
     return finish_report(report, args.json)
 
 
