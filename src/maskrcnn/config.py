@@ -108,6 +108,10 @@ class TransformConfig:
     image_mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
     image_std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
     size_divisible: int = 32
+    # > 0: scale every image by this factor instead (long side still capped at max_size;
+    # min_size unused). Keeps the pixel scale of objects whatever the image size, e.g. 2.0
+    # for small nuclei, and lets training use fixed-size crops (data.augment.scale_target_size).
+    fixed_scale: float = 0.0
 
 
 @dataclass
@@ -127,7 +131,7 @@ class ModelConfig:
 
 @dataclass
 class DatasetConfig:
-    kind: str = "coco"  # coco | shapes
+    kind: str = "coco"  # coco | shapes | nuclei (generated)
     annotations: str = ""  # COCO JSON path
     images: str = ""  # image folder the JSON's file_name values are relative to
     # for kind "shapes": generated into `images` with `annotations` written beside them
@@ -146,6 +150,9 @@ class AugmentConfig:
     rotate90: float = 0.0  # probability of a rotation by 90, 180 or 270 degrees (equally likely)
     # probability of swapping rows and columns (flips 0.5 + transpose 0.5: all 8 orientations)
     transpose: float = 0.0
+    # N > 0: first cut a random window of at most N x N pixels at the image's own scale
+    # (bounded cost per iteration on large images; see model.transform.fixed_scale)
+    crop_size: int = 0
     random_crop: float = 0.0  # probability of a random crop
     crop_min_fraction: float = 0.6  # smallest crop side as a fraction of the image side
     scale_jitter: float = 0.0  # probability of a random zoom in or out, then crop / pad

@@ -51,7 +51,7 @@ def test_coco_kind_reads_the_given_files(tiny_coco):
     [
         (DatasetConfig(kind="coco", annotations="", images="x"), r"data.train.annotations: kind 'coco' needs"),
         (DatasetConfig(kind="coco", annotations="a.json", images=""), r"data.train.images: kind 'coco' needs"),
-        (DatasetConfig(kind="voc"), r"data.train.kind: expected 'coco' or 'shapes', got 'voc'"),
+        (DatasetConfig(kind="voc"), r"data.train.kind: expected 'coco', 'shapes' or 'nuclei', got 'voc'"),
         (DatasetConfig(kind="shapes", annotations="", num_images=3), r"data.train.annotations: kind 'shapes'"),
         (DatasetConfig(kind="shapes", annotations="s/t.json", num_images=0), r"data.train.num_images"),
         (DatasetConfig(kind="shapes", annotations="s/t.json", images="elsewhere", num_images=2), r"data.train.images"),

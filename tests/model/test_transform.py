@@ -115,3 +115,28 @@ def test_postprocess_maps_boxes_back_and_pastes_masks():
 
 def test_mean_and_std_are_not_in_the_state_dict():
     assert make_transform().state_dict() == {}
+
+
+@pytest.mark.parametrize(
+    ("hw", "expected"),
+    [
+        ((256, 256), (512, 512)),  # every image doubled, whatever its size
+        ((256, 320), (512, 640)),
+        ((520, 696), (1040, 1392)),
+        ((1024, 1024), (1400, 1400)),  # the long side stays within max_size
+    ],
+)
+def test_fixed_scale_keeps_the_pixel_scale(hw, expected):
+    transform = ImageTransform(
+        min_size=[800], max_size=1400, image_mean=MEAN, image_std=STD, size_divisible=32, fixed_scale=2.0
+    ).eval()
+    batch, targets = transform([torch.rand(3, *hw)], [Targets(boxes=torch.tensor([[10.0, 20.0, 30.0, 40.0]]),
+                                                              labels=torch.tensor([1]), masks=None)])
+    assert batch.image_sizes == [expected]
+    scale = expected[0] / hw[0]
+    assert torch.allclose(targets[0].boxes, torch.tensor([[10.0, 20.0, 30.0, 40.0]]) * scale, atol=1e-3)
+
+
+def test_fixed_scale_must_not_be_negative():
+    with pytest.raises(ValueError, match="fixed_scale"):
+        ImageTransform(min_size=[800], max_size=1333, image_mean=MEAN, image_std=STD, size_divisible=32, fixed_scale=-1.0)

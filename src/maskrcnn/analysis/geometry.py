@@ -34,7 +34,8 @@ class ResizedGeometry:
 
 def resized_geometry(height: int, width: int, model_cfg: ModelConfig, min_size: int | None = None) -> ResizedGeometry:
     t = model_cfg.transform
-    scale = resize_scale_factor(height, width, float(min_size or t.min_size[-1]), float(t.max_size))
+    short_side = t.fixed_scale * min(height, width) if t.fixed_scale > 0 else float(min_size or t.min_size[-1])
+    scale = resize_scale_factor(height, width, short_side, float(t.max_size))
     new_h, new_w = int(math.floor(height * scale)), int(math.floor(width * scale))
     div = max(int(t.size_divisible), 1)
     return ResizedGeometry(scale, (new_h, new_w), (math.ceil(new_h / div) * div, math.ceil(new_w / div) * div))

@@ -34,6 +34,7 @@ from maskrcnn.data.photometric import (  # PhotometricJitter also re-exported fo
     RandomGaussianBlur,
     RandomGaussianNoise,
 )
+from maskrcnn.data.window import RandomWindow
 from maskrcnn.structures import Targets
 
 Transform = Callable[[Tensor, Targets], tuple[Tensor, Targets]]
@@ -171,6 +172,8 @@ def check_augment_config(augment: AugmentConfig) -> None:
     _range(augment.scale_range, "scale_range", positive=True)
     _range(augment.blur_sigma, "blur_sigma", positive=True)
     _range(augment.noise_sigma, "noise_sigma", positive=False)
+    if augment.crop_size < 0:
+        raise AugmentConfigError(f"data.augment.crop_size: expected 0 (off) or a window side in pixels, got {augment.crop_size}")
     if augment.scale_target_size < 0:
         raise AugmentConfigError(
             f"data.augment.scale_target_size: expected 0 (the image's own size) or a side in pixels, got {augment.scale_target_size}"
@@ -199,6 +202,8 @@ def build_transforms(augment: AugmentConfig | None, train: bool) -> Compose | No
     check_augment_config(augment)
     a = augment
     parts: list[Transform] = []
+    if a.crop_size > 0:
+        parts.append(RandomWindow(a.crop_size, a.min_area))
     if a.random_crop > 0:
         parts.append(RandomCrop(a.random_crop, a.crop_min_fraction, a.min_area))
     if a.scale_jitter > 0:

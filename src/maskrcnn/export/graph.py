@@ -62,6 +62,7 @@ class ExportableMaskRCNN(nn.Module):
         transform = model.transform
         self.min_size = float(transform.min_size[-1])
         self.max_size = float(transform.max_size)
+        self.fixed_scale = float(transform.fixed_scale)  # > 0: every image scaled by it (recipe nuclei)
         self.size_divisible = int(transform.size_divisible)
         self.register_buffer("image_mean", transform.image_mean.detach().clone().view(3, 1, 1), persistent=False)
         self.register_buffer("image_std", transform.image_std.detach().clone().view(3, 1, 1), persistent=False)
@@ -92,7 +93,9 @@ class ExportableMaskRCNN(nn.Module):
         float64 and floored, as F.interpolate(recompute_scale_factor=True) does in Python.
         """
         sides = image_size.to(torch.float32)
-        scale = torch.minimum(self.min_size / sides.min(), self.max_size / sides.max())  # float32 ()
+        # fixed_scale: the transform's short-side target is fixed_scale x the short side
+        short_target = self.fixed_scale * sides.min() if self.fixed_scale > 0 else self.min_size
+        scale = torch.minimum(short_target / sides.min(), self.max_size / sides.max())  # float32 ()
         return torch.floor(image_size.to(torch.float64) * scale.to(torch.float64)).to(torch.int64)
 
     def preprocess(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -199,5 +199,6 @@ def build_model(cfg: ModelConfig) -> MaskRCNN:
             image_mean=t.image_mean,
             image_std=t.image_std,
             size_divisible=t.size_divisible,
+            fixed_scale=t.fixed_scale,
         ),
     )

@@ -9,6 +9,8 @@ see exactly the pixels they were trained on: the scale factor is computed in flo
 min(min_size / short side, max_size / long side), the image goes through
 `F.interpolate(scale_factor=..., recompute_scale_factor=True)` (output side =
 floor(side * scale)), and boxes are scaled by the float32 ratio new side / old side.
+With `fixed_scale` > 0 the factor is that number for every image (capped so the long side
+stays within `max_size`): the objects keep their pixel scale whatever the image size.
 """
 
 from __future__ import annotations
@@ -60,13 +62,16 @@ def thin_image_size(height: int, width: int, scale: float, min_size: int, max_si
 
 @contextlib.contextmanager
 def tile_mode(transform: "ImageTransform", scale: float) -> Iterator[None]:
-    """Within: images are resized by `scale` only, and masks are not pasted (postprocess keeps them M x M)."""
-    saved = (transform.fixed_scale, transform.paste_masks)
-    transform.fixed_scale, transform.paste_masks = float(scale), False
+    """Within: images are resized by `scale` times the model's own fixed_scale (1 when it has
+    none: a model trained at fixed_scale 2 sees tiles at the pixel scale it was trained on),
+    and masks are not pasted (postprocess keeps them M x M)."""
+    saved = (transform.tile_scale, transform.paste_masks)
+    own = transform.fixed_scale if transform.fixed_scale > 0 else 1.0
+    transform.tile_scale, transform.paste_masks = float(scale) * own, False
     try:
         yield
     finally:
-        transform.fixed_scale, transform.paste_masks = saved
+        transform.tile_scale, transform.paste_masks = saved
 
 
 def resize_boxes(boxes: Tensor, old_size: tuple[int, int], new_size: tuple[int, int]) -> Tensor:
@@ -105,15 +110,19 @@ class ImageTransform(nn.Module):
         image_mean: list[float],
         image_std: list[float],
         size_divisible: int,
+        fixed_scale: float = 0.0,
     ) -> None:
         super().__init__()
+        if fixed_scale < 0 or not math.isfinite(fixed_scale):
+            raise ValueError(f"model.transform.fixed_scale: expected 0 (off) or a positive factor, got {fixed_scale}")
+        self.fixed_scale = float(fixed_scale)
         if not min_size:
             raise ValueError("model.transform.min_size: expected at least one size, got []")
         self.min_size = [int(s) for s in min_size]
         self.max_size = int(max_size)
         self.size_divisible = int(size_divisible)
         # Tiled prediction (maskrcnn.tiling) sets these for its calls, through `tile_mode`:
-        self.fixed_scale: float | None = None  # resize every image by this factor instead
+        self.tile_scale: float | None = None  # resize every image by exactly this factor instead
         self.paste_masks = True  # False: postprocess keeps (N, M, M) masks, boxes in original pixels
         # Not part of the state dict: torchvision's checkpoints do not hold them.
         self.register_buffer("image_mean", torch.tensor(image_mean, dtype=torch.float32), persistent=False)
@@ -133,8 +142,11 @@ class ImageTransform(nn.Module):
     def resize(self, image: Tensor, target: Targets | None) -> tuple[Tensor, ResizedTargets | None]:
         """(3, H, W) -> (3, h, w); the target's boxes and masks follow."""
         height, width = image.shape[-2:]
-        if self.fixed_scale is not None:
-            scale = float(self.fixed_scale)
+        if self.tile_scale is not None:  # tiled prediction: exactly this factor
+            scale = float(self.tile_scale)
+        elif self.fixed_scale > 0:
+            # the same arithmetic with the short side's target set to fixed_scale x short side
+            scale = resize_scale_factor(height, width, self.fixed_scale * min(height, width), float(self.max_size))
         else:
             scale = resize_scale_factor(height, width, self.pick_min_size(), float(self.max_size))
         size = None  # torchvision's path (scale_factor) unless a side would round to 0 pixels

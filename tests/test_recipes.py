@@ -1,0 +1,65 @@
+"""The built-in recipes (docs/recipes.md): they load, build, state their lr for their batch,
+and the nuclei recipe trains a step and sees every image at its fixed scale."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from maskrcnn.config import load_config
+from maskrcnn.data.build import build_dataset
+from maskrcnn.engine.run_setup import FrozenFromScratchError, check_not_frozen_from_scratch
+from maskrcnn.engine.schedule import build_optimizer
+from maskrcnn.engine.train import train_step
+from maskrcnn.model.build import build_model
+
+RECIPES = ("shapes_demo", "nuclei", "finetune_coco")
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_recipe_states_its_lr_for_its_batch(name):
+    cfg = load_config(name)
+    assert cfg.solver.reference_batch_size == cfg.data.batch_size
+    assert cfg.solver.scale_lr == "none"
+
+
+@pytest.mark.parametrize("name", ("shapes_demo", "nuclei"))
+def test_from_scratch_recipes_pass_the_frozen_weights_check(name):
+    check_not_frozen_from_scratch(load_config(name))
+
+
+def test_finetune_recipe_needs_pretrained_weights():
+    cfg = load_config("finetune_coco")
+    assert cfg.model.backbone.norm == "frozen_bn" and cfg.model.backbone.freeze_at == 2
+    with pytest.raises(FrozenFromScratchError, match="--init-weights"):
+        check_not_frozen_from_scratch(cfg)
+    check_not_frozen_from_scratch(load_config("finetune_coco", ["train.init_weights=coco.pth"]))
+
+
+def test_nuclei_recipe_is_sized_for_dense_scenes():
+    cfg = load_config("nuclei")
+    heads, rpn = cfg.model.roi_heads, cfg.model.rpn
+    assert heads.detections_per_img >= 400 and rpn.post_nms_top_n_test >= heads.detections_per_img
+    smallest, largest = min(min(s) for s in cfg.model.anchors.sizes), max(max(s) for s in cfg.model.anchors.sizes)
+    scale = cfg.model.transform.fixed_scale
+    assert smallest <= 8 * scale and largest >= 60 * scale  # 8-60 px nuclei at the network's scale
+
+
+def test_nuclei_recipe_trains_a_step_and_keeps_the_pixel_scale(tmp_path):
+    torch.manual_seed(0)
+    cfg = load_config(
+        "nuclei", [f"data.train.annotations={tmp_path}/train.json", "data.train.num_images=2", "data.train.image_size=256"]
+    )
+    dataset = build_dataset(cfg.data.train, cfg.data.augment, train=True)
+    images, targets = zip(*[dataset[i][:2] for i in range(2)])
+    assert all(max(image.shape[1:]) <= cfg.data.augment.crop_size for image in images)
+    model = build_model(cfg.model).train()
+    optimizer = build_optimizer(model, cfg.solver)
+    losses = train_step(
+        model, list(images), list(targets), optimizer=optimizer, scaler=torch.amp.GradScaler(enabled=False), iteration=0
+    )
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    assert losses["loss_mask"] < 3.0  # GroupNorm in the mask head keeps the first mask loss near 1
+    model.eval()
+    batch, _ = model.transform([torch.rand(3, 256, 320), torch.rand(3, 520, 696)])
+    assert batch.image_sizes == [(512, 640), (1040, 1392)]
