@@ -103,11 +103,13 @@ class RoIHeadsConfig:
 
 @dataclass
 class TransformConfig:
-    min_size: list[int] = field(default_factory=lambda: [800])  # several: random per image in training
-    max_size: int = 1333
+    # the shorter side is resized to this; several: one drawn per image in training
+    min_size: list[int] = field(default_factory=lambda: [800])
+    max_size: int = 1333  # ... unless the longer side would pass this
+    # RGB mean and std of the [0, 1] input that normalisation removes (ImageNet's)
     image_mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
-    image_std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
-    size_divisible: int = 32
+    image_std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])  # see image_mean
+    size_divisible: int = 32  # the padded batch's sides are multiples of this (the largest stride)
     # > 0: scale every image by this factor instead (long side still capped at max_size;
     # min_size unused). Keeps the pixel scale of objects whatever the image size, e.g. 2.0
     # for small nuclei, and lets training use fixed-size crops (data.augment.scale_target_size).
