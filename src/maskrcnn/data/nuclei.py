@@ -23,7 +23,6 @@ Image i depends only on (seed, i): the same seed gives identical files and a lar
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 from typing import NamedTuple
@@ -33,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from maskrcnn.data.generated_files import png_bytes, tight_bbox
 from maskrcnn.io_utils import atomic_write_bytes, atomic_write_json
 from maskrcnn.ops.masks import mask_to_rle
 
@@ -248,18 +248,6 @@ def render_nuclei_image(
     return np.round(pixels * 255).astype(np.uint8), visible, style
 
 
-def _tight_bbox(mask: np.ndarray) -> list[float]:
-    ys, xs = np.nonzero(mask)
-    x0, y0 = int(xs.min()), int(ys.min())
-    return [float(x0), float(y0), float(xs.max() + 1 - x0), float(ys.max() + 1 - y0)]
-
-
-def _png_bytes(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels, mode="RGB").save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def nuclei_sizes(max_side: int) -> tuple[tuple[int, int], ...]:
     """The DSB-like image sizes whose longer side is at most `max_side` (at least the smallest)."""
     kept = tuple(s for s in IMAGE_SIZES if max(s) <= max_side)
@@ -294,7 +282,7 @@ def generate_nuclei(
     for index in range(num_images):
         pixels, masks, style = render_nuclei_image(seed, index, sizes)
         file_name = f"{stem}_{index:06d}.png"
-        atomic_write_bytes(images_dir / file_name, _png_bytes(pixels))
+        atomic_write_bytes(images_dir / file_name, png_bytes(pixels))
         image_id = index + 1
         images.append(
             {"id": image_id, "file_name": file_name, "height": pixels.shape[0], "width": pixels.shape[1], "style": style}
@@ -306,7 +294,7 @@ def generate_nuclei(
                     "image_id": image_id,
                     "category_id": 1,
                     "segmentation": mask_to_rle(mask.astype(np.uint8)),
-                    "bbox": _tight_bbox(mask),
+                    "bbox": tight_bbox(mask),
                     "area": float(mask.sum()),
                     "iscrowd": 0,
                 }

@@ -12,13 +12,13 @@ Image i depends only on (seed, i), so the same seed gives identical files, and a
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from maskrcnn.data.generated_files import png_bytes, tight_bbox
 from maskrcnn.io_utils import atomic_write_bytes, atomic_write_json
 from maskrcnn.ops.masks import mask_to_rle
 
@@ -157,19 +157,6 @@ def render_shapes_image(
     return pixels, kept
 
 
-def _tight_bbox(mask: np.ndarray) -> list[float]:
-    """COCO [x, y, w, h] of the pixels set in `mask` (pixel-edge coordinates)."""
-    ys, xs = np.nonzero(mask)
-    x0, y0 = int(xs.min()), int(ys.min())
-    return [float(x0), float(y0), float(xs.max() + 1 - x0), float(ys.max() + 1 - y0)]
-
-
-def _png_bytes(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels, mode="RGB").save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def generate_shapes(
     out_dir: str | Path,
     num_images: int,
@@ -205,7 +192,7 @@ def generate_shapes(
     for index in range(num_images):
         pixels, instances = render_shapes_image(seed, index, image_size, min_shapes, max_shapes, shapes)
         file_name = f"{stem}_{index:06d}.png"
-        atomic_write_bytes(images_dir / file_name, _png_bytes(pixels))
+        atomic_write_bytes(images_dir / file_name, png_bytes(pixels))
         image_id = index + 1
         images.append({"id": image_id, "file_name": file_name, "height": pixels.shape[0], "width": pixels.shape[1]})
         for kind_index, visible in instances:
@@ -215,7 +202,7 @@ def generate_shapes(
                     "image_id": image_id,
                     "category_id": kind_index + 1,
                     "segmentation": mask_to_rle(visible.astype(np.uint8)),
-                    "bbox": _tight_bbox(visible),
+                    "bbox": tight_bbox(visible),
                     "area": float(visible.sum()),
                     "iscrowd": 0,
                 }

@@ -82,7 +82,9 @@ def _pictures(
 ) -> list[Path]:
     """Overlays of the first `count` validation images: predictions, and predictions vs ground truth."""
     from maskrcnn.inference.predictor import Predictor
-    from maskrcnn.inference.visualize import display_scale, draw_gt_vs_pred, draw_instances, save_image, with_title
+    from maskrcnn.inference.visualize import (
+        display_scale, draw_gt_vs_pred, draw_instances, save_image, side_by_side, with_title,
+    )
 
     predictor = Predictor(model, class_names=class_names, score_threshold=score_threshold, device=device)
     written: list[Path] = []
@@ -105,7 +107,7 @@ def _pictures(
             save_image(path, array)
             written.append(path)
         panels.append(
-            _side_by_side(
+            side_by_side(
                 with_title(picture, f"{stem}: predictions (score >= {score_threshold:g})"),
                 with_title(versus, "predictions vs ground truth"),
             )
@@ -115,14 +117,6 @@ def _pictures(
         save_image(sheet_path, _stack_rows(panels[:4]))
         written.insert(0, sheet_path)
     return written
-
-
-def _side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 6) -> np.ndarray:
-    height = max(left.shape[0], right.shape[0])
-    canvas = np.full((height, left.shape[1] + gap + right.shape[1], 3), 255, dtype=np.uint8)
-    canvas[: left.shape[0], : left.shape[1]] = left
-    canvas[: right.shape[0], left.shape[1] + gap :] = right
-    return canvas
 
 
 def _stack_rows(rows: list[np.ndarray], gap: int = 6) -> np.ndarray:

@@ -76,6 +76,15 @@ def save_image(path: str | Path, image: np.ndarray) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 6) -> np.ndarray:
+    """Two (H, W, 3) pictures next to each other on white, `gap` pixels apart."""
+    height = max(left.shape[0], right.shape[0])
+    canvas = np.full((height, left.shape[1] + gap + right.shape[1], 3), 255, dtype=np.uint8)
+    canvas[: left.shape[0], : left.shape[1]] = left
+    canvas[: right.shape[0], left.shape[1] + gap :] = right
+    return canvas
+
+
 def _to_numpy(value: Any, dtype: Any | None = None) -> np.ndarray:
     if hasattr(value, "detach"):  # a torch tensor
         value = value.detach().cpu().numpy()

@@ -86,14 +86,6 @@ def _load_image(record: ImageRecord, images_dir: Path | None) -> tuple[np.ndarra
     return pixels, None
 
 
-def _side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 6) -> np.ndarray:
-    height = max(left.shape[0], right.shape[0])
-    canvas = np.full((height, left.shape[1] + gap + right.shape[1], 3), 255, dtype=np.uint8)
-    canvas[: left.shape[0], : left.shape[1]] = left
-    canvas[: right.shape[0], left.shape[1] + gap :] = right
-    return canvas
-
-
 def _xyxy(boxes_xywh: list[list[float]]) -> np.ndarray:
     boxes = np.asarray(boxes_xywh, dtype=np.float32).reshape(-1, 4)  # (N, 4) x y w h
     return np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)  # (N, 4) x1 y1 x2 y2
@@ -104,7 +96,7 @@ def draw_comparison(
     score_threshold: float, iou_threshold: float, use_masks: bool, panel_size: int,
 ) -> tuple[np.ndarray, str | None]:
     """Ground truth | predictions >= t vs ground truth, as one (H', W', 3) uint8 picture."""
-    from maskrcnn.inference.visualize import draw_gt_vs_pred, draw_instances, with_title
+    from maskrcnn.inference.visualize import draw_gt_vs_pred, draw_instances, side_by_side, with_title
     from maskrcnn.ops.masks import rle_to_mask
 
     record = item.record
@@ -132,7 +124,7 @@ def draw_comparison(
     )
     left = with_title(truth, f"ground truth: {len(record.gt)} objects")
     right = with_title(versus, f"predictions (score >= {score_threshold:g}) vs ground truth")
-    return _side_by_side(left, right), note
+    return side_by_side(left, right), note
 
 
 def _picture_bytes(pixels: np.ndarray) -> bytes:
