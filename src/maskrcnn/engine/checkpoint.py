@@ -15,7 +15,7 @@ reads: {"format": "maskrcnn", "version": 1, "config": ..., "model": state_dict,
 
 Everything is stored as tensors and plain Python values, so the file loads with
 `torch.load(..., weights_only=True)`. Files are written atomically: a run killed during
-a save leaves the previous file whole, and a temporary `.last.pt.XXXXXXXX.tmp` that the
+a save leaves the previous file whole, and a temporary `.last.pt.<random>.tmp` that the
 next run in the same folder removes (`remove_stale_temporaries`).
 """
 
