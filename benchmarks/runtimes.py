@@ -44,6 +44,9 @@ from maskrcnn.inference.agreement import agreement_ap  # noqa: E402
 from maskrcnn.inference.precision import cpu_flags  # noqa: E402
 
 RUNTIMES = ("predictor_fp32", "predictor_bf16", "onnxruntime_fp32", "openvino_fp32", "openvino_bf16")
+# Our float32 Predictor with direct oneDNN convolutions only (no Winograd): which is faster
+# depends on the CPU (Winograd was chosen on an AVX2 machine).
+DIRECT = "predictor_fp32_direct"
 FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8", "avx512_vnni", "avx512_fp16")
 Prediction = dict[str, np.ndarray]
 
@@ -77,6 +80,7 @@ def build_runners(weights: Path, config: str | None, onnx_path: Path, threads: i
     for precision in ("fp32", "bf16"):
         predictor = Predictor.from_checkpoint(weights, config=config, device="cpu", score_threshold=0.0, precision=precision)
         runners[f"predictor_{precision}"] = predictor
+    runners[DIRECT] = Predictor.from_checkpoint(weights, config=config, device="cpu", score_threshold=0.0, winograd=False)
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -118,7 +122,18 @@ def main() -> None:
     parser.add_argument("--config", default=None, help="config for a torchvision state dict")
     parser.add_argument("--onnx", default=None, help="an exported file to use instead of exporting now")
     parser.add_argument("--json", default=None, help="also write the report here")
+    parser.add_argument(
+        "--clock", choices=("wall", "process"), default="wall",
+        help="process: this process's CPU seconds instead of wall time; with --threads 1 it is "
+        "barely changed by other jobs on the machine, so runtimes compare per core on a busy CPU",
+    )
+    parser.add_argument(
+        "--runtimes", nargs="+", default=None, choices=RUNTIMES + (DIRECT,),
+        help="only these (predictor_fp32 is always run: the ratios are to it); default: all",
+    )
     args = parser.parse_args()
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
+    runtimes = ("predictor_fp32",) + tuple(r for r in args.runtimes or RUNTIMES + (DIRECT,) if r != "predictor_fp32")
 
     torch.set_num_threads(args.threads)
     flags = cpu_flags()
@@ -153,28 +168,28 @@ def main() -> None:
     images = {name: np.asarray(Image.open(PARITY / "images" / f"{name}.png").convert("RGB")) for name in args.images}
 
     # Warm-up round: first-call costs (weight packing, graph compilation), and the outputs compared below.
-    outputs: dict[str, dict[str, Prediction]] = {name: {} for name in RUNTIMES}
-    warmup_s: dict[str, dict[str, float]] = {name: {} for name in RUNTIMES}
+    outputs: dict[str, dict[str, Prediction]] = {name: {} for name in runtimes}
+    warmup_s: dict[str, dict[str, float]] = {name: {} for name in runtimes}
     for image_name, image in images.items():
-        for runtime in RUNTIMES:
+        for runtime in runtimes:
             start = time.perf_counter()
             outputs[runtime][image_name] = runners[runtime](image)
             warmup_s[runtime][image_name] = round(time.perf_counter() - start, 3)
     report["warmup_s"] = warmup_s
 
-    times: dict[str, dict[str, list[float]]] = {name: {image: [] for image in images} for name in RUNTIMES}
-    ratios: dict[str, list[float]] = {name: [] for name in RUNTIMES}
+    times: dict[str, dict[str, list[float]]] = {name: {image: [] for image in images} for name in runtimes}
+    ratios: dict[str, list[float]] = {name: [] for name in runtimes}
     loads = []
     for round_index in range(args.repeats):
-        order = RUNTIMES[round_index % len(RUNTIMES):] + RUNTIMES[: round_index % len(RUNTIMES)]
+        order = runtimes[round_index % len(runtimes):] + runtimes[: round_index % len(runtimes)]
         for image_name, image in images.items():
             this_call = {}
             for runtime in order:
-                start = time.perf_counter()
+                start = clock()
                 runners[runtime](image)
-                this_call[runtime] = time.perf_counter() - start
+                this_call[runtime] = clock() - start
                 times[runtime][image_name].append(round(this_call[runtime], 4))
-            for runtime in RUNTIMES:
+            for runtime in runtimes:
                 ratios[runtime].append(this_call[runtime] / this_call["predictor_fp32"])
         loads.append(load_average())
         print(f"round {round_index + 1}/{args.repeats} done, load {loads[-1]}", file=sys.stderr, flush=True)
@@ -190,8 +205,9 @@ def main() -> None:
             "median_s_all_images": round(statistics.median([t for v in times[runtime].values() for t in v]), 4),
             "time_ratio_to_predictor_fp32": ratio_summary(ratios[runtime]),
         }
-        for runtime in RUNTIMES
+        for runtime in runtimes
     }
+    report["clock"] = args.clock
     report["parity_with_predictor_fp32"] = {
         runtime: {
             image: (lambda r: {"passes": r.passes, **r._asdict(), "summary": r.summary()})(
@@ -199,10 +215,13 @@ def main() -> None:
             )
             for image in images
         }
-        for runtime in ("onnxruntime_fp32", "openvino_fp32")
+        for runtime in ("onnxruntime_fp32", "openvino_fp32", DIRECT)
+        if runtime in runtimes
     }
     report["bf16_agreement_ap"] = {}
     for bf16, fp32 in (("predictor_bf16", "predictor_fp32"), ("openvino_bf16", "openvino_fp32")):
+        if bf16 not in runtimes or fp32 not in runtimes:
+            continue
         reference = [outputs[fp32][image] for image in images]
         candidate = [outputs[bf16][image] for image in images]
         report["bf16_agreement_ap"][f"{bf16}_vs_{fp32}"] = {

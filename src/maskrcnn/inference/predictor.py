@@ -14,6 +14,7 @@ checkpoint carries.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,10 @@ def check_image(image: Any, where: str = "image") -> np.ndarray:
 
 def image_to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
     """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1] on `device`."""
-    tensor = torch.from_numpy(image).to(device)
+    with warnings.catch_warnings():
+        # a read-only array (np.asarray of a PIL image) is only read here: .float() copies it
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        tensor = torch.from_numpy(image).to(device)
     return tensor.permute(2, 0, 1).float().div_(255.0)
 
 
