@@ -26,6 +26,8 @@ Counts per run (score >= --count-score, label-agnostic): each object is found on
 detection lies on it, mask IoU >= 0.5), found poorly (one, IoU < 0.5), split or duplicated
 (two or more detections lie on it: at least half of each detection's mask is on it) or
 missed; for tiled runs also for only the objects a tile border crosses ("near seams").
+"spurious": detections (score >= --count-score) of which no object holds half (for
+small_crops these include pieces of the objects that crop borders cut).
 """
 
 from __future__ import annotations
@@ -127,12 +129,18 @@ def coco_ap(shapes: list[Any], ignored: list[bool], instances: list[Any], height
     return out
 
 
-def object_outcomes(shapes: list[Any], instances: list[Any], min_score: float) -> list[str]:
-    """Per object: 'once', 'poorly', 'split' or 'missed' (see the module docstring); label-agnostic."""
+class Outcomes(NamedTuple):
+    per_object: list[str]  # 'once', 'poorly', 'split' or 'missed'
+    spurious: int  # detections (score >= min_score) of which no object holds half
+
+
+def object_outcomes(shapes: list[Any], instances: list[Any], min_score: float) -> Outcomes:
+    """What became of each object (see the module docstring); label-agnostic."""
     kept = [i for i in instances if i.score >= min_score and i.mask.any()]
     boxes = np.array([[i.y0, i.x0, i.y1, i.x1] for i in kept], dtype=np.int64).reshape(-1, 4)
     areas = np.array([int(i.mask.sum()) for i in kept], dtype=np.int64)
     outcomes = []
+    on_some_object = np.zeros(len(kept), dtype=bool)
     for s in shapes:
         near = np.flatnonzero((boxes[:, 0] < s.y1) & (boxes[:, 2] > s.y0) & (boxes[:, 1] < s.x1) & (boxes[:, 3] > s.x0))
         on_it, best_iou = 0, 0.0
@@ -142,10 +150,11 @@ def object_outcomes(shapes: list[Any], instances: list[Any], min_score: float) -
             inter = int(np.count_nonzero(s.mask[y0 - s.y0 : y1 - s.y0, x0 - s.x0 : x1 - s.x0]
                                          & p.mask[y0 - p.y0 : y1 - p.y0, x0 - p.x0 : x1 - p.x0]))
             if inter * 2 >= areas[k]:
+                on_some_object[k] = True
                 on_it += 1
                 best_iou = max(best_iou, inter / (areas[k] + int(s.mask.sum()) - inter))
         outcomes.append("missed" if on_it == 0 else "split" if on_it > 1 else "once" if best_iou >= 0.5 else "poorly")
-    return outcomes
+    return Outcomes(outcomes, int(np.count_nonzero(~on_some_object)))
 
 
 def count(outcomes: list[str]) -> dict[str, int]:
@@ -204,10 +213,10 @@ def evaluate_canvas(args: argparse.Namespace, predictor: Any, background: str, s
     runs: dict[str, dict[str, Any]] = {}
 
     def score(name: str, instances: list[Any], seconds: float, windows: list[Any] | None) -> None:
-        outcomes = object_outcomes(shapes, instances, args.count_score)
+        outcomes, spurious = object_outcomes(shapes, instances, args.count_score)
         same = [o for o, cut in zip(outcomes, cut_by_crops) if not cut]
         run: dict[str, Any] = {"seconds": round(seconds, 2), "seconds_per_megapixel": round(seconds / megapixels, 3),
-                               "instances": len(instances),
+                               "instances": len(instances), "spurious": spurious,
                                "same_objects": {**coco_ap(shapes, cut_by_crops, instances, side, side), **count(same)}}
         if windows is not None:
             run["tiles"] = len(windows)
