@@ -300,3 +300,15 @@ def test_a_merged_box_is_the_model_box_of_the_tile_that_saw_each_side():
     # border against 10 from B's left); right, x 90: B deeper (30 px against A's 9)
     assert merged.box.tolist() == pytest.approx([49.4, 39.6, 89.8, 60.2])
     assert (merged.y0, merged.x0, merged.mask.shape) == (40, 50, (20, 40))
+
+
+def test_a_merged_score_is_that_of_the_view_with_the_most_context():
+    # A sees the object (x 84..98) 2 px from its right border and scores it 0.9; B sees it
+    # 24 px inside and scores it 0.6: the group takes B's score, not the highest.
+    from maskrcnn.tiling.merge import SeamMerger
+
+    merger = SeamMerger(100, 160, 0.5)
+    merger.add_tile(TileWindow(0, 0, 0, 100, 100), [_rect(40, 84, 60, 98, 0.9)])
+    merger.add_tile(TileWindow(1, 0, 60, 100, 160), [_rect(40, 84, 60, 98, 0.6)])
+    (merged,) = merger.pop_finished(None)
+    assert merged.score == pytest.approx(0.6)

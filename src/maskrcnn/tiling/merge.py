@@ -18,8 +18,8 @@ seen by two or more tiles: whole by some, cut at a tile border by others.
 2. Merging a group. Each pixel of the group's area takes the mask of the group's tile in
    which it lies deepest (farthest from that tile's borders; the image's own borders do
    not count): every part of the object comes from the tile that saw it with the most
-   context, and a cut edge is never used where another tile saw past it. Score: the
-   highest of the pieces; label: that piece's; box: each side from the piece that saw
+   context, and a cut edge is never used where another tile saw past it. Score and
+   label: those of the piece whose tile sees the object's centre deepest; box: each side from the piece that saw
    that side deepest inside its tile, among the pieces not cut there (the model's own
    box regression, more exact than the mask's bounds).
    A piece cut by its tile's border (inside the image) that links to nothing is dropped:
@@ -182,7 +182,26 @@ class SeamMerger:
         merged = trim(CroppedInstance(best.box, best.label, best.score, y0, x0, mask))
         if merged.mask.any():
             merged.box = self._merged_box(members, merged)
+            lead = self._deepest_at_centre(members, merged)
+            merged.score, merged.label = lead.instance.score, lead.instance.label
         return merged
+
+    def _deepest_at_centre(self, members: list[_Piece], merged: CroppedInstance) -> _Piece:
+        """The piece whose tile sees the merged object's centre deepest (ties: higher score).
+
+        Its score is the group's: the view with the most context. The highest of the pieces'
+        scores would promote a doubtful second-class detection that some shallow view scored
+        high (shapes canvas: objects with two detections >= 0.5, 80 with the highest score,
+        53 with the deepest, 54 in small crops; mask AP 0.662 and 0.663).
+        """
+        cy, cx = (merged.y0 + merged.y1) // 2, (merged.x0 + merged.x1) // 2
+
+        def key(m: _Piece) -> tuple[int, float]:
+            t = m.tile
+            y, x = min(max(cy, t.y0), t.y1 - 1), min(max(cx, t.x0), t.x1 - 1)
+            return int(self._depth(t, y, x, y + 1, x + 1)[0, 0]), float(m.instance.score)
+
+        return max(members, key=key)
 
     def _merged_box(self, members: list[_Piece], merged: CroppedInstance) -> np.ndarray:
         """(4,) x1 y1 x2 y2: each side from the piece that saw that side deepest inside its
