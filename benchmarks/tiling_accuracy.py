@@ -5,8 +5,9 @@
 The canvas (`maskrcnn.data.shapes_canvas`) is drawn like the shapes_demo training images:
 same shape sizes, shapes per area, backgrounds and noise, on one continuous canvas (one per
 `--backgrounds` kind), with ground truth. The model is the shapes_demo recipe (`--weights`;
-without it `maskrcnn demo --threads T --iters N` trains one into --workdir first: about
-15-25 minutes on one thread of this 2-core machine for 1800 iterations).
+without it `maskrcnn demo --threads T --iters N` trains one into --workdir first: 1800
+iterations took 41 minutes of wall time on one thread of this 2-core machine at load 4-6,
+including several minutes in which another job had stopped the process).
 
 Runs on each canvas (all at the model's own scale, one torch thread, score threshold 0.05):
 - small_crops: the canvas cut into non-overlapping crops the size of the training images

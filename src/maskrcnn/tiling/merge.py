@@ -8,7 +8,7 @@ seen by two or more tiles: whole by some, cut at a tile border by others.
    intersection over union there >= `threshold` (0.5 by default), and they have the same
    label. (Intersection over the smaller piece linked a small object to any large,
    low-scoring detection around it and chained objects together: mask AP 0.07 against
-   0.19 with IoU, benchmarks/tiling.py accuracy.) Links are transitive (union-find), so an object across
+   0.19 with IoU, in an earlier mosaic benchmark.) Links are transitive (union-find), so an object across
    three tiles or a tile corner becomes one group. Pieces of one tile are never linked
    directly: the model's own NMS has separated them. Between two tiles links are one to
    one, best overlap first: a piece that also overlaps a second, looser detection of the
