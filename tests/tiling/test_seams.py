@@ -236,3 +236,79 @@ def test_a_cut_piece_that_no_neighbour_confirms_is_dropped():
     empty: list[np.ndarray] = []
     result = run(empty, detector=WithSpuriousPieces)
     assert [(i.y0, i.x0) for i in result.instances] == [(60, 60)]
+
+
+def _rect(y0: int, x0: int, y1: int, x1: int, score: float, holes: tuple[int, int, int, int] | None = None) -> CroppedInstance:
+    mask = np.ones((y1 - y0, x1 - x0), dtype=bool)
+    if holes is not None:
+        hy0, hx0, hy1, hx1 = holes
+        mask[hy0 - y0 : hy1 - y0, hx0 - x0 : hx1 - x0] = False
+    return CroppedInstance(np.array([x0, y0, x1, y1], dtype=np.float32), 1, score, y0, x0, mask)
+
+
+def test_a_piece_links_to_one_detection_of_the_neighbour_tile_not_to_a_junk_one_around_it():
+    # Tiles A (x 0..100) and B (x 60..160) share x 60..100. Object O (x 50..80) crosses B's
+    # left border; object P (x 110..130) lies in B only. B also reports a low-scoring
+    # detection J spanning O's piece, the gap and P: inside the shared area J overlaps A's
+    # O with IoU 0.67, so linking every pair above 0.5 would merge O, J and B's O into one
+    # instance bloated over P. Linked one to one (best overlap first), O and P come out exact
+    # and J, cut by B's border and linked to nothing, is dropped.
+    from maskrcnn.tiling.merge import SeamMerger
+
+    merger = SeamMerger(100, 160, 0.5)
+    merger.add_tile(TileWindow(0, 0, 0, 100, 100), [_rect(40, 50, 60, 80, 0.9)])
+    junk = _rect(40, 60, 60, 130, 0.3, holes=None)
+    junk.mask[:5, 20:50] = False  # the gap between O and P is thinner: rows 45..55
+    junk.mask[15:, 20:50] = False
+    merger.add_tile(TileWindow(1, 0, 60, 100, 160), [_rect(40, 60, 60, 80, 0.9), junk, _rect(40, 110, 60, 130, 0.8)])
+    found = sorted(merger.pop_finished(None), key=lambda i: i.x0)
+    assert [(i.y0, i.x0, i.mask.shape, bool(i.mask.all())) for i in found] == [(40, 50, (20, 30), True), (40, 110, (20, 20), True)]
+
+
+def test_one_row_of_tiles_merges_objects_across_its_seams():
+    # An image no taller than a tile: every tile spans the whole height (no inner border
+    # above or below), which the merge's depth map must handle.
+    height, width = 150, 500
+    objects = []
+    for x0 in (120, 260, 400):  # across the seams of tile 192 / overlap 48 (tiles at 0, 144, 288, 308)
+        mask = np.zeros((height, width), dtype=bool)
+        mask[40:90, x0 : x0 + 60] = True
+        objects.append(mask)
+    source = ImageSource(ArrayImage(np.zeros((height, width, 3), np.uint8)), IntensityWindow(0.0, 255.0))
+    result = predict_tiled(GroundTruthPieces(objects), source, tile_size=192, overlap=48)
+    assert result.tiles == 4 and len(result.instances) == 3
+    assert sorted((i.y0, i.x0, i.mask.shape, bool(i.mask.all())) for i in result.instances) == [
+        (40, x0, (50, 60), True) for x0 in (120, 260, 400)
+    ]
+
+
+def test_a_merged_box_is_the_model_box_of_the_tile_that_saw_each_side():
+    # Tile A (x 0..100) sees the object whole; tile B (x 60..160) sees it cut at x = 60.
+    # The merged box takes the left side from A (B's is cut), the other sides from the
+    # tile that saw them deepest, as the model regressed them, not the mask's bounds.
+    from maskrcnn.tiling.merge import SeamMerger
+
+    whole = _rect(40, 50, 60, 90, 0.9)
+    whole.box = np.array([49.4, 39.6, 90.3, 60.2], dtype=np.float32)  # (x1, y1, x2, y2), regressed
+    cut = _rect(40, 60, 60, 90, 0.8)
+    cut.box = np.array([60.0, 39.8, 89.8, 60.1], dtype=np.float32)
+    merger = SeamMerger(100, 160, 0.5)
+    merger.add_tile(TileWindow(0, 0, 0, 100, 100), [whole])
+    merger.add_tile(TileWindow(1, 0, 60, 100, 160), [cut])
+    (merged,) = merger.pop_finished(None)
+    # left: only A saw it; top and bottom: both, A deeper at x 70 (29 px from its right
+    # border against 10 from B's left); right, x 90: B deeper (30 px against A's 9)
+    assert merged.box.tolist() == pytest.approx([49.4, 39.6, 89.8, 60.2])
+    assert (merged.y0, merged.x0, merged.mask.shape) == (40, 50, (20, 40))
+
+
+def test_a_merged_score_is_that_of_the_view_with_the_most_context():
+    # A sees the object (x 84..98) 2 px from its right border and scores it 0.9; B sees it
+    # 24 px inside and scores it 0.6: the group takes B's score, not the highest.
+    from maskrcnn.tiling.merge import SeamMerger
+
+    merger = SeamMerger(100, 160, 0.5)
+    merger.add_tile(TileWindow(0, 0, 0, 100, 100), [_rect(40, 84, 60, 98, 0.9)])
+    merger.add_tile(TileWindow(1, 0, 60, 100, 160), [_rect(40, 84, 60, 98, 0.6)])
+    (merged,) = merger.pop_finished(None)
+    assert merged.score == pytest.approx(0.6)
