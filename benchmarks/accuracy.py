@@ -3,8 +3,9 @@
     python benchmarks/accuracy.py [--recipes shapes_demo nuclei] [--threads 1]
         [--output runs/accuracy] [--iters N] [--set key=value ...] [--json PATH]
 
-Each recipe is trained for its own budget (its config's solver.max_iter, or --iters for a
-quick check) on its own generated data, then evaluated on its held-out generated
+Each recipe is trained for its own budget (its config's solver.max_iter, at most
+solver.max_time_s seconds when the recipe sets one, or --iters for a quick check) on its
+own generated data, then evaluated on its held-out generated
 validation set:
   shapes_demo  exactly what `make demo` trains: 400 + 50 shapes images of 128 px
                (maskrcnn.inference.demo.demo_config)
@@ -85,7 +86,9 @@ def run_recipe(name: str, output: Path, iters: int | None, overrides: list[str])
     record: dict[str, Any] = {
         "recipe": name,
         "overrides": overrides,
-        "iterations": cfg.solver.max_iter,
+        "iterations": summary.get("iterations"),  # solver.max_time_s may have shortened the run
+        "configured_iterations": cfg.solver.max_iter,
+        "time_budget": summary.get("time_budget"),
         "images_per_iteration": cfg.data.batch_size,
         "train_images": cfg.data.train.num_images,
         "val_images": cfg.data.val.num_images,
