@@ -63,3 +63,11 @@ def test_nuclei_recipe_trains_a_step_and_keeps_the_pixel_scale(tmp_path):
     model.eval()
     batch, _ = model.transform([torch.rand(3, 256, 320), torch.rand(3, 520, 696)])
     assert batch.image_sizes == [(512, 640), (1040, 1392)]
+    # DSB's largest images (1040 x 1388) are doubled too, as the training windows are
+    batch, _ = model.transform([torch.rand(3, 1040, 1388)])
+    assert batch.image_sizes == [(2080, 2776)]
+
+
+def test_nuclei_recipe_fits_its_training_in_15_minutes():
+    solver = load_config("nuclei").solver
+    assert 0 < solver.max_time_s <= 14 * 60  # a margin for the last iteration and the final save

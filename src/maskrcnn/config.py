@@ -207,6 +207,11 @@ class SolverConfig:
     reference_batch_size: int = 16
     # none: use `lr` as given | linear: lr x (batch_size x processes) / reference_batch_size
     scale_lr: str = "none"
+    # > 0: training-loop seconds the run must fit in, whatever the CPU's speed or load:
+    # after 10 timed iterations (and at every tenth of the run) max_iter is shortened to what
+    # fits and the lr schedule rebuilt over it; a hard stop before the budget still saves
+    # last.pt / model_final.pt and evaluates (not counted). 0: off
+    max_time_s: float = 0.0
 
 
 @dataclass

@@ -12,6 +12,7 @@ from maskrcnn.engine.dsb_score import dsb_image_score, dsb_score
 from maskrcnn.engine.evaluate import (
     coco_evaluate,
     detections_to_coco_results,
+    dsb_score_from_coco,
     evaluate_files,
     evaluate_model,
 )
@@ -112,6 +113,33 @@ def test_dsb_score_by_hand():
     assert dsb_image_score(nothing, gt) == 0.0
     assert dsb_score([pred, nothing, nothing], [gt, nothing, gt]) == pytest.approx((expected + 1.0 + 0.0) / 3)
     assert dsb_score([torch.from_numpy(gt)], [torch.from_numpy(gt)]) == 1.0
+
+
+def test_dsb_score_from_coco_rles_equals_the_dense_mask_score():
+    """dsb_score_from_coco works on RLEs (pycocotools IoU); it must agree with the dense
+    masks' score, overlapping predictions and an image without predictions included."""
+    rng = np.random.default_rng(0)
+    images, anns, results, dense_gt, dense_pred = [], [], [], [], []
+    for i in range(4):
+        h, w = 30 + 5 * i, 40
+        gt = np.zeros((5, h, w), np.uint8)
+        for k in range(5):
+            y, x = rng.integers(0, h - 9), rng.integers(0, w - 9)
+            gt[k, y : y + rng.integers(3, 9), x : x + rng.integers(3, 9)] = 1
+        shifted = [np.roll(gt[k], int(rng.integers(-2, 3)), axis=int(rng.integers(0, 2))) for k in range(5)]
+        pred = np.stack(shifted + [(rng.random((h, w)) > 0.95).astype(np.uint8)]) if i < 3 else np.zeros((0, h, w), np.uint8)
+        images.append({"id": i + 1, "height": h, "width": w, "file_name": f"{i}.png"})
+        for k in range(5):
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": 1, "segmentation": mask_to_rle(gt[k]),
+                         "area": float(gt[k].sum()), "bbox": [0, 0, 1, 1], "iscrowd": 0})
+        for k in range(len(pred)):
+            results.append({"image_id": i + 1, "category_id": 1, "segmentation": mask_to_rle(pred[k]), "score": 0.9})
+        dense_gt.append(gt)
+        dense_pred.append(pred)
+    coco = make_coco({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "x"}]})
+    expected = dsb_score(dense_pred, dense_gt)
+    assert 0.0 < expected < 1.0
+    assert dsb_score_from_coco(coco, results, 0.5) == pytest.approx(expected, abs=1e-12)
 
 
 def test_dsb_score_refuses_mismatched_inputs():

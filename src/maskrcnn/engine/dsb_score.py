@@ -57,7 +57,14 @@ def dsb_image_score(pred: MaskStack, gt: MaskStack) -> float:
     num_pred, num_gt = int(pred.shape[0]), int(gt.shape[0])
     if num_pred == 0 and num_gt == 0:
         return 1.0
-    iou = mask_iou_matrix(pred, gt)
+    return dsb_score_from_iou(mask_iou_matrix(pred, gt))
+
+
+def dsb_score_from_iou(iou: Tensor) -> float:
+    """The image score from its (P, G) IoU matrix of predictions and ground truth."""
+    num_pred, num_gt = int(iou.shape[0]), int(iou.shape[1])
+    if num_pred == 0 and num_gt == 0:
+        return 1.0
     total = 0.0
     for threshold in DSB_IOU_THRESHOLDS:
         tp = count_matches(iou, threshold)

@@ -12,6 +12,7 @@ categories that differ from training's.
 
 from __future__ import annotations
 
+import copy
 import random
 import sys
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from maskrcnn.config import Config, ConfigError, apply_override, dump_config
+from maskrcnn.config import Config, ConfigError, SolverConfig, apply_override, dump_config
 from maskrcnn.engine import distributed as du
 from maskrcnn.engine.checkpoint import (
     BEST_NAME,
@@ -38,6 +39,7 @@ from maskrcnn.engine.checkpoint import (
 from maskrcnn.engine.init_weights import format_init_report, load_init_weights
 from maskrcnn.engine.metrics import MetricsLog
 from maskrcnn.engine.schedule import LrChoice, build_lr_scheduler, build_optimizer, check_solver, choose_lr, with_lr
+from maskrcnn.engine.time_budget import shortened_solver
 from maskrcnn.io_utils import atomic_write_text
 
 
@@ -207,6 +209,20 @@ def _restore(ckpt: dict[str, Any], path: Path, cfg: Config, info: du.DistInfo, *
     return position
 
 
+def _stored_budget(ckpt: dict[str, Any] | None, cfg: Config) -> dict[str, Any] | None:
+    """The time budget's record in the checkpoint being resumed, when it still applies
+    (a budget is set and solver.max_iter is the one the record planned from)."""
+    stored = (ckpt or {}).get("time_budget")
+    if not stored or cfg.solver.max_time_s <= 0:
+        return None
+    if int(stored.get("config_max_iter", -1)) != cfg.solver.max_iter:
+        note(f"solver.max_iter {cfg.solver.max_iter} differs from the {stored.get('config_max_iter')} the time budget "
+             "planned from: a new plan starts")
+        return None
+    note(f"time budget: continuing the plan of {stored['max_iter']} iterations ({stored['elapsed_s']:.0f} s spent)")
+    return dict(stored)
+
+
 @dataclass
 class TrainingRun:
     """What `setup_run` builds; the loop advances `position`."""
@@ -228,6 +244,7 @@ class TrainingRun:
     position: Position
     resumed_from: int | None
     lr: LrChoice
+    configured_solver: SolverConfig  # as configured: a time budget shortens cfg.solver from it
     extra: dict[str, Any] = field(default_factory=dict)  # class names etc., stored in checkpoints
     dataset_warnings: dict[str, int] = field(default_factory=dict)
     last_eval: dict[str, Any] = field(default_factory=dict)
@@ -336,6 +353,12 @@ def setup_run(cfg: Config, *, resume: bool, info: du.DistInfo, device: torch.dev
     if info.is_main:
         _prepare_output(out)
     ckpt = _read_resume_checkpoint(out, cfg) if resume else None
+    budget = _stored_budget(ckpt, cfg)
+    configured_solver = cfg.solver
+    if cfg.solver.max_time_s > 0:
+        cfg = copy.deepcopy(cfg)  # the time budget may shorten cfg.solver: not the caller's object
+    if budget is not None:  # continue the schedule the time budget shortened
+        cfg.solver = shortened_solver(cfg.solver, int(budget["max_iter"]), cfg.solver.max_iter)
     seed_everything(cfg.train.seed)
     train_set, val_set = _data(cfg, train_set, val_set)
     cfg = _match_num_classes(cfg, train_set)
@@ -356,6 +379,9 @@ def setup_run(cfg: Config, *, resume: bool, info: du.DistInfo, device: torch.dev
         metrics_log.start_fresh()
     if info.is_main:
         atomic_write_text(out / "config.yaml", dump_config(cfg))
+    extra = _dataset_extra(train_set)
+    if budget is not None:
+        extra["time_budget"] = budget
 
     train_model: nn.Module = model
     if info.enabled:
@@ -368,5 +394,5 @@ def setup_run(cfg: Config, *, resume: bool, info: du.DistInfo, device: torch.dev
         optimizer=solver.optimizer, scheduler=solver.scheduler, scaler=solver.scaler, amp=solver.amp,
         loader=loader, val_set=val_set, val_loader=val_loader, metrics_log=metrics_log, position=position,
         resumed_from=position.iteration if resume else None, lr=solver.lr,
-        extra=_dataset_extra(train_set), dataset_warnings=dict(getattr(train_set, "warnings", {}) or {}),
+        configured_solver=configured_solver, extra=extra, dataset_warnings=dict(getattr(train_set, "warnings", {}) or {}),
     )

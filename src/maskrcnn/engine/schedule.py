@@ -84,6 +84,8 @@ def check_solver(solver: SolverConfig) -> None:
         raise ConfigError(f"solver.steps: expected increasing iterations, got {solver.steps}")
     if solver.clip_grad_norm < 0:
         raise ConfigError(f"solver.clip_grad_norm: expected >= 0 (0 disables), got {solver.clip_grad_norm}")
+    if solver.max_time_s < 0 or not math.isfinite(solver.max_time_s):
+        raise ConfigError(f"solver.max_time_s: expected seconds >= 0 (0: no time budget), got {solver.max_time_s}")
     if solver.scale_lr not in LR_SCALING:
         raise ConfigError(f"solver.scale_lr: expected one of {list(LR_SCALING)}, got {solver.scale_lr!r}")
     if solver.reference_batch_size < 1:
@@ -153,6 +155,16 @@ def lr_lambda_from_solver(solver: SolverConfig) -> Callable[[int], float]:
         )
 
     return factor
+
+
+def reschedule(scheduler: torch.optim.lr_scheduler.LambdaLR, solver: SolverConfig) -> None:
+    """Make `scheduler` follow `solver` from its current iteration on (a run shortened by
+    its time budget): new factor functions, and the rate of the next update set now."""
+    factor = lr_lambda_from_solver(solver)
+    scheduler.lr_lambdas = [factor] * len(scheduler.optimizer.param_groups)
+    for group, base_lr in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
+        group["lr"] = base_lr * factor(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
 
 
 def build_lr_scheduler(optimizer: torch.optim.Optimizer, solver: SolverConfig) -> torch.optim.lr_scheduler.LambdaLR:

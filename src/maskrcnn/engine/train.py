@@ -27,6 +27,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -50,7 +51,8 @@ from maskrcnn.engine.checkpoint import (
 from maskrcnn.engine.metrics import WindowAverages, read_metrics, run_evaluation
 from maskrcnn.engine.plot import plot_loss_curve
 from maskrcnn.engine.run_setup import TrainingRun, note, seed_everything, setup_run, with_init_weights
-from maskrcnn.engine.schedule import check_solver
+from maskrcnn.engine.schedule import check_solver, reschedule
+from maskrcnn.engine.time_budget import describe_shortening, describe_stop, shortened_solver, start_budget
 from maskrcnn.io_utils import atomic_write_json
 from maskrcnn.runtime import reuse_freed_memory
 
@@ -160,12 +162,34 @@ def evaluate_now(run: TrainingRun, done: int) -> None:
 # ---------------------------------------------------------------------------------------
 
 
+def _shorten(run: TrainingRun, max_iter: int) -> None:
+    """The time budget shortened the run: the config and the lr schedule end at `max_iter`."""
+    configured = run.configured_solver
+    run.cfg.solver = shortened_solver(configured, max_iter, configured.max_iter)
+    reschedule(run.scheduler, run.cfg.solver)
+
+
+def _shared_clock(device: torch.device) -> Callable[[], float]:
+    """Under DDP every process must take the time budget's decisions together: the
+    slowest process's clock (one all-reduce of a scalar per iteration)."""
+    from maskrcnn.engine import time_budget
+
+    local = time_budget.CLOCK
+
+    def clock() -> float:
+        return float(du.all_reduce_max(torch.tensor([local()], dtype=torch.float64, device=device))[0])
+
+    return clock
+
+
 def run_loop(run: TrainingRun) -> float:
     """Iterations position.iteration .. max_iter - 1, with periodic evaluation and
-    checkpoints; returns the training time in seconds."""
+    checkpoints; returns the training time in seconds. With solver.max_time_s the run
+    may be shortened (and its schedule rebuilt) or stopped early (engine/time_budget.py)."""
     cfg, info = run.cfg, run.info
     max_iter = cfg.solver.max_iter
     start_iter = run.position.iteration
+    budget = start_budget(cfg.solver, run.extra.get("time_budget"), start_iter, clock=_shared_clock(run.device) if info.enabled else None)
     batches = cycle_batches(run.loader, seed=cfg.train.seed, start_epoch=run.position.epoch, start_batch=run.position.batch)
     averages = WindowAverages(window=max(cfg.train.log_period, 1))
     kill_after = int(os.environ.get(KILL_AFTER_ITER_ENV, "0") or 0)
@@ -173,7 +197,7 @@ def run_loop(run: TrainingRun) -> float:
     started = time.perf_counter()
     bar = tqdm(total=max_iter, initial=start_iter, desc="train", disable=not info.is_main, dynamic_ncols=True, file=sys.stderr)
     tick = time.perf_counter()
-    for iteration in range(start_iter, max_iter):
+    for iteration in range(start_iter, max(max_iter, run.configured_solver.max_iter)):  # the budget may change max_iter
         epoch, index, (images, targets, _infos) = next(batches)
         data_time = time.perf_counter() - tick
         images, targets = _to_device(images, targets, run.device)
@@ -187,6 +211,14 @@ def run_loop(run: TrainingRun) -> float:
         run.scheduler.step()
         run.position.epoch, run.position.batch = epoch, index + 1
         done = iteration + 1
+        if budget is not None:
+            decision = budget.after_iteration(done)
+            run.extra["time_budget"] = budget.record.as_dict()
+            if decision.new_max_iter is not None or decision.stop:
+                max_iter = budget.record.max_iter
+                _shorten(run, max_iter)
+                bar.total = max_iter
+                note(describe_stop(budget.record) if decision.stop else describe_shortening(budget.record, done))
         now = time.perf_counter()
         averages.update({**losses, "time_per_iter": now - tick, "data_time": data_time})
         tick = now
@@ -243,6 +275,7 @@ def finish_run(run: TrainingRun, train_time: float) -> dict[str, Any]:
         "world_size": info.world_size,
         "device": str(run.device),
         "lr": run.lr.lr,
+        "time_budget": run.extra.get("time_budget"),
         "init_weights": cfg.train.init_weights or None,
         "final_checkpoint": str(out / FINAL_NAME),
         "best_checkpoint": str(out / BEST_NAME) if p.best_metric is not None else None,
