@@ -75,6 +75,8 @@ def bench_setup(name: str, args: argparse.Namespace, device: torch.device, amp: 
     batch_size = batch_size or cfg.data.batch_size
     torch.manual_seed(0)
     model = build_model(cfg.model).to(device).train()
+    if cfg.train.channels_last:  # as `maskrcnn train` does (engine/run_setup.py)
+        model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, cfg.solver)
     for group in optimizer.param_groups:  # a small step: timing only, and no divergence
         group["lr"] = min(group["lr"], 0.002)

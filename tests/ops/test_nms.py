@@ -75,3 +75,20 @@ def test_nms_parity_with_torchvision(parity_ops):
             parity_ops["nms_boxes"], parity_ops["nms_scores"], parity_ops["nms_idxs"], case["iou_threshold"]
         )
         assert torch.equal(keep, case["keep"]), case["iou_threshold"]
+
+
+def test_batched_nms_per_category_sweeps_equal_one_sweep_over_offset_boxes():
+    # The CPU path runs the greedy sweep per category on torchvision's offset boxes; it must
+    # keep exactly what one sweep over all offset boxes keeps (ties, touching boxes, a
+    # threshold of 0 included), and negative coordinates must take the single sweep.
+    generator = torch.Generator().manual_seed(2)
+    xy = (torch.rand(700, 2, generator=generator) * 120).round()
+    boxes = torch.cat([xy, xy + 1 + (torch.rand(700, 2, generator=generator) * 50).round()], dim=1)
+    scores = torch.rand(700, generator=generator).round(decimals=2)  # ties
+    idxs = torch.randint(0, 5, (700,), generator=generator)
+    for shift in (0.0, -60.0):
+        shifted_input = boxes + shift
+        offsets = idxs.to(boxes) * (shifted_input.max() + 1)
+        for threshold in (0.0, 0.3, 0.5, 0.7, 1.0):
+            one_sweep = nms(shifted_input + offsets[:, None], scores, threshold)
+            assert torch.equal(batched_nms(shifted_input, scores, idxs, threshold), one_sweep), (shift, threshold)

@@ -363,6 +363,8 @@ def setup_run(cfg: Config, *, resume: bool, info: du.DistInfo, device: torch.dev
     train_set, val_set = _data(cfg, train_set, val_set)
     cfg = _match_num_classes(cfg, train_set)
     model = _model(cfg, model, resume=resume, out=out).to(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)  # 4-D weights; convolutions then keep NHWC
     solver = _solver(cfg, model, info, device)
     seed_everything(cfg.train.seed + 1000 * info.rank)  # same init everywhere, own augmentation per rank
     loader, val_loader = _loaders(cfg, info, train_set, val_set)

@@ -28,17 +28,21 @@ _ROW_BLOCK = 128  # rows of the IoU matrix per greedy step (128 measured best of
 _SERIAL_ELEMENTS = 32768
 
 
-def _suppressed_by(
-    rows: Tensor, cols: Tensor, areas_rows: Tensor, areas_cols: Tensor, iou_threshold: float
-) -> Tensor:
-    """(R, C) bool: IoU(row box, col box) > threshold, with torchvision's float arithmetic."""
-    xx1 = torch.maximum(rows[:, None, 0], cols[None, :, 0])  # (R, C)
-    xx2 = torch.minimum(rows[:, None, 2], cols[None, :, 2])
+def _suppressed_by(rows: Tensor, cols: Tensor, iou_threshold: float) -> Tensor:
+    """(R, C) bool: IoU(row box, col box) > threshold, with torchvision's float arithmetic.
+
+    rows (5, R) and cols (5, C): coordinate-major tables x1, y1, x2, y2, area, each row
+    contiguous (broadcasting contiguous vectors is 2-3x faster than strided columns).
+    """
+    x1r, y1r, x2r, y2r, area_r = rows.unbind(0)  # (R,) each
+    x1c, y1c, x2c, y2c, area_c = cols.unbind(0)  # (C,) each
+    xx1 = torch.maximum(x1r[:, None], x1c[None, :])  # (R, C)
+    xx2 = torch.minimum(x2r[:, None], x2c[None, :])
     width = xx2.sub_(xx1).clamp_(min=0)
-    yy1 = torch.maximum(rows[:, None, 1], cols[None, :, 1], out=xx1)
-    yy2 = torch.minimum(rows[:, None, 3], cols[None, :, 3])
+    yy1 = torch.maximum(y1r[:, None], y1c[None, :], out=xx1)
+    yy2 = torch.minimum(y2r[:, None], y2c[None, :])
     inter = width.mul_(yy2.sub_(yy1).clamp_(min=0))
-    union = torch.add(areas_rows[:, None], areas_cols[None, :], out=yy2).sub_(inter)
+    union = torch.add(area_r[:, None], area_c[None, :], out=yy2).sub_(inter)
     return inter.div_(union) > iou_threshold
 
 
@@ -52,15 +56,15 @@ def _greedy_keep(boxes: Tensor, iou_threshold: float) -> list[int]:
     """
     num = boxes.shape[0]
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # (N,)
-    # (N, 5) boxes and areas; on the CPU gathered through NumPy (torch's indexing kernel
-    # opens a 2-thread region even for a few thousand elements).
-    table = torch.cat([boxes, areas[:, None]], dim=1)
+    # (5, N) x1, y1, x2, y2, area; on the CPU gathered through NumPy (torch's indexing
+    # kernel opens a 2-thread region even for a few thousand elements).
+    table = torch.cat([boxes, areas[:, None]], dim=1).t().contiguous()
     table_host = table.numpy() if table.device.type == "cpu" else None
 
-    def take(positions: np.ndarray) -> Tensor:
+    def take(positions: np.ndarray) -> Tensor:  # (5, len(positions)), each row contiguous
         if table_host is not None:
-            return torch.from_numpy(table_host[positions])
-        return table[torch.from_numpy(positions).to(table.device)]
+            return torch.from_numpy(table_host[:, positions])
+        return table[:, torch.from_numpy(positions).to(table.device)]
 
     removed = 0  # bit j set: box j suppressed
     kept: list[int] = []
@@ -75,15 +79,14 @@ def _greedy_keep(boxes: Tensor, iou_threshold: float) -> list[int]:
         if num_rows == 0:
             continue
         alive_rows = alive[:num_rows].tolist()
-        cols_table = take(alive)  # (C', 5)
-        row_boxes, row_areas = cols_table[:num_rows, :4], cols_table[:num_rows, 4]
-        col_boxes, col_areas = cols_table[:, :4], cols_table[:, 4]
+        cols_table = take(alive)  # (5, C')
+        rows_table = cols_table[:, :num_rows].contiguous()  # (5, R')
         bits = np.zeros((num_rows, padded_cols), dtype=bool)
         # columns per tile: single-threaded tiles on the CPU, whole rows on a GPU
         tile = max(1, (_SERIAL_ELEMENTS - 1) // num_rows) if table_host is not None else alive.shape[0]
-        for first in range(0, col_boxes.shape[0], tile):
+        for first in range(0, cols_table.shape[1], tile):
             cols = slice(first, first + tile)
-            suppress = _suppressed_by(row_boxes, col_boxes[cols], row_areas, col_areas[cols], iou_threshold)
+            suppress = _suppressed_by(rows_table, cols_table[:, cols].contiguous(), iou_threshold)
             bits[:, alive[cols]] = suppress.cpu().numpy()  # (R', tile) bool
         packed = np.packbits(bits, axis=1, bitorder="little")  # (R', padded_cols / 8)
         for offset, i in enumerate(alive_rows):
@@ -116,6 +119,30 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     return order.index_select(0, kept_positions)
 
 
+def _nms_each_category(shifted: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+    """`nms(shifted, scores)` computed one category at a time: the same keep list.
+
+    With coordinates >= 0, torchvision's offsets put each category's boxes in a square of
+    its own, so boxes of two categories never intersect (IoU 0, never above a threshold
+    >= 0): the greedy sweep over all boxes keeps exactly what the sweeps per category
+    keep. Per category, IoUs are computed only among boxes that can overlap (for RPN
+    proposals of 5 levels, ~3.5x fewer pairs). The IoUs are those of the shifted boxes,
+    so float rounding is torchvision's.
+    """
+    order = torch.sort(scores, dim=0, descending=True, stable=True)[1]  # (N,)
+    sorted_boxes = shifted.index_select(0, order)
+    if not sorted_boxes.is_floating_point():
+        sorted_boxes = sorted_boxes.float()
+    categories = idxs.index_select(0, order).numpy()  # (N,)
+    kept_positions = []
+    for category in np.unique(categories):
+        positions = np.flatnonzero(categories == category)  # ascending: this category's score order
+        kept = _greedy_keep(sorted_boxes[torch.from_numpy(positions)], iou_threshold)
+        kept_positions.append(positions[kept])
+    merged = np.sort(np.concatenate(kept_positions))  # back to the global score order
+    return order.index_select(0, torch.from_numpy(merged).to(torch.int64))
+
+
 def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
     """NMS done independently per category `idxs` (N,): kept indices (K,) by decreasing score.
 
@@ -133,7 +160,10 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     if boxes.numel() <= (4000 if boxes.device.type == "cpu" else 20000):
         max_coordinate = boxes.max()
         offsets = idxs.to(boxes) * (max_coordinate + torch.tensor(1).to(boxes))  # (N,)
-        return nms(boxes + offsets[:, None], scores, iou_threshold)
+        shifted = boxes + offsets[:, None]  # (N, 4)
+        if boxes.device.type == "cpu" and iou_threshold >= 0 and bool(boxes.min() >= 0):
+            return _nms_each_category(shifted, scores, idxs, iou_threshold)
+        return nms(shifted, scores, iou_threshold)
     keep_mask = torch.zeros_like(scores, dtype=torch.bool)
     for category in torch.unique(idxs).tolist():
         members = torch.where(idxs == category)[0]
