@@ -1,6 +1,7 @@
 """The command line without a model: help, configs, input errors, predictions-file evaluation."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -211,3 +212,20 @@ def test_threads_option(capsys) -> None:
     status, _, err = run_cli(["predict", "x.png", "--weights", "w.pt", "--threads", "-1"], capsys)
     assert status == 1 and "--threads: expected 0" in err
     assert torch.get_num_threads() == before
+
+
+def test_inference_commands_let_openmp_threads_sleep_unless_the_user_chose():
+    script = (
+        "import os, sys; from maskrcnn.cli import sleep_while_waiting_for_inference as f; "
+        "f(sys.argv[1]); print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+
+    def policy(command: str, **extra: str) -> str:
+        done = subprocess.run([sys.executable, "-c", script, command], env={**env, **extra}, capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
+    assert policy("predict") == "PASSIVE False"
+    assert policy("evaluate") == "PASSIVE False"
+    assert policy("train") == "None False"  # training keeps OpenMP's default
+    assert policy("predict", OMP_WAIT_POLICY="ACTIVE") == "ACTIVE False"
