@@ -32,6 +32,7 @@ from maskrcnn.data.shapes import (
     MIN_VISIBLE_FRACTION,
     MIN_VISIBLE_PIXELS,
     PLACEMENT_TRIES,
+    _distinct_colour,
     _random_colour,
     _vertices,
 )
@@ -159,7 +160,7 @@ def render_shapes_canvas(
             (boxes[:, 0] < y1 + near) & (boxes[:, 2] > y0 - near) & (boxes[:, 1] < x1 + near) & (boxes[:, 3] > x0 - near)
         )
         local_background = background_pixels[y0:y1, x0:x1].reshape(-1, 3).mean(axis=0)
-        colour = _distinct(rng, [local_background, *(colours[k] for k in around)])
+        colour = _distinct_colour(rng, [local_background, *(colours[k] for k in around)], COLOUR_DISTANCE)
         image[y0:y1, x0:x1][mask] = colour
         boxes = np.concatenate([boxes, np.array([[y0, x0, y1, x1]], dtype=np.int64)])
         full_area.append(int(mask.sum()))
@@ -195,15 +196,6 @@ def _cover(shape: CanvasShape, mask: np.ndarray, y0: int, x0: int) -> None:
     if where is not None:
         sy, sx, my, mx = where
         shape.mask[sy, sx] &= ~mask[my, mx]
-
-
-def _distinct(rng: np.random.Generator, avoid: list[np.ndarray]) -> np.ndarray:
-    colour = _random_colour(rng)
-    for _ in range(30):
-        if all(np.linalg.norm(colour - other) >= COLOUR_DISTANCE for other in avoid):
-            break
-        colour = _random_colour(rng)
-    return colour
 
 
 def _trimmed(shape: CanvasShape) -> CanvasShape:
