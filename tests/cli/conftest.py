@@ -6,18 +6,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_model import CLASS_NAMES, LABEL_TO_CATEGORY_ID, tiny_overrides
 
-TINY_OVERRIDES = [
-    "model.transform.min_size=[64]",
-    "model.transform.max_size=64",
-    "model.backbone.plain_channels=[8,16,16,16,16]",
-    "model.backbone.fpn_channels=16",
-    "model.roi_heads.box_head_dim=32",
-    "model.roi_heads.mask_head_channels=16",
-    "model.roi_heads.detections_per_img=5",
-]
-CLASS_NAMES = ["background", "circle", "square", "triangle"]
-LABEL_TO_CATEGORY_ID = {1: 10, 2: 20, 3: 30}
+TINY_OVERRIDES = tiny_overrides()
 
 
 def tiny_config():

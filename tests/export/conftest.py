@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 import torch
+from tiny_model import CLASS_NAMES, LABEL_TO_CATEGORY_ID, tiny_overrides
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -36,16 +37,7 @@ def _run_in_onnxruntime(module: torch.nn.Module, example: tuple, inputs: list[tu
     return [session.run(None, {n: t.numpy() for n, t in zip(names, args)}) for args in inputs]
 
 
-TINY_OVERRIDES = [
-    "model.transform.min_size=[64]",
-    "model.transform.max_size=96",
-    "model.backbone.plain_channels=[8,16,16,16,16]",
-    "model.backbone.fpn_channels=16",
-    "model.roi_heads.box_head_dim=32",
-    "model.roi_heads.mask_head_channels=16",
-    "model.roi_heads.detections_per_img=5",
-]
-CLASS_NAMES = ["background", "circle", "square", "triangle"]
+TINY_OVERRIDES = tiny_overrides(max_size=96)
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +52,7 @@ def tiny_checkpoint_factory(tmp_path_factory):
         torch.manual_seed(0)
         model = build_model(cfg.model).eval()
         path = tmp_path_factory.mktemp("tiny") / "tiny.pt"
-        save_model(path, model, cfg, class_names=CLASS_NAMES, label_to_category_id={1: 10, 2: 20, 3: 30})
+        save_model(path, model, cfg, class_names=CLASS_NAMES, label_to_category_id=LABEL_TO_CATEGORY_ID)
         return path, model
 
     return make

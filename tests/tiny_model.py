@@ -1,0 +1,20 @@
+"""The tiny randomly initialised shapes model shared by the CLI, serve and export tests:
+config overrides on `shapes_demo`, and the class names and category ids it is saved with."""
+
+from __future__ import annotations
+
+CLASS_NAMES = ["background", "circle", "square", "triangle"]
+LABEL_TO_CATEGORY_ID = {1: 10, 2: 20, 3: 30}
+
+
+def tiny_overrides(*, max_size: int = 64, detections_per_img: int = 5) -> list[str]:
+    """`shapes_demo` shrunk to a 64 px input and a few channels per layer."""
+    return [
+        "model.transform.min_size=[64]",
+        f"model.transform.max_size={max_size}",
+        "model.backbone.plain_channels=[8,16,16,16,16]",
+        "model.backbone.fpn_channels=16",
+        "model.roi_heads.box_head_dim=32",
+        "model.roi_heads.mask_head_channels=16",
+        f"model.roi_heads.detections_per_img={detections_per_img}",
+    ]
