@@ -193,3 +193,32 @@ def test_evaluate_model_runs_the_model_over_a_dataset(tmp_path):
     assert metrics["segm_AP"] == pytest.approx(1.0) and metrics["dsb_score"] == pytest.approx(1.0)
     assert len(results) == 3 and metrics["num_images"] == 2
     assert model.training and dataset.transforms is not None  # both restored
+
+
+def test_evaluate_model_pastes_masks_in_chunks_as_the_model_would(tmp_path):
+    """evaluate_model keeps the model's masks M x M and pastes a few at a time; the RLEs
+    must equal those of the model's own full-size paste."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tiny_model import tiny_overrides
+
+    from maskrcnn.config import load_config
+    from maskrcnn.data.shapes import generate_shapes
+    from maskrcnn.model.build import build_model
+
+    torch.manual_seed(0)
+    cfg = load_config("shapes_demo", tiny_overrides(detections_per_img=40))
+    model = build_model(cfg.model).eval()
+    generate_shapes(tmp_path, 3, image_size=48, seed=5)
+    dataset = CocoDataset(tmp_path / "annotations.json", tmp_path / "images")
+    _, results = evaluate_model(model, dataset, device="cpu", batch_size=2, progress=False)
+    expected = []
+    with torch.inference_mode():
+        for index in range(len(dataset)):
+            image, _target, info = dataset[index]
+            expected += detections_to_coco_results(model([image]), [info], dataset.label_to_category_id)
+    assert len(results) == len(expected) > 40  # more than one chunk of 32 in some image
+    assert [r["segmentation"] for r in results] == [r["segmentation"] for r in expected]
+    assert [r["bbox"] for r in results] == [r["bbox"] for r in expected]

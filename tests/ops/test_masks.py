@@ -10,6 +10,7 @@ from maskrcnn.ops.masks import (
     mask_to_rle,
     masks_to_rles,
     paste_masks_in_image,
+    paste_masks_to_rles,
     polygons_to_mask,
     rle_to_mask,
 )
@@ -153,3 +154,16 @@ def test_mask_targets_crop_only_what_the_boxes_reach():
     assert crop_index.tolist() == [0, 0] and moved[0, :2].tolist() == [0.0, 0.0]
     expected = _full_mask_targets(gt_masks, boxes, 7, torch.tensor([1, 1]))
     torch.testing.assert_close(crop_and_resize_masks(gt_masks, boxes, 7, mask_indices=torch.tensor([1, 1])), expected)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 64])
+def test_paste_to_rles_in_chunks_equals_the_full_paste(chunk_size):
+    generator = torch.Generator().manual_seed(3)
+    masks = torch.rand(7, 28, 28, generator=generator)  # (N, M, M)
+    corners = torch.rand(7, 2, generator=generator) * torch.tensor([50.0, 40.0]) - 5  # some leave the image
+    sides = torch.rand(7, 2, generator=generator) * 30 + 2
+    boxes = torch.cat([corners, corners + sides], dim=1)  # (N, 4)
+    expected = masks_to_rles((paste_masks_in_image(masks, boxes, (45, 60)) > 0.5).to(torch.uint8))
+    got = paste_masks_to_rles(masks, boxes, (45, 60), 0.5, chunk_size=chunk_size)
+    assert got == expected
+    assert sum(rle_to_mask(r).sum() for r in got) > 0  # not all empty: the comparison means something

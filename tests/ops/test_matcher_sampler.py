@@ -1,5 +1,7 @@
+import pytest
 import torch
 
+from maskrcnn.ops.boxes import box_iou
 from maskrcnn.ops.matcher import Matcher
 from maskrcnn.ops.sampler import sample_balanced
 
@@ -60,3 +62,18 @@ def test_sampler_generator_is_reproducible():
     a = sample_balanced(labels, 20, 0.5, generator=torch.Generator().manual_seed(3))
     b = sample_balanced(labels, 20, 0.5, generator=torch.Generator().manual_seed(3))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("low_quality", [True, False])
+@pytest.mark.parametrize("max_pairs", [1, 7, 50, 10**6])
+def test_match_boxes_in_chunks_equals_the_whole_iou_matrix(low_quality, max_pairs):
+    generator = torch.Generator().manual_seed(4)
+    corners = torch.rand(300, 2, generator=generator) * 60
+    boxes = torch.cat([corners, corners + 4 + torch.rand(300, 2, generator=generator) * 20], dim=1)  # (N, 4)
+    boxes[150:] = boxes[:150]  # tied boxes: a gt's highest IoU is reached twice
+    gt = boxes[[3, 80, 80, 200]] + 1.5  # a repeated gt too
+    matcher = Matcher(0.7, 0.3, allow_low_quality_matches=low_quality)
+    expected = matcher(box_iou(gt, boxes))
+    got = matcher.match_boxes(gt, boxes, max_pairs=max_pairs)
+    assert torch.equal(got, expected)
+    assert (expected >= 0).any() and (expected < 0).any()

@@ -25,7 +25,8 @@ from maskrcnn.config import EvaluationConfig
 from maskrcnn.data.coco import DatasetError, load_coco_gt, read_json_file
 from maskrcnn.data.validate import is_finite_number, rle_problem
 from maskrcnn.engine.dsb_score import dsb_score_from_iou
-from maskrcnn.ops.masks import masks_to_rles
+from maskrcnn.model.transform import unpasted_masks
+from maskrcnn.ops.masks import masks_to_rles, paste_masks_to_rles
 from maskrcnn.structures import Detections
 
 METRIC_SUFFIXES: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -54,12 +55,17 @@ def detections_to_coco_results(
     infos: Sequence[dict[str, Any]],
     label_to_category_id: dict[int, int],
     mask_threshold: float = 0.5,
+    unpasted_image_sizes: Sequence[tuple[int, int]] | None = None,
 ) -> list[dict[str, Any]]:
     """One COCO result dict per detection: image_id, category_id, bbox [x, y, w, h], score,
     and (when the detections have masks) segmentation as RLE with str counts, from
-    mask probability > mask_threshold."""
+    mask probability > mask_threshold.
+
+    Masks are full-size (N, H, W); or, with `unpasted_image_sizes` ((h, w) per image), the
+    model's (N, M, M) masks, pasted a chunk at a time (bounded memory for dense images)."""
     results: list[dict[str, Any]] = []
-    for det, info in zip(detections, infos, strict=True):
+    sizes = [None] * len(detections) if unpasted_image_sizes is None else list(unpasted_image_sizes)
+    for det, info, size in zip(detections, infos, sizes, strict=True):
         if len(det) == 0:
             continue
         boxes = det.boxes.detach().float().cpu()  # (N, 4) x1 y1 x2 y2
@@ -67,7 +73,9 @@ def detections_to_coco_results(
         scores = det.scores.detach().float().cpu().tolist()
         labels = det.labels.detach().cpu().tolist()
         rles: list[dict[str, Any] | None] = [None] * len(det)
-        if det.masks is not None:
+        if det.masks is not None and size is not None:
+            rles = paste_masks_to_rles(det.masks.detach().float().cpu(), boxes, size, mask_threshold)
+        elif det.masks is not None:
             binary = (det.masks.detach() > mask_threshold).to(torch.uint8).cpu().numpy()  # (N, H, W)
             rles = masks_to_rles(binary)
         for box, score, label, rle in zip(xywh, scores, labels, rles):
@@ -225,12 +233,19 @@ def evaluate_model(
     try:
         model.eval()
         loader = build_loader(dataset, batch_size=batch_size, train=False, group_by_aspect_ratio=False)
-        with torch.inference_mode():
+        # Masks come back M x M and are pasted a few at a time: a dense image's hundreds of
+        # full-size float masks at once took gigabytes.
+        transform = getattr(model, "transform", None)
+        keep_unpasted = unpasted_masks(transform) if transform is not None else contextlib.nullcontext()
+        with torch.inference_mode(), keep_unpasted:
             for images, _targets, infos in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
                 detections = model([image.to(device) for image in images])
                 detections = [d.to("cpu") for d in detections]
                 has_masks = has_masks and all(d.masks is not None for d in detections)
-                results.extend(detections_to_coco_results(detections, infos, dataset.label_to_category_id))
+                sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images] if transform is not None else None
+                results.extend(
+                    detections_to_coco_results(detections, infos, dataset.label_to_category_id, unpasted_image_sizes=sizes)
+                )
     finally:
         dataset.transforms = saved_transforms
         model.train(was_training)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from maskrcnn.model.losses import rpn_losses
 from maskrcnn.model.norm import make_norm
 from maskrcnn.ops.anchors import AnchorGenerator
-from maskrcnn.ops.boxes import BoxCoder, box_iou, clip_boxes, remove_small_boxes
+from maskrcnn.ops.boxes import BoxCoder, clip_boxes, remove_small_boxes
 from maskrcnn.ops.matcher import Matcher
 from maskrcnn.ops.nms import batched_nms
 from maskrcnn.ops.sampler import sample_balanced
@@ -150,7 +150,7 @@ class RegionProposalNetwork(nn.Module):
         if gt_boxes.shape[0] == 0:  # background image: every anchor is negative
             zeros = torch.zeros(anchors.shape[0], dtype=torch.int64, device=anchors.device)
             return zeros.float(), zeros
-        matched = self.matcher(box_iou(gt_boxes, anchors))  # (G, T) -> (T,)
+        matched = self.matcher.match_boxes(gt_boxes, anchors)  # IoU (G, T) -> (T,), in chunks when large
         labels = (matched >= 0).float()
         labels[matched == Matcher.BETWEEN_THRESHOLDS] = -1.0
         return labels, matched.clamp(min=0)

@@ -74,6 +74,18 @@ def tile_mode(transform: "ImageTransform", scale: float) -> Iterator[None]:
         transform.tile_scale, transform.paste_masks = saved
 
 
+@contextlib.contextmanager
+def unpasted_masks(transform: "ImageTransform") -> Iterator[None]:
+    """Within: postprocess keeps (N, M, M) mask probabilities (boxes still in original
+    pixels), for callers that paste a few at a time (evaluation of dense images)."""
+    saved = transform.paste_masks
+    transform.paste_masks = False
+    try:
+        yield
+    finally:
+        transform.paste_masks = saved
+
+
 def resize_boxes(boxes: Tensor, old_size: tuple[int, int], new_size: tuple[int, int]) -> Tensor:
     """Scale (N, 4) xyxy boxes from an image of `old_size` (h, w) to one of `new_size`."""
     ratio_h = torch.tensor(new_size[0], dtype=torch.float32, device=boxes.device) / torch.tensor(
