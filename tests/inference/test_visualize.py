@@ -114,3 +114,18 @@ def test_draw_gt_vs_pred_with_nothing_on_one_side(num_gt, num_pred) -> None:
     out = draw_gt_vs_pred(image, gt_boxes, gt_masks, pred_boxes, np.full(num_pred, 0.9), pred_masks)
     assert out.shape[1] == size and out.shape[0] > size
     assert (out[:size].sum() > 0) == (num_gt + num_pred > 0)
+
+
+def test_captions_that_would_cover_earlier_ones_are_left_out() -> None:
+    """Ten instances on one spot: the captions take the free places around the box (above,
+    inside the top edge, below), and those that find none are not drawn: before, they were
+    stacked over the first caption (a dense image got a pile of captions over its instances)."""
+    image = np.full((96, 96, 3), 100, dtype=np.uint8)
+    boxes = [[30, 40, 60, 70]] * 10
+    colors = instance_colors(10)
+    one = draw_instances(image, boxes[:1], [1], [0.9], None, ["bg", "thing"], colors=colors[:1], show_boxes=False)
+    ten = draw_instances(image, boxes, [1] * 10, [0.9] * 10, None, ["bg", "thing"], colors=colors, show_boxes=False)
+    first_caption = (one != 100).any(axis=2)  # (H, W) pixels of the first caption
+    assert first_caption.sum() > 0
+    assert np.array_equal(ten[first_caption], one[first_caption])  # not drawn over
+    assert (ten != 100).any(axis=2).sum() <= 4 * first_caption.sum()  # at most the four places

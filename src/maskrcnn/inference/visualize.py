@@ -185,7 +185,8 @@ class _Canvas:
 
     def caption(self, text: str, box: np.ndarray, color: Sequence[int]) -> None:
         """White text on a darkened copy of `color`: above the box, else inside its top edge,
-        else below it; the first of these that does not cover an earlier caption."""
+        else below it; the first of these that does not cover an earlier caption. Where all
+        would, none is drawn: in a crowded image, stacked captions hid the instances."""
         draw = self.draw()
         left, top, right, bottom = draw.textbbox((0, 0), text, font=self.font)
         pad = max(1, self.font_size // 6)
@@ -194,10 +195,12 @@ class _Canvas:
         x = min(max(0.0, x1), max(0.0, self.width - text_w))
         candidates = [y1 - text_h, y1, y2, y2 - text_h]
         candidates = [min(max(0.0, y), max(0.0, self.height - text_h)) for y in candidates]
-        y = next((c for c in candidates if not self._covers(x, c, text_w, text_h)), candidates[0])
+        y = next((c for c in candidates if not self._covers(x, c, text_w, text_h)), None)
+        if y is None:
+            return
         self._captions.append((x, y, x + text_w, y + text_h))
         background = tuple(int(c * 0.55) for c in color)
-        draw.rectangle([x, y, x + text_w, y + text_h], fill=background)
+        draw.rectangle([x, y, x + text_w - 1, y + text_h - 1], fill=background)  # PIL includes the end
         draw.text((x + pad - left, y + pad - top), text, fill=(255, 255, 255), font=self.font)
 
     def _covers(self, x: float, y: float, w: float, h: float) -> bool:
