@@ -53,3 +53,19 @@ def test_demo_runs_end_to_end_at_toy_size(tmp_path, capsys) -> None:
     assert len(list((out / "overlays").glob("*_pred.png"))) == 2
     assert len(list((out / "overlays").glob("*_vs_gt.png"))) == 2
     assert "segm" in printed and str(out / "metrics.json") in printed
+
+
+def test_demo_reports_the_iterations_its_time_budget_allowed(tmp_path, capsys) -> None:
+    """The recipe trains against solver.max_time_s: metrics.json counts the iterations run,
+    not the configured ones (200 tiny iterations cannot fit in 0.2 s)."""
+    out = tmp_path / "demo"
+    args = ["demo", "--output", str(out), "--iters", "200", "--train-images", "4", "--val-images", "2",
+            "--image-size", "64", "--device", "cpu", "--overlays", "1", "--threads", "1",
+            "--set", "solver.max_time_s=0.2"]
+    for item in TINY_MODEL:
+        args += ["--set", item]
+    assert main(args) == 0
+    assert "within 0.2 s of training" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    assert metrics["iterations"] == summary["iterations"] < 200

@@ -181,9 +181,10 @@ def run_demo(
     )
     out = Path(cfg.train.output_dir)
     resolved = resolve_device(cfg.train.device)
+    budget = f" within {cfg.solver.max_time_s:g} s of training" if cfg.solver.max_time_s > 0 else ""
     print(
         f"maskrcnn demo: {cfg.data.train.num_images} training + {cfg.data.val.num_images} validation shapes "
-        f"images of {cfg.data.train.image_size} px, {cfg.solver.max_iter} iterations on {resolved} "
+        f"images of {cfg.data.train.image_size} px, {cfg.solver.max_iter} iterations{budget} on {resolved} "
         f"(torch threads: {torch.get_num_threads()}); output in {out}/"
     )
 
@@ -225,7 +226,7 @@ def run_demo(
             "data_time_s": round(data_time, 2),
             "pictures_time_s": round(pictures_time, 2),
             "total_time_s": round(time.perf_counter() - started, 2),
-            "iterations": cfg.solver.max_iter,
+            "iterations": summary.get("iterations", cfg.solver.max_iter),  # run: fewer when the time budget cut the plan
             "train_images": cfg.data.train.num_images,
             "val_images": cfg.data.val.num_images,
             "image_size": cfg.data.train.image_size,
