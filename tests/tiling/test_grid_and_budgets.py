@@ -29,9 +29,11 @@ def test_grid_rows_and_errors():
 
 
 def test_budgets_grow_with_the_tile_and_come_back():
-    model = build_model(load_config("shapes_demo").model).eval()  # input 128 x 128; budgets 300 / 100 / 30
+    cfg = load_config("shapes_demo")
+    model = build_model(cfg.model).eval()  # budgets 300 / 100 / 30 for its square input
+    side = cfg.model.transform.max_size  # the input's side (min_size = max_size)
     before = (model.rpn.pre_nms_top_n, model.rpn.post_nms_top_n, model.roi_heads.detections_per_img)
-    with scaled_budgets(model, 256 * 256):  # 4x the input area
+    with scaled_budgets(model, (2 * side) ** 2):  # 4x the input area
         assert model.rpn.pre_nms_top_n == (before[0][0], 4 * before[0][1])
         assert model.rpn.post_nms_top_n == (before[1][0], 4 * before[1][1])
         assert model.roi_heads.detections_per_img == 4 * before[2]
