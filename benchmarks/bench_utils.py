@@ -12,6 +12,8 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -156,6 +158,13 @@ def finish_report(report: dict[str, Any], json_path: str | None) -> dict[str, An
 
         atomic_write_text(json_path, text + "\n")
     return report
+
+
+def run_json_child(code: str, args: list[str], env: dict[str, str]) -> Any:
+    """Run `code` in a fresh Python process (its own OpenMP and oneDNN state) with `args`
+    and `env`; return the JSON of the last line it prints."""
+    result = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def add_malloc_option(parser: argparse.ArgumentParser) -> None:

@@ -15,17 +15,16 @@ fastest and median over rounds) and the load average around each round.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_utils import PARITY, finish_report, load_average, machine_info  # noqa: E402
+from bench_utils import PARITY, finish_report, load_average, machine_info, run_json_child  # noqa: E402
+from runtimes import parity_weights  # noqa: E402  (the same torchvision-format file)
 
 SETTINGS: dict[str, dict[str, str]] = {
     "default": {},
@@ -50,13 +49,6 @@ print(json.dumps(times))
 """
 
 
-def parity_weights(folder: Path) -> Path:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from runtimes import parity_weights as make  # the same torchvision-format file
-
-    return make(folder)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image", default="chelsea")
@@ -75,11 +67,7 @@ def main() -> None:
         names = names[round_index % len(names):] + names[: round_index % len(names)]
         for name in names:
             env = {**base_env, **SETTINGS[name]}
-            result = subprocess.run(
-                [sys.executable, "-c", CHILD, str(weights), str(image), str(args.threads)],
-                env=env, capture_output=True, text=True, check=True,
-            )
-            times[name].extend(json.loads(result.stdout.strip().splitlines()[-1]))
+            times[name].extend(run_json_child(CHILD, [str(weights), str(image), str(args.threads)], env))
         loads.append(load_average())
         print(f"round {round_index + 1}/{args.rounds} done, load {loads[-1]}", file=sys.stderr, flush=True)
     report = {

@@ -20,15 +20,14 @@ threads, and for each the speed-up (time at 1 / time at N).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_utils import PARITY, finish_report, load_average, machine_info  # noqa: E402
+from bench_utils import PARITY, finish_report, load_average, machine_info, run_json_child  # noqa: E402
+from runtimes import parity_weights  # noqa: E402  (the same torchvision-format file)
 
 # Runs in a child process: print {"walls": [...], "ops": {name: seconds}} as JSON.
 CHILD = """
@@ -55,19 +54,9 @@ print(json.dumps({"walls": walls, "ops": ops}))
 """
 
 
-def parity_weights(folder: Path) -> Path:
-    from runtimes import parity_weights as make  # the same torchvision-format file
-
-    return make(folder)
-
-
 def run_child(weights: Path, image: Path, threads: int) -> dict:
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-    result = subprocess.run(
-        [sys.executable, "-c", CHILD, str(weights), str(image), str(threads)],
-        env=env, capture_output=True, text=True, check=True,
-    )
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_json_child(CHILD, [str(weights), str(image), str(threads)], env)
 
 
 def main() -> None:

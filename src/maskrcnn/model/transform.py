@@ -65,13 +65,14 @@ def tile_mode(transform: "ImageTransform", scale: float) -> Iterator[None]:
     """Within: images are resized by `scale` times the model's own fixed_scale (1 when it has
     none: a model trained at fixed_scale 2 sees tiles at the pixel scale it was trained on),
     and masks are not pasted (postprocess keeps them M x M)."""
-    saved = (transform.tile_scale, transform.paste_masks)
+    saved = transform.tile_scale
     own = transform.fixed_scale if transform.fixed_scale > 0 else 1.0
-    transform.tile_scale, transform.paste_masks = float(scale) * own, False
+    transform.tile_scale = float(scale) * own
     try:
-        yield
+        with unpasted_masks(transform):
+            yield
     finally:
-        transform.tile_scale, transform.paste_masks = saved
+        transform.tile_scale = saved
 
 
 @contextlib.contextmanager
