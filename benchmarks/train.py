@@ -1,7 +1,7 @@
 """Mask R-CNN training speed: iterations per second and peak memory, as JSON.
 
     python benchmarks/train.py [--setups shapes_demo r50_fpn_512] [--iters 5] [--warmup 1]
-        [--device cpu|cuda] [--amp both|off|on] [--threads N] [--quick] [--json PATH]
+        [--device cpu|cuda] [--amp both|off|on] [--threads N] [--profile N] [--quick] [--json PATH]
 
 Setups (randomly initialized models, synthetic shapes images with their masks, the
 project's own `engine.train.train_step` with SGD from the config's solver):
@@ -15,6 +15,11 @@ their total, and the fastest). Peak memory: CPU RSS sampled during the timed ite
 CUDA, --amp both (default there) measures float32 and float16 mixed precision. Like
 `maskrcnn train` on the CPU, glibc malloc is told to keep freed memory for reuse
 (maskrcnn.runtime); --system-malloc leaves it as it is.
+
+--profile N  after timing, N more iterations under torch.profiler: the operators with the
+             most self CPU time (and self CUDA time on a GPU), operator calls, kernel
+             launches and synchronisations per iteration, the forward time of the model's
+             top-level parts, and on a GPU the share of the wall time its kernels ran.
 """
 
 from __future__ import annotations
@@ -117,8 +122,69 @@ def bench_setup(name: str, args: argparse.Namespace, device: torch.device, amp: 
     else:
         result["peak_rss_mib"] = mib(sampler.peak)
         result["rss_growth_mib"] = mib(sampler.peak - sampler.start)
+    if args.profile > 0:
+        result["profile"] = profile_steps(model, step, args.warmup + args.iters, args.profile, device)
     print(f"  {name} amp={amp}: {result['iterations_per_s']} it/s", file=sys.stderr)
     return result
+
+
+def profile_steps(model: torch.nn.Module, step: Any, first: int, count: int, device: torch.device) -> dict[str, Any]:
+    """`count` iterations under torch.profiler: where the time goes, per iteration."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    def enter(module: torch.nn.Module, _inputs: Any) -> None:
+        module._profile_range = record_function(f"forward: {module._profile_name}")
+        module._profile_range.__enter__()
+
+    def leave(module: torch.nn.Module, _inputs: Any, _output: Any) -> None:
+        module._profile_range.__exit__(None, None, None)
+
+    handles = []
+    for child_name, child in model.named_children():
+        child._profile_name = child_name
+        handles += [child.register_forward_pre_hook(enter), child.register_forward_hook(leave)]
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    start = time.perf_counter()
+    try:
+        with profile(activities=activities) as prof:
+            for i in range(count):
+                step(first + i)
+    finally:
+        for handle in handles:
+            handle.remove()
+    wall_ms = (time.perf_counter() - start) * 1000 / count
+    events = prof.key_averages()
+
+    def per_iter_ms(us: float) -> float:
+        return round(us / 1000 / count, 3)
+
+    def device_us(event: Any) -> float:
+        return float(getattr(event, "self_device_time_total", 0.0) or getattr(event, "self_cuda_time_total", 0.0))
+
+    def top(key: Any, limit: int = 15) -> list[dict[str, Any]]:
+        rows = sorted((e for e in events if key(e) > 0), key=key, reverse=True)[:limit]
+        return [{"op": e.key, "calls": round(e.count / count, 1), "self_cpu_ms": per_iter_ms(e.self_cpu_time_total),
+                 "self_device_ms": per_iter_ms(device_us(e))} for e in rows]
+
+    calls = {e.key: e.count / count for e in events}
+    report: dict[str, Any] = {
+        "iterations": count,
+        "wall_ms_per_iteration": round(wall_ms, 2),
+        "aten_calls_per_iteration": round(sum(c for k, c in calls.items() if k.startswith("aten::")), 1),
+        "forward_ms_by_part": {e.key.split(": ", 1)[1]: per_iter_ms(e.cpu_time_total) for e in events
+                               if e.key.startswith("forward: ")},
+        "top_self_cpu": top(lambda e: e.self_cpu_time_total),
+    }
+    if device.type == "cuda":
+        kernel_us = sum(device_us(e) for e in events if not e.key.startswith("forward: "))
+        report["device_busy_ms_per_iteration"] = per_iter_ms(kernel_us)
+        report["device_busy_share_of_wall"] = round(kernel_us / 1000 / count / wall_ms, 3)
+        report["top_self_device"] = top(device_us)
+        report["runtime_calls_per_iteration"] = {
+            k: round(c, 1) for k, c in calls.items()
+            if k.startswith("cuda") and any(w in k for w in ("Launch", "Synchronize", "Memcpy"))
+        }
+    return report
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -130,6 +196,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--amp", default=None, choices=("both", "off", "on"), help="CUDA: default both")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     add_malloc_option(parser)
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="profile N more iterations per setup (0: no profile)")
     parser.add_argument("--quick", action="store_true", help="shapes_demo only, 2 iterations")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the JSON here")
     args = parser.parse_args(argv)

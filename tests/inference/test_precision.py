@@ -62,6 +62,7 @@ def test_predict_command_refuses_bf16_in_one_line(monkeypatch, tmp_path, capsys)
     Image.fromarray(np.zeros((40, 50, 3), dtype=np.uint8)).save(tmp_path / "a.png")
     monkeypatch.setattr("maskrcnn.inference.precision.cpu_flags", lambda *a: {"avx2"})
     args = ["predict", str(tmp_path / "a.png"), "--weights", str(tmp_path / "tiny.pt"), "--output", str(tmp_path / "out")]
+    args += ["--device", "cpu"]  # the CPU's refusal (on a GPU machine "auto" would take the GPU)
     assert main([*args, "--precision", "bf16"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("maskrcnn: error: --precision bf16: this CPU has no bfloat16 instructions") and "\n" not in err
