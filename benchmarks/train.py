@@ -19,7 +19,8 @@ CUDA, --amp both (default there) measures float32 and float16 mixed precision. L
 --profile N  after timing, N more iterations under torch.profiler: the operators with the
              most self CPU time (and self CUDA time on a GPU), operator calls, kernel
              launches and synchronisations per iteration, the forward time of the model's
-             top-level parts, and on a GPU the share of the wall time its kernels ran.
+             top-level parts, and on a GPU the share of the wall time its kernels ran and
+             the source lines that made the host wait for the GPU (one more iteration).
 """
 
 from __future__ import annotations
@@ -184,7 +185,28 @@ def profile_steps(model: torch.nn.Module, step: Any, first: int, count: int, dev
             k: round(c, 1) for k, c in calls.items()
             if k.startswith("cuda") and any(w in k for w in ("Launch", "Synchronize", "Memcpy"))
         }
+        report["synchronising_lines"] = synchronising_lines(lambda: step(first + count))
     return report
+
+
+def synchronising_lines(run: Any, limit: int = 20) -> list[dict[str, Any]]:
+    """The source lines whose operations made the host wait for the GPU in one call of
+    `run` (torch.cuda.set_sync_debug_mode warns once per such operation), most first."""
+    import collections
+    import warnings
+
+    counts: collections.Counter[str] = collections.Counter()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    for warning in caught:
+        if "synchroniz" in str(warning.message):
+            counts[f"{Path(warning.filename).name}:{warning.lineno}"] += 1
+    return [{"line": line, "count": count} for line, count in counts.most_common(limit)]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

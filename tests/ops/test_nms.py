@@ -92,3 +92,21 @@ def test_batched_nms_per_category_sweeps_equal_one_sweep_over_offset_boxes():
         for threshold in (0.0, 0.3, 0.5, 0.7, 1.0):
             one_sweep = nms(shifted_input + offsets[:, None], scores, threshold)
             assert torch.equal(batched_nms(shifted_input, scores, idxs, threshold), one_sweep), (shift, threshold)
+
+
+def test_device_sweep_keeps_what_the_block_sweep_keeps(monkeypatch):
+    # The GPU path (one suppression matrix, packed on the device, one copy back) runs here
+    # on CPU tensors: the same keep lists as the CPU's block path, with ties, a box count
+    # that is not a multiple of 8, and row chunks smaller than the box count.
+    from maskrcnn.ops import nms as nms_module
+
+    monkeypatch.setattr(nms_module, "_DEVICE_ROWS", 64)
+    generator = torch.Generator().manual_seed(3)
+    xy = (torch.rand(301, 2, generator=generator) * 90).round()
+    boxes = torch.cat([xy, xy + 1 + (torch.rand(301, 2, generator=generator) * 40).round()], dim=1)
+    scores = torch.rand(301, generator=generator).round(decimals=2)
+    sorted_boxes = boxes[torch.sort(scores, descending=True, stable=True)[1]]
+    for threshold in (0.0, 0.3, 0.5, 0.7, 1.0):
+        on_device = nms_module._greedy_keep_on_device(sorted_boxes, threshold)
+        assert on_device == nms_module._greedy_keep(sorted_boxes, threshold), threshold
+        assert len(on_device) > 1

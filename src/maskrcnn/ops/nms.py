@@ -26,6 +26,9 @@ _ROW_BLOCK = 128  # rows of the IoU matrix per greedy step (128 measured best of
 # thread: on this shared 2-core machine, hundreds of 2-thread regions per call cost 5-50x
 # (threads wait on the scheduler), while one thread loses < 2x on an idle machine.
 _SERIAL_ELEMENTS = 32768
+# On a GPU: rows of the suppression matrix computed at once (2048 x 5000 boxes: ~40 MB of
+# float32 temporaries).
+_DEVICE_ROWS = 2048
 
 
 def _suppressed_by(rows: Tensor, cols: Tensor, iou_threshold: float) -> Tensor:
@@ -98,6 +101,37 @@ def _greedy_keep(boxes: Tensor, iou_threshold: float) -> list[int]:
     return kept
 
 
+def _greedy_keep_on_device(boxes: Tensor, iou_threshold: float) -> list[int]:
+    """Greedy NMS over score-sorted (N, 4) boxes on a GPU -> kept positions (ascending).
+
+    The blocks of `_greedy_keep` each wait for the GPU and copy a block back (a training
+    iteration made hundreds of such round trips). Here the whole "box i suppresses box j"
+    matrix is computed on the device, _DEVICE_ROWS rows at a time, packed there into bytes
+    (bit k of byte b: column 8b + k, numpy's little bit order) and copied to the host once;
+    the greedy sweep over it is the same loop of integer ORs.
+    """
+    num = boxes.shape[0]
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # (N,)
+    table = torch.cat([boxes, areas[:, None]], dim=1).t().contiguous()  # (5, N)
+    padded_cols = (num + 7) // 8 * 8
+    bit_values = torch.tensor([1 << k for k in range(8)], dtype=torch.uint8, device=boxes.device)  # (8,)
+    packed_blocks = []
+    for start in range(0, num, _DEVICE_ROWS):
+        rows = table[:, start:start + _DEVICE_ROWS].contiguous()  # (5, R)
+        bits = torch.zeros((rows.shape[1], padded_cols), dtype=torch.uint8, device=boxes.device)  # (R, N padded)
+        bits[:, :num] = _suppressed_by(rows, table, iou_threshold)
+        packed_blocks.append((bits.view(rows.shape[1], -1, 8) * bit_values).sum(dim=2, dtype=torch.uint8))
+    packed = torch.cat(packed_blocks).cpu().numpy()  # (N, N padded / 8): the one copy back
+    removed = 0  # bit j set: box j suppressed
+    kept: list[int] = []
+    for i in range(num):
+        if (removed >> i) & 1:
+            continue
+        kept.append(i)
+        removed |= int.from_bytes(packed[i].tobytes(), "little") & ~((1 << (i + 1)) - 1)  # only boxes after i
+    return kept
+
+
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     """Greedy NMS: indices (K,) int64 of kept boxes, by decreasing score.
 
@@ -114,7 +148,8 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     sorted_boxes = boxes.index_select(0, order)
     if not sorted_boxes.is_floating_point():
         sorted_boxes = sorted_boxes.float()
-    kept = _greedy_keep(sorted_boxes, iou_threshold)
+    greedy_keep = _greedy_keep if boxes.device.type == "cpu" else _greedy_keep_on_device
+    kept = greedy_keep(sorted_boxes, iou_threshold)
     kept_positions = torch.as_tensor(kept, dtype=torch.int64, device=boxes.device)
     return order.index_select(0, kept_positions)
 
