@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from maskrcnn.data.images import ImageReadError, image_size, read_image
+from maskrcnn.data.mask_patches import MaskPatchCache
 from maskrcnn.data.validate import box_outside, non_finite_field, polygons_outside, rle_problem
 from maskrcnn.ops.masks import polygons_to_mask, rle_to_mask
 from maskrcnn.structures import Targets
@@ -294,6 +295,7 @@ class CocoDataset(torch.utils.data.Dataset):
 
         self._images: list[dict[str, Any]] = []  # kept image records, in JSON order
         self._targets: dict[int, list[dict[str, Any]]] = {}  # image id -> training annotations
+        self._mask_patches = MaskPatchCache()  # masks decoded once per image (data.mask_patches)
         gt_annotations: list[dict[str, Any]] = []  # cleaned, crowd included: for evaluation
         by_image: dict[int, list[dict[str, Any]]] = {}
         for ann in data["annotations"]:
@@ -384,8 +386,9 @@ class CocoDataset(torch.utils.data.Dataset):
         boxes[:, 0::2].clamp_(0, width)
         boxes[:, 1::2].clamp_(0, height)
         labels = torch.tensor([self.category_id_to_label[a["category_id"]] for a in anns], dtype=torch.int64)
-        masks = np.stack([decode_segmentation(a["segmentation"], height, width) for a in anns])
-        return Targets(boxes=boxes, labels=labels, masks=torch.from_numpy(masks.astype(np.uint8)))
+        decoders = [lambda a=a: decode_segmentation(a["segmentation"], height, width) for a in anns]
+        masks = self._mask_patches.masks(img["id"], decoders, height, width)  # (N, H, W) uint8
+        return Targets(boxes=boxes, labels=labels, masks=masks)
 
     def __getitem__(self, index: int) -> tuple[Tensor, Targets, dict[str, Any]]:
         pixels = self.load_image(index)

@@ -93,7 +93,8 @@ def lazy_zeros(shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
     return torch.frombuffer(buffer, dtype=torch.uint8, count=count).view(shape)
 
 
-def _remember(masks: Tensor, extents: Tensor) -> Tensor:
+def remember_extents(masks: Tensor, extents: Tensor) -> Tensor:
+    """Attach (N, 4) extents to masks made here, so that `mask_extents` need not scan them."""
     setattr(masks, _EXTENTS_ATTRIBUTE, extents)
     return masks
 
@@ -135,7 +136,7 @@ def place_patches(patches: list[Patch | None], height: int, width: int, dtype: t
         masks[i, top : top + h, left : left + w] = pixels
         corners.append([left, top, left + w, top + h])
     extents = torch.tensor(corners, dtype=torch.int64).reshape(-1, 4)
-    return PlacedMasks(_remember(masks, extents), extents, keep)
+    return PlacedMasks(remember_extents(masks, extents), extents, keep)
 
 
 def move_masks(
@@ -152,4 +153,4 @@ def move_masks(
     for i, ((x0, y0, x1, y1), (nx0, ny0, nx1, ny1)) in enumerate(zip(extents.tolist(), new_extents.tolist())):
         if x1 > x0 and y1 > y0:
             out[i, ny0:ny1, nx0:nx1] = patch_op(masks[i, y0:y1, x0:x1])
-    return _remember(out, torch.where(empty[:, None], 0, new_extents))
+    return remember_extents(out, torch.where(empty[:, None], 0, new_extents))
