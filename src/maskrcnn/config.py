@@ -89,6 +89,9 @@ class RoIHeadsConfig:
     bg_iou_thresh: float = 0.5  # RoIs with IoU < this are background
     batch_size_per_image: int = 512  # RoIs sampled per image for the box and mask losses
     positive_fraction: float = 0.25  # at most this share of the sampled RoIs are foreground
+    # > 0: the mask loss uses at most this many foreground RoIs per image (a random subset);
+    # the mask head is the largest training cost on dense images. 0: all of them.
+    mask_positives_per_image: int = 0
     # weights (wx, wy, ww, wh) that scale the proposal-to-box deltas
     box_coder_weights: list[float] = field(default_factory=lambda: [10.0, 10.0, 5.0, 5.0])
     score_thresh: float = 0.05  # detections scoring below this are dropped before NMS

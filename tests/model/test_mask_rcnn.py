@@ -207,3 +207,26 @@ def test_config_errors_are_clear():
         build_model(load_config(None, ["model.roi_heads.box_head=res5"]).model)
     with pytest.raises(ModelConfigError, match="model.roi_heads.mask_head: unknown value 'deep'"):
         build_model(load_config(None, ["model.roi_heads.mask_head=deep"]).model)
+
+
+def test_mask_positives_per_image_caps_the_mask_head_batch():
+    # With the cap, the mask head sees at most that many foreground RoIs per image, a
+    # subset of the box branch's foreground with their own labels and matched masks.
+    model = tiny_model("model.roi_heads.mask_positives_per_image=1").train()
+    image, target = shapes_sample()
+    seen: list[int] = []
+    model.roi_heads.mask_head.register_forward_hook(lambda m, inputs, out: seen.append(inputs[0].shape[0]))
+    samples: list = []
+    original = model.roi_heads.mask_rois
+    model.roi_heads.mask_rois = lambda s: (samples.append((s, original(s))), samples[-1][1])[1]
+    losses = model([image, image.flip(-1)], [target, Targets(target.boxes, target.labels, target.masks.flip(-1))])
+    assert torch.isfinite(losses["loss_mask"])
+    assert seen == [sum(min(1, full.num_foreground) for full, _ in samples)]
+    for full, capped in samples:
+        assert full.num_foreground >= 2 and capped.num_foreground == 1  # the gt boxes at least
+        rows = [int(torch.nonzero((full.boxes == box).all(dim=1))[0]) for box in capped.foreground_boxes]
+        assert all(r < full.num_foreground for r in rows)
+        assert torch.equal(capped.foreground_labels, full.labels[rows])
+        assert torch.equal(capped.foreground_matched_gt, full.matched_gt[rows])
+    uncapped = tiny_model().roi_heads
+    assert uncapped.mask_positives_per_image == 0 and uncapped.mask_rois(samples[0][0]) is samples[0][0]

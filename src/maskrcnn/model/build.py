@@ -174,6 +174,7 @@ def build_roi_heads(cfg: ModelConfig, feature_names: list[str], in_channels: int
         matcher=Matcher(heads.fg_iou_thresh, heads.bg_iou_thresh, False),
         batch_size_per_image=heads.batch_size_per_image,
         positive_fraction=heads.positive_fraction,
+        mask_positives_per_image=heads.mask_positives_per_image,
         score_thresh=heads.score_thresh,
         nms_thresh=heads.nms_thresh,
         detections_per_img=heads.detections_per_img,

@@ -120,6 +120,7 @@ class RoIHeads(nn.Module):
         nms_thresh: float,
         detections_per_img: int,
         mask_loss_kind: str = "sigmoid",
+        mask_positives_per_image: int = 0,
     ) -> None:
         super().__init__()
         self.feature_names = list(feature_names)
@@ -138,6 +139,7 @@ class RoIHeads(nn.Module):
         self.nms_thresh = nms_thresh
         self.detections_per_img = detections_per_img
         self.mask_loss_kind = mask_loss_kind
+        self.mask_positives_per_image = mask_positives_per_image  # 0: every foreground RoI
 
     @property
     def mask_on(self) -> bool:
@@ -205,6 +207,7 @@ class RoIHeads(nn.Module):
             # parameter in the graph).
             parameters = [*self.mask_head.parameters(), *self.mask_predictor.parameters()]
             return sum((p.sum() * 0.0 for p in parameters), features[0].new_zeros(()))
+        samples = [self.mask_rois(s) for s in samples]
         fg_boxes = [s.foreground_boxes for s in samples]
         fg_labels = torch.cat([s.foreground_labels for s in samples])  # (F,)
         pooled = self.shared_head(self.mask_pooler(features, fg_boxes, image_sizes))
@@ -224,6 +227,20 @@ class RoIHeads(nn.Module):
             )
         targets_tensor = torch.cat(mask_targets).to(mask_logits.dtype)  # (F, M, M)
         return mask_loss(mask_logits, fg_labels, targets_tensor, self.mask_loss_kind)
+
+    def mask_rois(self, sample: SampledRoIs) -> SampledRoIs:
+        """The foreground RoIs the mask loss uses: all, or a random `mask_positives_per_image` of them."""
+        cap = self.mask_positives_per_image
+        if cap <= 0 or sample.num_foreground <= cap:
+            return sample
+        chosen = torch.randperm(sample.num_foreground, device=sample.boxes.device)[:cap].sort().values  # (cap,)
+        return SampledRoIs(
+            boxes=sample.boxes[chosen],
+            labels=sample.labels[chosen],
+            matched_gt=sample.matched_gt[chosen],
+            target_deltas=sample.target_deltas[chosen],
+            num_foreground=cap,
+        )
 
     # ---- inference --------------------------------------------------------------------
 
