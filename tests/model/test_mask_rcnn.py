@@ -207,6 +207,8 @@ def test_config_errors_are_clear():
         build_model(load_config(None, ["model.roi_heads.box_head=res5"]).model)
     with pytest.raises(ModelConfigError, match="model.roi_heads.mask_head: unknown value 'deep'"):
         build_model(load_config(None, ["model.roi_heads.mask_head=deep"]).model)
+    with pytest.raises(ModelConfigError, match=r"mask_positives_per_image: expected 0 \(every foreground RoI\)"):
+        build_model(load_config(None, ["model.roi_heads.mask_positives_per_image=-1"]).model)
 
 
 def test_mask_positives_per_image_caps_the_mask_head_batch():

@@ -76,6 +76,11 @@ def check_model_config(cfg: ModelConfig, num_feature_levels: int | None = None) 
         )
     if not cfg.transform.min_size:
         raise ModelConfigError("model.transform.min_size: expected at least one size")
+    if heads.mask_positives_per_image < 0:
+        raise ModelConfigError(
+            "model.roi_heads.mask_positives_per_image: expected 0 (every foreground RoI) or a positive "
+            f"number, got {heads.mask_positives_per_image}"
+        )
 
 
 def build_rpn(cfg: ModelConfig, in_channels: int) -> RegionProposalNetwork:
