@@ -10,7 +10,8 @@
 # (pycocotools) are installed from .whl/ when that folder holds wheels; ../shared is taken
 # from .shared_copy/ when it is not beside the repo. Everything goes to $OUT/log.txt,
 # plus cuda_check.json, the demo's metrics.json, summary.json and overlays.png, the DDP run's
-# summary.json.
+# summary.json and train_cuda.json (benchmarks/train.py --profile). The first run (one H200,
+# 2026-11-30) took 375 s without the training profile; the profile adds about 60 s.
 set -uo pipefail
 OUT=${OUT:-runs/cuda_check}
 mkdir -p "$OUT"
@@ -23,6 +24,9 @@ if ls .whl/*.whl >/dev/null 2>&1; then
     export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+# The console script `maskrcnn` (the docs tests call it): an editable install, no downloads.
+python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . >/dev/null 2>&1 \
+    || echo "note: pip install -e . failed; tests that call the maskrcnn command will fail"
 [ -e ../shared ] || { [ -d .shared_copy ] && ln -s "$PWD/.shared_copy" ../shared; }
 
 step() {  # step LIMIT_S COMMAND... : run with a time limit, log its output, exit code and seconds
@@ -50,6 +54,9 @@ cp /tmp/demo_amp/overlays.png "$OUT/demo_amp_overlays.png" 2>/dev/null
 step 90 torchrun --nproc_per_node=1 -m maskrcnn.engine.train --config shapes_demo --output /tmp/ddp \
     --set train.device=cuda --set solver.amp=true --set solver.max_iter=100 --set solver.max_time_s=0
 cp /tmp/ddp/summary.json "$OUT/ddp_summary.json" 2>/dev/null
+# Training speed with a profile: launches, waits and the source lines that wait.
+step 120 python3 benchmarks/train.py --device cuda --amp both --setups shapes_demo r50_fpn_512 \
+    --iters 20 --warmup 5 --profile 3 --json "$OUT/train_cuda.json"
 # The whole suite with the GPU visible (the browser tests need packages the image lacks).
 export OMP_NUM_THREADS=2
 step 600 python3 -m pytest -v -n 8 -p no:cacheprovider tests --ignore=tests/serve
