@@ -189,7 +189,7 @@ def _add_predict(sub: Any) -> None:
     p.add_argument("--config", default=None,
                    help="built-in config name or YAML file (needed for plain torchvision state dicts)")
     p.add_argument("--score-threshold", type=float, default=0.5, help="keep detections scoring at least this")
-    p.add_argument("--mask-threshold", type=float, default=0.5, help="mask probability threshold")
+    p.add_argument("--mask-threshold", type=float, default=0.5, help="a pixel is in a mask when its probability is above this")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=1, help="images per model call")
     p.add_argument("--output", default="runs/predict", help="folder for predictions.json and overlays/")

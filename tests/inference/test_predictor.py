@@ -106,3 +106,17 @@ def test_resolve_device() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_masks_hold_pixels_above_the_threshold_as_the_evaluation_does():
+    # A probability exactly at the threshold is outside the mask in the Predictor's output,
+    # as in the COCO evaluation and torchvision (`> 0.5`); it used to be inside.
+    from maskrcnn.inference.predictor import detections_to_numpy
+
+    probabilities = torch.tensor([[0.2, 0.5], [0.5000001, 0.9]])
+    det = Detections(
+        boxes=torch.tensor([[0.0, 0.0, 2.0, 2.0]]), scores=torch.tensor([0.9]), labels=torch.tensor([1]),
+        masks=probabilities[None],
+    )
+    masks = detections_to_numpy(det, 0.5, 0.5, 2, 2)["masks"]
+    assert masks[0].tolist() == [[False, False], [True, True]]

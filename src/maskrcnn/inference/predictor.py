@@ -82,11 +82,12 @@ def image_to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def detections_to_numpy(det: Detections, score_threshold: float, mask_threshold: float, height: int, width: int) -> dict[str, np.ndarray]:
-    """Keep detections scoring >= score_threshold; masks thresholded to bool (N, H, W)."""
+    """Keep detections scoring >= score_threshold; masks (N, H, W) bool: probability above
+    mask_threshold, as the COCO evaluation, torchvision and the exported model binarise."""
     keep = det.scores >= score_threshold  # (N,)
     boxes = det.boxes[keep].detach().float().cpu().numpy().reshape(-1, 4)
     if det.masks is not None:
-        masks = (det.masks[keep] >= mask_threshold).cpu().numpy()
+        masks = (det.masks[keep] > mask_threshold).cpu().numpy()
     else:
         masks = np.zeros((boxes.shape[0], height, width), dtype=bool)
     return {

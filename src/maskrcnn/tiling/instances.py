@@ -109,7 +109,7 @@ def detections_to_crops(det: Detections, tile_height: int, tile_width: int, mask
             continue
         shifted = box - torch.tensor([cx0, cy0, cx0, cy0], dtype=box.dtype)
         pasted = paste_masks_in_image(masks[n : n + 1], shifted[None], (cy1 - cy0, cx1 - cx0), padding=1)[0]
-        crop = (pasted >= mask_threshold).numpy()
+        crop = (pasted > mask_threshold).numpy()  # above the threshold, as the Predictor and the evaluation
         instance = CroppedInstance(box.numpy().astype(np.float32), int(det.labels[n]), float(det.scores[n]), cy0, cx0, crop)
         out.append(trim(instance))
     return out
