@@ -4,7 +4,7 @@ A training window of a dense image needs every instance's mask of that image, an
 image comes back many times in a run (8 images, 1149 iterations: each ~290 times).
 Decoding its RLEs or polygons each time means hundreds of full-size (H, W) masks per
 image, most of them zeros: for the nuclei recipe that was 2.9 of 5.2 s per 30 batches,
-more than a third of each training iteration. Decoded once, each mask is kept as the
+more than a quarter of each training iteration. Decoded once, each mask is kept as the
 pixels inside its tight box plus that box's corner; rebuilding the (N, H, W) masks is
 then one paste per instance into lazily zeroed memory, and the tensor carries its extents
 for the transforms that follow (data.instance_masks).
