@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from maskrcnn.data.instance_masks import Patch, lazy_zeros, remember_extents
+from maskrcnn.data.instance_masks import Patch, lazy_zeros, remember_extents, trim
 
 # Patches kept per dataset (per worker process). Past this, images are decoded each time.
 CACHE_MAX_BYTES = 1 << 30
@@ -28,13 +28,11 @@ CACHE_MAX_BYTES = 1 << 30
 
 def tight_patch(mask: np.ndarray) -> Patch | None:
     """An (H, W) 0/1 mask as the pixels inside its tight box; None when it is empty."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
+    trimmed = trim(torch.from_numpy(np.asarray(mask, dtype=np.uint8)))
+    if trimmed is None:
         return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    top, bottom, left, right = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    pixels = torch.from_numpy(np.ascontiguousarray(mask[top:bottom, left:right], dtype=np.uint8))
-    return Patch(pixels, top, left)
+    pixels, top, left = trimmed
+    return Patch(pixels.clone(), top, left)  # a copy: the view would keep the whole mask alive
 
 
 def paste_patches(patches: list[Patch | None], height: int, width: int) -> Tensor:

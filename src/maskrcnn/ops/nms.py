@@ -17,6 +17,8 @@ suppressed, slower on proposal-like inputs, so it is not used.)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -47,6 +49,20 @@ def _suppressed_by(rows: Tensor, cols: Tensor, iou_threshold: float) -> Tensor:
     inter = width.mul_(yy2.sub_(yy1).clamp_(min=0))
     union = torch.add(area_r[:, None], area_c[None, :], out=yy2).sub_(inter)
     return inter.div_(union) > iou_threshold
+
+
+def _sweep(positions: Sequence[int], packed: np.ndarray, removed: int, kept: list[int]) -> int:
+    """The greedy sweep over rows of packed "suppresses" bits (row r: box positions[r]).
+
+    Each box not yet suppressed is kept (appended to `kept`) and suppresses the later boxes
+    its row marks. `removed` has bit j set for box j suppressed; returns it updated.
+    """
+    for row, i in enumerate(positions):
+        if (removed >> i) & 1:
+            continue
+        kept.append(i)
+        removed |= int.from_bytes(packed[row].tobytes(), "little") & ~((1 << (i + 1)) - 1)  # only boxes after i
+    return removed
 
 
 def _greedy_keep(boxes: Tensor, iou_threshold: float) -> list[int]:
@@ -92,12 +108,7 @@ def _greedy_keep(boxes: Tensor, iou_threshold: float) -> list[int]:
             suppress = _suppressed_by(rows_table, cols_table[:, cols].contiguous(), iou_threshold)
             bits[:, alive[cols]] = suppress.cpu().numpy()  # (R', tile) bool
         packed = np.packbits(bits, axis=1, bitorder="little")  # (R', padded_cols / 8)
-        for offset, i in enumerate(alive_rows):
-            if (removed >> i) & 1:
-                continue
-            kept.append(i)
-            row = int.from_bytes(packed[offset].tobytes(), "little")
-            removed |= row & ~((1 << (i + 1)) - 1)  # only boxes after i
+        removed = _sweep(alive_rows, packed, removed, kept)
     return kept
 
 
@@ -122,13 +133,8 @@ def _greedy_keep_on_device(boxes: Tensor, iou_threshold: float) -> list[int]:
         bits[:, :num] = _suppressed_by(rows, table, iou_threshold)
         packed_blocks.append((bits.view(rows.shape[1], -1, 8) * bit_values).sum(dim=2, dtype=torch.uint8))
     packed = torch.cat(packed_blocks).cpu().numpy()  # (N, N padded / 8): the one copy back
-    removed = 0  # bit j set: box j suppressed
     kept: list[int] = []
-    for i in range(num):
-        if (removed >> i) & 1:
-            continue
-        kept.append(i)
-        removed |= int.from_bytes(packed[i].tobytes(), "little") & ~((1 << (i + 1)) - 1)  # only boxes after i
+    _sweep(range(num), packed, 0, kept)
     return kept
 
 
