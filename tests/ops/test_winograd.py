@@ -23,8 +23,8 @@ def direct(x, weight, bias, relu=False, residual=None):
         (2, 5, 3, 7, 9),  # partial tiles on both sides, odd channel counts
         (3, 4, 6, 1, 1),  # a single pixel
         (1, 3, 2, 5, 13),
-        (1, 2, 3, 10, 800),  # 200 tiles per row: bands of 2 tile rows, the last one partial
-        (2, 2, 2, 9, 1030),  # 2 x 258 tiles per row: one tile row per band
+        (1, 2, 3, 10, 400),  # 100 tiles per row: bands of 2 tile rows, the last one partial
+        (2, 2, 2, 9, 1030),  # 2 x 258 tiles per row: one tile row per band (more than a band)
     ],
 )
 def test_matches_direct_convolution_in_float64(n, c, k, h, w):
@@ -38,7 +38,7 @@ def test_matches_direct_convolution_in_float64(n, c, k, h, w):
 
 
 def test_band_sizes_in_the_cases_above():
-    assert TILES_PER_BAND // 200 == 2 and TILES_PER_BAND // (2 * 258) == 0  # so both cases split
+    assert TILES_PER_BAND // 100 == 2 and TILES_PER_BAND // (2 * 258) == 0  # so both cases split
 
 
 def test_float32_error_and_fused_bias_relu_residual():

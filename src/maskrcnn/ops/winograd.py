@@ -7,11 +7,13 @@ A direct 3x3 convolution spends 9 multiply-accumulates per output pixel and chan
 Winograd (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015) computes
 each 4x4 output tile from a 6x6 input tile with 36: 4x fewer. The work becomes
 
-    V = B^T d B     input tiles d (6x6, stride 4) -> (36, P, C)        cheap adds
+    V = B^T d B     input tiles d (6x6, stride 4) -> (36, P, C)        two thin products
     M[i] = V[i] @ U[i]   for the 36 tile positions, U = G g G^T        36 matrix products
-    Y = A^T M A     (36, P, K) -> 4x4 output tiles                     cheap adds
+    Y = A^T M A     (36, P, K) -> 4x4 output tiles                     two thin products
 
 so most of the time is 36 well-shaped matrix products instead of 9 smaller ones. The
+transforms run along one axis at a time, each as a (6 x 6) or (4 x 6) matrix times a
+gathered copy of the tile rows or columns: memory-bound, so one pass each matters. The
 result equals the direct convolution up to float rounding (relative error ~1e-5 of the
 output's largest value in float32; the transforms' constants 4, 5, 8 amplify rounding).
 Used for inference only, by `model.inference_opt` on the CPU, where oneDNN has no
@@ -35,9 +37,9 @@ _KERNEL_TRANSFORM = (
 )
 TILE = 4  # output pixels per tile side
 TILE_IN = 6  # input pixels per tile side (TILE + 3 - 1)
-# Tiles transformed and multiplied together: 512 was 6-7 % faster than the whole map at
-# once for the P2 map and the mask head, and no slower elsewhere (2-core EPYC, 32 MB L3).
-TILES_PER_BAND = 512
+# Tiles transformed and multiplied together: 256 was 3-5 % faster than 512 or 1024 on the
+# 2-core AVX-512 Xeon (2 MB L2 per core); 512 beat the whole map at once on a 2-core EPYC.
+TILES_PER_BAND = 256
 
 
 def winograd_weight(weight: Tensor) -> Tensor:
@@ -52,57 +54,59 @@ def winograd_weight(weight: Tensor) -> Tensor:
     return u.reshape(TILE_IN * TILE_IN, weight.shape[1], weight.shape[0]).to(weight.dtype).contiguous()
 
 
-def _input_transform(x: Tensor, dim: int, tiles: int, out: Tensor) -> Tensor:
-    """out[i] = sum_j B^T[i, j] * x[..., 4t + j, ...] along `dim`, for the tiles t: (6, ...)."""
-    span = TILE * (tiles - 1) + 1
-
-    def rows(j: int) -> Tensor:  # x at positions 4t + j, t = 0..tiles-1
-        return x.narrow(dim, j, span)[(slice(None),) * dim + (slice(None, None, TILE),)]
-
-    d0, d1, d2, d3, d4, d5 = (rows(j) for j in range(TILE_IN))
-    # B^T rows: (4,0,-5,0,1,0) (0,-4,-4,1,1,0) (0,4,-4,-1,1,0) (0,-2,-1,2,1,0) (0,2,-1,-2,1,0) (0,4,0,-5,0,1)
-    torch.add(d4, d2, alpha=-4, out=out[1])
-    odd = torch.add(d3, d1, alpha=-4)
-    torch.sub(out[1], odd, out=out[2])
-    out[1].add_(odd)
-    even = torch.sub(d4, d2)
-    torch.sub(d1, d3, out=odd)
-    torch.add(even, odd, alpha=-2, out=out[3])
-    torch.add(even, odd, alpha=2, out=out[4])
-    torch.add(d4, d2, alpha=-5, out=out[0]).add_(d0, alpha=4)
-    torch.add(d5, d3, alpha=-5, out=out[5]).add_(d1, alpha=4)
-    return out
+# B^T (6x6) and A^T (4x6): the input and output transforms of F(4x4, 3x3).
+_INPUT_TRANSFORM = (
+    (4, 0, -5, 0, 1, 0),
+    (0, -4, -4, 1, 1, 0),
+    (0, 4, -4, -1, 1, 0),
+    (0, -2, -1, 2, 1, 0),
+    (0, 2, -1, -2, 1, 0),
+    (0, 4, 0, -5, 0, 1),
+)
+_OUTPUT_TRANSFORM = (
+    (1, 1, 1, 1, 1, 0),
+    (0, 1, -1, 2, -2, 0),
+    (0, 1, 1, 4, 4, 0),
+    (0, 1, -1, 8, -8, 1),
+)
 
 
-def _output_transform(m: Tensor, out: Tensor) -> Tensor:
-    """out[i] = sum_j A^T[i, j] * m[j]: (6, ...) -> (4, ...)."""
-    # A^T rows: (1,1,1,1,1,0) (0,1,-1,2,-2,0) (0,1,1,4,4,0) (0,1,-1,8,-8,1)
-    sum12, diff12 = m[1] + m[2], m[1] - m[2]
-    sum34, diff34 = m[3] + m[4], m[3] - m[4]
-    torch.add(sum12, sum34, out=out[0]).add_(m[0])
-    torch.add(diff12, diff34, alpha=2, out=out[1])
-    torch.add(sum12, sum34, alpha=4, out=out[2])
-    torch.add(diff12, diff34, alpha=8, out=out[3]).add_(m[5])
-    return out
+def _transform_windows(matrix: Tensor, windows: Tensor) -> Tensor:
+    """matrix @ windows along their leading axis of 6: (a, 6) x (6, ...) -> (a, ...).
+
+    `windows` is a strided view of overlapping tile rows or columns; gathering it once into
+    a contiguous copy turns the transform into one thin matrix product (a single pass over
+    memory, where a chain of adds made ten).
+    """
+    gathered = windows.contiguous()
+    return torch.mm(matrix, gathered.view(TILE_IN, -1)).view(matrix.shape[0], *windows.shape[1:])
 
 
 def _winograd_tiles(band: Tensor, weight_u: Tensor, out: Tensor) -> None:
     """One band of tile rows: zero-padded input (N, 4r + 2, 4Tw + 2, C) -> out (N, 4r, 4Tw, K)."""
-    n, _, _, c = band.shape
-    r, tw, k = (band.shape[1] - 2) // TILE, (band.shape[2] - 2) // TILE, weight_u.shape[2]
-    along_h = _input_transform(band, 1, r, band.new_empty(TILE_IN, n, r, TILE * tw + 2, c))  # (6h, N, r, Wp, C)
-    v = _input_transform(along_h, 3, tw, band.new_empty(TILE_IN, TILE_IN, n, r, tw, c))  # (6w, 6h, N, r, Tw, C)
-    del along_h
-    m = band.new_empty(TILE_IN * TILE_IN, n * r * tw, k)  # (36, P_band, K)
-    v_rows = v.view(TILE_IN * TILE_IN, n * r * tw, c)
-    for i in range(TILE_IN * TILE_IN):  # 36 products: a loop of mm beats one bmm on the CPU
-        torch.mm(v_rows[i], weight_u[i], out=m[i])
-    del v, v_rows
-    along_w = _output_transform(m.view(TILE_IN, TILE_IN, n, r, tw, k), band.new_empty(TILE, TILE_IN, n, r, tw, k))
+    n, rows_in, cols_in, c = band.shape
+    r, tw, k = (rows_in - 2) // TILE, (cols_in - 2) // TILE, weight_u.shape[2]
+    input_t = torch.tensor(_INPUT_TRANSFORM, dtype=band.dtype, device=band.device)  # (6, 6)
+    output_t = torch.tensor(_OUTPUT_TRANSFORM, dtype=band.dtype, device=band.device)  # (4, 6)
+    s_n, s_h, s_w, s_c = band.stride()
+    # tile_rows[j, :, t] is input row 4t + j: (6j, N, r, Wp, C).
+    tile_rows = band.as_strided((TILE_IN, n, r, cols_in, c), (s_h, s_n, TILE * s_h, s_w, s_c))
+    along_h = _transform_windows(input_t, tile_rows)  # (6h, N, r, Wp, C)
+    s = along_h.stride()
+    # tile_cols[j, h, :, :, t] is column 4t + j: (6j, 6h, N, r, Tw, C).
+    tile_cols = along_h.as_strided((TILE_IN, TILE_IN, n, r, tw, c), (s[3], s[0], s[1], s[2], TILE * s[3], s[4]))
+    v = _transform_windows(input_t, tile_cols)  # (6w, 6h, N, r, Tw, C)
+    del along_h, tile_cols
+    # The 36 products in one bmm: 1.03-1.4x faster than a loop of mm at 2 threads on an
+    # AVX-512 Xeon (benchmarks/winograd.py); docs/performance.md has the measurements.
+    m = torch.bmm(v.view(TILE_IN * TILE_IN, n * r * tw, c), weight_u)  # (36, P_band, K)
+    del v
+    along_w = torch.mm(output_t, m.view(TILE_IN, -1)).view(TILE, TILE_IN, -1)  # (4w, 6h, P_band * K)
     del m
-    # The second transform writes the 4x4 tiles straight into their places in `out`.
-    tiles_view = out.view(n, r, TILE, tw, TILE, k).permute(2, 4, 0, 1, 3, 5)  # (4h, 4w, N, r, Tw, K)
-    _output_transform(along_w.transpose(0, 1), tiles_view)
+    tiles = torch.matmul(output_t, along_w)  # (4w, 4h, P_band * K)
+    del along_w
+    # Each 4x4 tile to its place in `out`.
+    out.view(n, r, TILE, tw, TILE, k).permute(4, 2, 0, 1, 3, 5).copy_(tiles.view(TILE, TILE, n, r, tw, k))
 
 
 def winograd_conv3x3(
