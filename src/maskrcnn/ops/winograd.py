@@ -97,8 +97,8 @@ def _winograd_tiles(band: Tensor, weight_u: Tensor, out: Tensor) -> None:
     tile_cols = along_h.as_strided((TILE_IN, TILE_IN, n, r, tw, c), (s[3], s[0], s[1], s[2], TILE * s[3], s[4]))
     v = _transform_windows(input_t, tile_cols)  # (6w, 6h, N, r, Tw, C)
     del along_h, tile_cols
-    # The 36 products in one bmm: 726 against 750 ms for a loop of mm (a chelsea call's 3x3 convs, 2 threads, AVX-512 Xeon;
-    # docs/performance.md, "Winograd's transforms as thin matrix products").
+    # The 36 products in one bmm: 726 against 750 ms for a loop of mm over a chelsea call's
+    # 3x3 convs (2 threads, AVX-512 Xeon; docs/performance.md, "Winograd's transforms ...").
     m = torch.bmm(v.view(TILE_IN * TILE_IN, n * r * tw, c), weight_u)  # (36, P_band, K)
     del v
     along_w = torch.mm(output_t, m.view(TILE_IN, -1)).view(TILE, TILE_IN, -1)  # (4w, 6h, P_band * K)
