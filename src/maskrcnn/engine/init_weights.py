@@ -5,6 +5,7 @@ Accepted files:
   its weights only; the new run starts at iteration 0 with a fresh optimizer;
 - a torchvision Mask R-CNN state dict (`maskrcnn_resnet50_fpn` or `_v2`, current or old
   key names, as `maskrcnn.checkpoints.load_model` reads it);
+- the name of weights shipped in the package (`nuclei_synthetic`; `maskrcnn.shipped_weights`);
 - a torchvision ImageNet classification state dict of a ResNet/ResNeXt (`conv1.weight`,
   `layer1.0.conv1.weight`, ..., `fc.weight`): the backbone trunk only, `fc` dropped; the
   FPN, RPN and RoI heads keep their random initialisation.
@@ -35,6 +36,7 @@ from maskrcnn.checkpoints import (
     read_checkpoint_file,
     verify_checksum,
 )
+from maskrcnn.shipped_weights import resolve_weights, shipped_weight_names
 
 # Layers whose first dimension is the number of classes (or 4 x classes).
 CLASS_DEPENDENT = re.compile(
@@ -137,11 +139,12 @@ def _raise_mismatch(path: Path, kind: str, wrong_shape: list[str], missing: list
 
 def load_init_weights(model: nn.Module, path: str | Path) -> InitReport:
     """Load the weights in `path` into `model` by the rules in the module docstring."""
-    path = Path(path)
+    path = resolve_weights(path)
     try:
         data = read_checkpoint_file(path)
     except CheckpointError as exc:
-        raise InitWeightsError(f"train.init_weights: {exc}") from None
+        names = ", ".join(shipped_weight_names()) or "none"
+        raise InitWeightsError(f"train.init_weights: {exc} (or the name of shipped weights: {names})") from None
     kind, state_dict = _unwrap_state_dict(data, path)
     expected = model.state_dict()
     report = InitReport(path=str(path), kind=kind, file_num_classes=_file_num_classes(state_dict))
