@@ -23,6 +23,14 @@ def test_dotted_overrides_are_typed():
     assert cfg.solver.amp is True
 
 
+def test_empty_override_empties_a_string_and_is_refused_for_a_number():
+    cfg = load_config(None, ["train.init_weights=weights.pt"])
+    assert load_config(None, ["train.init_weights=weights.pt", "train.init_weights="]).train.init_weights == ""
+    with pytest.raises(ConfigError, match="solver.lr: expected a number"):
+        load_config(None, ["solver.lr="])
+    assert cfg.train.init_weights == "weights.pt"
+
+
 @pytest.mark.parametrize(
     "item, fragment",
     [("solver.lrr=1", "solver.lrr"), ("solver.lr=abc", "solver.lr"), ("nokey", "key=value"), ("solver.max_iter=1.5", "integer")],

@@ -421,7 +421,7 @@ def apply_override(cfg: Config, item: str) -> Config:
         if i < len(parts) - 1:
             node = getattr(node, part)
     try:
-        value = yaml.safe_load(raw)
+        value = yaml.safe_load(raw) if raw.strip() else ""  # `key=` empties a string (train.init_weights=)
     except yaml.YAMLError:
         value = raw
     nested: dict[str, Any] = {parts[-1]: value}

@@ -134,7 +134,10 @@ def _raise_mismatch(path: Path, kind: str, wrong_shape: list[str], missing: list
         if items:
             problems.append(f"{len(items)} {title}: {_listed(items)}")
     if problems:
-        raise InitWeightsError(f"train.init_weights: {path} ({kind}) does not fit the model: " + "; ".join(problems))
+        raise InitWeightsError(
+            f"train.init_weights: {path} ({kind}) does not fit the model: " + "; ".join(problems)
+            + " (--set train.init_weights= trains from random weights instead)"
+        )
 
 
 def load_init_weights(model: nn.Module, path: str | Path) -> InitReport:
