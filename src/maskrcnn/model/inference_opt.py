@@ -16,7 +16,7 @@ rounding:
    converting layouts between layers (feature maps then flow channels-last too).
 4. Runs the wide 3x3 convolutions (stride 1, >= 128 channels in and out: FPN outputs, RPN
    head, mask head, the v2 box head, ResNet res3-res5) by Winograd F(4x4, 3x3)
-   (`ops.winograd`) on the CPU: 4x fewer multiplies, 1.4-2.1x faster measured
+   (`ops.winograd`) on the CPU: 4x fewer multiplies, 1.2-2.1x faster measured
    (benchmarks/winograd.py). Off with `prepare_for_inference(model, winograd=False)`.
 
 The convs become `InferenceConv2d` and the norms `FoldedNorm` (pass-through); both keep
