@@ -71,3 +71,18 @@ def test_nuclei_recipe_trains_a_step_and_keeps_the_pixel_scale(tmp_path):
 def test_nuclei_recipe_fits_its_training_in_15_minutes():
     solver = load_config("nuclei").solver
     assert 0 < solver.max_time_s <= 14 * 60  # a margin for the last iteration and the final save
+
+
+def test_nuclei_recipe_starts_from_its_shipped_weights():
+    from maskrcnn.engine.init_weights import load_init_weights
+    from maskrcnn.shipped_weights import resolve_weights
+
+    cfg = load_config("nuclei")
+    path = resolve_weights(cfg.train.init_weights)
+    assert path.is_file() and path.stat().st_size < 10 * 2**20  # shipped in float16: ~8 MiB
+    model = build_model(cfg.model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = load_init_weights(model, cfg.train.init_weights)
+    assert report.loaded and not report.newly_initialised and not report.not_in_file
+    changed = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])]
+    assert len(changed) == len([k for k, v in before.items() if v.is_floating_point()])  # every tensor replaced
