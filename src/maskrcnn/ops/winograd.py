@@ -22,6 +22,8 @@ Winograd path for float32.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -71,6 +73,15 @@ _OUTPUT_TRANSFORM = (
 )
 
 
+@functools.lru_cache(maxsize=8)
+def _transform_matrices(dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    """B^T (6, 6) and A^T (4, 6) as tensors, built once per dtype and device (not per band)."""
+    return (
+        torch.tensor(_INPUT_TRANSFORM, dtype=dtype, device=device),
+        torch.tensor(_OUTPUT_TRANSFORM, dtype=dtype, device=device),
+    )
+
+
 def _transform_windows(matrix: Tensor, windows: Tensor) -> Tensor:
     """matrix @ windows along their leading axis of 6: (a, 6) x (6, ...) -> (a, ...).
 
@@ -86,8 +97,7 @@ def _winograd_tiles(band: Tensor, weight_u: Tensor, out: Tensor) -> None:
     """One band of tile rows: zero-padded input (N, 4r + 2, 4Tw + 2, C) -> out (N, 4r, 4Tw, K)."""
     n, rows_in, cols_in, c = band.shape
     r, tw, k = (rows_in - 2) // TILE, (cols_in - 2) // TILE, weight_u.shape[2]
-    input_t = torch.tensor(_INPUT_TRANSFORM, dtype=band.dtype, device=band.device)  # (6, 6)
-    output_t = torch.tensor(_OUTPUT_TRANSFORM, dtype=band.dtype, device=band.device)  # (4, 6)
+    input_t, output_t = _transform_matrices(band.dtype, band.device)  # (6, 6), (4, 6)
     s_n, s_h, s_w, s_c = band.stride()
     # tile_rows[j, :, t] is input row 4t + j: (6j, N, r, Wp, C).
     tile_rows = band.as_strided((TILE_IN, n, r, cols_in, c), (s_h, s_n, TILE * s_h, s_w, s_c))
