@@ -129,3 +129,19 @@ def test_captions_that_would_cover_earlier_ones_are_left_out() -> None:
     assert first_caption.sum() > 0
     assert np.array_equal(ten[first_caption], one[first_caption])  # not drawn over
     assert (ten != 100).any(axis=2).sum() <= 4 * first_caption.sum()  # at most the four places
+
+
+def test_captions_do_not_hide_small_crowded_instances() -> None:
+    """A 10 x 10 grid of 12 px nuclei, 20 px apart: a caption (~70 x 14 px) above any of them
+    would lie over its neighbours, so captions are drawn only where they cover at most a
+    quarter of every box (before, 30 captions hid most of a crowded image's nuclei)."""
+    image = np.full((200, 200, 3), 100, dtype=np.uint8)
+    boxes = np.array([[x, y, x + 12, y + 12] for y in range(4, 200, 20) for x in range(4, 200, 20)], np.float32)
+    count = len(boxes)
+    out = draw_instances(image, boxes, [1] * count, [0.9] * count, None, ["bg", "nucleus"], show_boxes=False)
+    captioned = (out != 100).any(axis=2)  # (H, W): only captions change pixels here
+    for x1, y1, x2, y2 in boxes.astype(int):
+        assert captioned[y1:y2, x1:x2].mean() <= 0.25 + 1e-6
+    # the same instance alone is captioned
+    alone = draw_instances(image, boxes[:1], [1], [0.9], None, ["bg", "nucleus"], show_boxes=False)
+    assert (alone != 100).any(axis=2).sum() > 0

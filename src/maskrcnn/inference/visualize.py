@@ -28,6 +28,8 @@ MATCHED_COLOR = (40, 200, 70)
 MISSED_COLOR = (235, 45, 45)
 FALSE_POSITIVE_COLOR = (225, 60, 225)
 LEGEND_BACKGROUND = (30, 30, 30)
+# A caption is not drawn where it would cover more than this share of another instance's box.
+HIDDEN_FRACTION = 0.25
 
 
 # ---------------------------------------------------------------------------------------
@@ -137,6 +139,7 @@ class _Canvas:
         self._pil: Image.Image | None = None
         self._draw: ImageDraw.ImageDraw | None = None
         self._captions: list[tuple[float, float, float, float]] = []  # placed caption boxes
+        self._visible = np.zeros((0, 4), np.float32)  # (M, 4) display pixels: see keep_visible
 
     def scale_mask(self, mask: np.ndarray) -> np.ndarray:
         """(H, W) bool -> (H', W') bool, resized smoothly (bilinear, then threshold 0.5)."""
@@ -183,10 +186,16 @@ class _Canvas:
                 draw.line([ax + (bx - ax) * t0, ay + (by - ay) * t0, ax + (bx - ax) * t1, ay + (by - ay) * t1],
                           fill=tuple(color), width=width)
 
+    def keep_visible(self, boxes: np.ndarray) -> None:
+        """Boxes (M, 4) in image pixels whose instances captions must not hide (see caption)."""
+        self._visible = np.asarray(boxes, np.float32).reshape(-1, 4) * self.scale
+
     def caption(self, text: str, box: np.ndarray, color: Sequence[int]) -> None:
         """White text on a darkened copy of `color`: above the box, else inside its top edge,
-        else below it; the first of these that does not cover an earlier caption. Where all
-        would, none is drawn: in a crowded image, stacked captions hid the instances."""
+        else below it; the first of these that covers no earlier caption and no more than
+        HIDDEN_FRACTION of any box given to keep_visible (its own included: inside the top
+        edge of a large box is fine, over a small one is not). Where all would, none is
+        drawn: in a crowded image (hundreds of nuclei), captions hid the instances."""
         draw = self.draw()
         left, top, right, bottom = draw.textbbox((0, 0), text, font=self.font)
         pad = max(1, self.font_size // 6)
@@ -195,13 +204,25 @@ class _Canvas:
         x = min(max(0.0, x1), max(0.0, self.width - text_w))
         candidates = [y1 - text_h, y1, y2, y2 - text_h]
         candidates = [min(max(0.0, y), max(0.0, self.height - text_h)) for y in candidates]
-        y = next((c for c in candidates if not self._covers(x, c, text_w, text_h)), None)
+        y = next(
+            (c for c in candidates if not self._covers(x, c, text_w, text_h) and not self._hides(x, c, text_w, text_h)),
+            None,
+        )
         if y is None:
             return
         self._captions.append((x, y, x + text_w, y + text_h))
         background = tuple(int(c * 0.55) for c in color)
         draw.rectangle([x, y, x + text_w - 1, y + text_h - 1], fill=background)  # PIL includes the end
         draw.text((x + pad - left, y + pad - top), text, fill=(255, 255, 255), font=self.font)
+
+    def _hides(self, x: float, y: float, w: float, h: float) -> bool:
+        boxes = self._visible  # (M, 4) display pixels
+        if len(boxes) == 0:
+            return False
+        overlap_w = np.clip(np.minimum(boxes[:, 2], x + w) - np.maximum(boxes[:, 0], x), 0, None)  # (M,)
+        overlap_h = np.clip(np.minimum(boxes[:, 3], y + h) - np.maximum(boxes[:, 1], y), 0, None)  # (M,)
+        areas = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-6)  # (M,)
+        return bool((overlap_w * overlap_h / areas > HIDDEN_FRACTION).any())
 
     def _covers(self, x: float, y: float, w: float, h: float) -> bool:
         return any(x < bx2 and bx1 < x + w and y < by2 and by1 < y + h for bx1, by1, bx2, by2 in self._captions)
@@ -255,11 +276,27 @@ def draw_instances(
     if show_boxes:
         for box, color in zip(boxes_np, colors):
             canvas.box(box, color)
+    canvas.keep_visible(boxes_np)
     for i in range(count if show_captions else 0):
         text = caption_name(int(labels_np[i]), class_names)
         if scores_np is not None:
             text = f"{text} {scores_np[i]:.2f}"
         canvas.caption(text, boxes_np[i], colors[i])
+    return canvas.image()
+
+
+def draw_boxes_and_captions(
+    image: np.ndarray, boxes: Any, texts: Sequence[str], colors: np.ndarray, *, font_size: int | None = None
+) -> np.ndarray:
+    """Boxes (N, 4) x1 y1 x2 y2 in image pixels and their captions on an (H, W, 3) uint8
+    image, placed as draw_instances places them (no caption over a crowd)."""
+    boxes_np = _to_numpy(boxes, np.float32).reshape(-1, 4)  # (N, 4)
+    canvas = _Canvas(_check_image(image), 1.0, font_size)
+    for box, color in zip(boxes_np, colors):
+        canvas.box(box, color)
+    canvas.keep_visible(boxes_np)
+    for box, text, color in zip(boxes_np, texts, colors):
+        canvas.caption(text, box, color)
     return canvas.image()
 
 
@@ -335,6 +372,9 @@ def draw_gt_vs_pred(
     def label_text(labels: np.ndarray | None, index: int) -> str:
         return "" if labels is None else caption_name(int(labels[index]), class_names) + " "
 
+    # every prediction and every missed object stays visible (matched ground truth lies
+    # under its prediction)
+    canvas.keep_visible(np.concatenate([pred_boxes_np, gt_boxes_np[missed]]))
     for p in matched:
         text = f"{label_text(pred_labels_np, p)}{scores_np[p]:.2f} IoU {iou[matched_gt[p], p]:.2f}"
         canvas.caption(text, pred_boxes_np[p], MATCHED_COLOR)

@@ -8,7 +8,8 @@ temporary file renamed into place; a PNG needs the whole label image in memory.
 
 Overlay: the image reduced by an integer factor so that its long side is at most
 `max_side` (block means), instances painted from a reduced label map (colour, outline),
-boxes and captions when there are at most MAX_CAPTIONS instances.
+boxes and captions (none over a crowd: inference.visualize) when there are at most
+MAX_CAPTIONS instances.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from maskrcnn.data.image_source import ImageSource
-from maskrcnn.inference.visualize import caption_name, instance_colors, save_image
+from maskrcnn.inference.visualize import caption_name, draw_boxes_and_captions, instance_colors, save_image
 from maskrcnn.tiling.instances import CroppedInstance
 from maskrcnn.tiling.predict import TiledPrediction, TooManyInstancesError, label_dtype, paint_labels
 
@@ -148,14 +149,9 @@ def draw_overlay(
     blended[edge] = colors[labels[edge]]
     picture = np.rint(blended).astype(np.uint8)
     if 0 < len(result.instances) <= MAX_CAPTIONS:
-        image = Image.fromarray(picture)
-        draw = ImageDraw.Draw(image)
-        for k, i in enumerate(result.instances):
-            x1, y1, x2, y2 = (float(v) / factor for v in i.box)
-            color = tuple(int(c) for c in colors[k + 1])
-            draw.rectangle([x1, y1, x2, y2], outline=color)
-            draw.text((x1 + 1, max(0.0, y1 - 11)), f"{caption_name(i.label, class_names)} {i.score:.2f}", fill=color)
-        picture = np.asarray(image)
+        boxes = np.asarray([i.box for i in result.instances], np.float32).reshape(-1, 4) / factor  # (N, 4)
+        texts = [f"{caption_name(i.label, class_names)} {i.score:.2f}" for i in result.instances]
+        picture = draw_boxes_and_captions(picture, boxes, texts, colors[1:])
     return picture
 
 
