@@ -94,6 +94,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         overlays=not args.no_overlays,
         progress=not args.quiet,
         precision=args.precision,
+        test_augment=args.test_augment,
         **image_option_values(args),
     )
     return 0
@@ -113,6 +114,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         score_threshold=args.dsb_score_threshold,
         max_dets=args.max_dets,
+        test_augment=args.test_augment,
         json_path=args.json,
         report_dir=args.report,
         progress=not args.quiet,
@@ -197,9 +199,16 @@ def _add_predict(sub: Any) -> None:
                    help="PyTorch CPU threads (0: PyTorch's default)")
     p.add_argument("--no-overlays", action="store_true", help="do not write overlay PNGs")
     p.add_argument("--precision", default="fp32", help="fp32, or bf16 on CPUs with AVX512_BF16/AMX (docs/export.md)")
+    _add_test_augment(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_image_options(p)  # --tile, --tile-overlap, --tile-scale, --label-image, --intensity, --max-image-pixels
     p.set_defaults(func=_cmd_predict)
+
+
+def _add_test_augment(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--test-augment", default=None, choices=["none", "flips", "dihedral"],
+                   help="none, flips (4 passes) or dihedral (8: flips and transposes): predict on mirrored copies "
+                        "and merge them (None: the checkpoint's model.test_augment; docs/training.md)")
 
 
 def _add_evaluate(sub: Any) -> None:
@@ -221,6 +230,7 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--max-dets", type=int, default=None, metavar="N",
                    help="COCO maxDets reported beside the standard 100 (None: the model's "
                         "detections_per_img; for --predictions the most results of one image and category)")
+    _add_test_augment(p)
     p.add_argument("--json", default=None, metavar="PATH", help="also write the metrics to this JSON file")
     p.add_argument("--report", default=None, metavar="DIR",
                    help="also write an HTML report (index.html, charts, pictures of the worst images) into this "

@@ -127,6 +127,9 @@ class ModelConfig:
     rpn: RPNConfig = field(default_factory=RPNConfig)
     roi_heads: RoIHeadsConfig = field(default_factory=RoIHeadsConfig)
     transform: TransformConfig = field(default_factory=TransformConfig)
+    # inference on mirrored copies of each image, merged: none | flips (4 passes) |
+    # dihedral (8: flips and transposes); masks averaged (maskrcnn.model.test_augment)
+    test_augment: str = "none"
 
 
 # ---------------------------------------------------------------------------------------

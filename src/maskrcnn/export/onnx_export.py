@@ -143,6 +143,9 @@ def export_checkpoint(
     check_output_path(Path(output))
     model, cfg = load_model(weights, config=config, device="cpu", for_inference=False)
     class_names, label_to_category_id = checkpoint_labels(weights, cfg)
+    if getattr(model, "test_augment", "none") != "none":
+        print(f"note: model.test_augment {model.test_augment} is not in the ONNX graph, which runs one pass "
+              "on the image as it is (detections differ from `maskrcnn predict`'s; use --test-augment none there to compare)")
     return export_onnx(
         model,
         output,

@@ -136,6 +136,7 @@ def evaluate_checkpoint(
     score_threshold: float | None = None,
     max_dets: int | None = None,
     progress: bool = True,
+    test_augment: str | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run a checkpoint over a COCO data set: (metrics, COCO results).
 
@@ -151,7 +152,7 @@ def evaluate_checkpoint(
     from maskrcnn.engine.evaluate import evaluate_model
     from maskrcnn.inference.predictor import Predictor
 
-    predictor = Predictor.from_checkpoint(weights, config=config, device=device)
+    predictor = Predictor.from_checkpoint(weights, config=config, device=device, test_augment=test_augment)
     dataset = CocoDataset(annotations, images)
     if len(dataset) == 0:
         missing = dataset.warnings.get("image file missing", 0)
@@ -245,13 +246,15 @@ def evaluate_metrics(
     max_dets: int | None = None,
     progress: bool = False,
     results_out: list[dict[str, Any]] | None = None,
+    test_augment: str | None = None,
 ) -> dict[str, Any]:
     """Metrics of a checkpoint or a predictions file; the model's COCO results are appended
     to `results_out` when given (the --report needs them).
 
     `score_threshold`: for the DSB score (None: the config's evaluation.dsb_score_threshold).
     `max_dets`: COCO maxDets reported beside the standard 100 (None: the model's
-    detections_per_img, or the most results one image has in a predictions file)."""
+    detections_per_img, or the most results one image has in a predictions file).
+    `test_augment`: overrides the checkpoint's model.test_augment (None: keep it)."""
     _check_inputs(annotations, weights, images, predictions)
     if score_threshold is not None and not 0.0 <= score_threshold <= 1.0:
         raise EvaluateInputError(f"--dsb-score-threshold: expected a number in [0, 1], got {score_threshold}")
@@ -264,6 +267,7 @@ def evaluate_metrics(
     metrics, results = evaluate_checkpoint(
         annotations=annotations, images=images, weights=weights, config=config, device=device,
         batch_size=batch_size, score_threshold=score_threshold, max_dets=max_dets, progress=progress,
+        test_augment=test_augment,
     )
     if results_out is not None:
         results_out.extend(results)

@@ -98,6 +98,14 @@ def detections_to_numpy(det: Detections, score_threshold: float, mask_threshold:
     }
 
 
+def check_test_augment(mode: str) -> None:
+    """One line for an unknown --test-augment (before the model loads)."""
+    from maskrcnn.model.test_augment import TEST_AUGMENT_MODES, TestAugmentError
+
+    if mode not in TEST_AUGMENT_MODES:
+        raise TestAugmentError(f"--test-augment: expected one of {', '.join(TEST_AUGMENT_MODES)}, got {mode!r}")
+
+
 class Predictor:
     """A model in eval mode on a device, with thresholds and class names."""
 
@@ -138,6 +146,7 @@ class Predictor:
         mask_threshold: float = 0.5,
         winograd: bool = True,
         precision: str = "fp32",
+        test_augment: str | None = None,
     ) -> "Predictor":
         """Load a native checkpoint, or a torchvision state dict with `config` naming a built-in config.
 
@@ -146,6 +155,8 @@ class Predictor:
         model's by about 1e-5 relative, 1.4-1.7x slower on the CPU
         (benchmarks/inference.py --no-winograd). `precision="bf16"`: bfloat16 convolutions
         and matmuls on CPUs with AVX512_BF16 / AMX (refused elsewhere; see inference.precision).
+        `test_augment` ("none", "flips", "dihedral"; None: the checkpoint's model.test_augment)
+        predicts on mirrored copies and merges them (maskrcnn.model.test_augment).
         """
         from maskrcnn.checkpoints import load_model  # the model code is imported only when needed
 
@@ -154,8 +165,12 @@ class Predictor:
             raise FileNotFoundError(2, "checkpoint file not found", str(path))
         resolved = resolve_device(device)
         check_precision(precision, resolved)  # before loading: fail fast
+        if test_augment is not None:
+            check_test_augment(test_augment)
         model, cfg = load_model(path, config=config, device=resolved, for_inference=True, winograd=winograd)
         class_names, label_to_category_id = checkpoint_labels(path, cfg)
+        if test_augment is not None:
+            model.test_augment = test_augment
         return cls(
             model,
             class_names=class_names,

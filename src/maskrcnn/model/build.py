@@ -207,4 +207,5 @@ def build_model(cfg: ModelConfig) -> MaskRCNN:
             size_divisible=t.size_divisible,
             fixed_scale=t.fixed_scale,
         ),
+        test_augment=cfg.test_augment,
     )

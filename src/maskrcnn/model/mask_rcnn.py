@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from maskrcnn.model.roi_heads import RoIHeads
 from maskrcnn.model.rpn import RegionProposalNetwork
+from maskrcnn.model.test_augment import orientations, predict_augmented
 from maskrcnn.model.transform import ImageTransform
 from maskrcnn.structures import Detections, Targets
 
@@ -29,12 +30,16 @@ class MaskRCNN(nn.Module):
         rpn: RegionProposalNetwork,
         roi_heads: RoIHeads,
         transform: ImageTransform,
+        test_augment: str = "none",
     ) -> None:
         super().__init__()
         self.transform = transform
         self.backbone = backbone
         self.rpn = rpn
         self.roi_heads = roi_heads
+        orientations(test_augment)  # a clear error for an unknown mode
+        # inference on flipped / transposed copies, merged (model.test_augment; test_augment.py)
+        self.test_augment = test_augment
 
     @property
     def num_classes(self) -> int:
@@ -49,6 +54,8 @@ class MaskRCNN(nn.Module):
             if targets is None:
                 raise ValueError("MaskRCNN in training mode needs targets (one Targets per image)")
             check_targets(targets, images, self.num_classes, need_masks=self.roi_heads.mask_on)
+        elif self.test_augment != "none":
+            return predict_augmented(self, images, self.test_augment)
         batch, resized_targets = self.transform(images, targets if self.training else None)
         features = self.backbone(batch.tensor)  # name -> (B, C, Hl, Wl)
         gt_boxes = [t.boxes for t in resized_targets] if resized_targets is not None else None

@@ -267,6 +267,14 @@ class RoIHeads(nn.Module):
             results.append(RoIDetections(boxes=image_boxes[keep], scores=image_scores[keep], labels=labels[keep]))
         return results
 
+    def detect_boxes(
+        self, levels: list[Tensor], proposals: list[Tensor], image_sizes: list[tuple[int, int]]
+    ) -> list[RoIDetections]:
+        """Inference up to the boxes: pool, box head, detect (no masks yet)."""
+        pooled = self.shared_head(self.box_pooler(levels, proposals, image_sizes))
+        class_logits, box_deltas = self.box_predictor(self.box_head(pooled))
+        return self.detect(class_logits.float(), box_deltas.float(), proposals, image_sizes)
+
     def predict_masks(
         self, features: list[Tensor], detections: list[RoIDetections], image_sizes: list[tuple[int, int]]
     ) -> list[RoIDetections]:
@@ -294,9 +302,7 @@ class RoIHeads(nn.Module):
             if targets is None:
                 raise ValueError("RoI heads in training mode need targets for every image")
             return [], self.training_losses(levels, proposals, image_sizes, targets)
-        pooled = self.shared_head(self.box_pooler(levels, proposals, image_sizes))
-        class_logits, box_deltas = self.box_predictor(self.box_head(pooled))
-        detections = self.detect(class_logits.float(), box_deltas.float(), proposals, image_sizes)
+        detections = self.detect_boxes(levels, proposals, image_sizes)
         if self.mask_on:
             detections = self.predict_masks(levels, detections, image_sizes)
         return detections, {}
