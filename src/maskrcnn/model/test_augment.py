@@ -111,50 +111,62 @@ def unorient_mask_grids(grids: Tensor, o: Orientation) -> Tensor:
     return grids.transpose(-2, -1) if o.transpose else grids
 
 
+@dataclass
+class AugmentedPass:
+    """One orientation's run of the model over the batch."""
+
+    orientation: Orientation
+    levels: list[Tensor]  # the pooled feature levels, (B, C, Hl, Wl) each
+    image_sizes: list[tuple[int, int]]  # each oriented image's (h, w) after resizing
+    detections: list[RoIDetections]  # per image, boxes in the oriented image, no masks yet
+
+
 @torch.no_grad()
 def predict_augmented(model: MaskRCNN, images: list[Tensor], mode: str) -> list[Detections]:
     """Inference on every orientation of `mode` (list of B (3, H, W) images), merged."""
     heads = model.roi_heads
-    passes = []  # per orientation: (levels, image_sizes, detections per image)
+    passes: list[AugmentedPass] = []
     for o in orientations(mode):
         batch, _ = model.transform([orient_image(image, o) for image in images])
         features = model.backbone(batch.tensor)  # name -> (B, C, Hl, Wl)
         proposals, _ = model.rpn(batch, list(features.values()), None)
         levels = [features[name] for name in heads.feature_names]
-        passes.append((o, levels, batch.image_sizes, heads.detect_boxes(levels, proposals, batch.image_sizes)))
+        detections = heads.detect_boxes(levels, proposals, batch.image_sizes)
+        passes.append(AugmentedPass(o, levels, batch.image_sizes, detections))
 
-    identity_sizes = passes[0][2]  # each image's (h, w) after resizing, unoriented
+    identity_sizes = passes[0].image_sizes  # each image's (h, w) after resizing, unoriented
     merged: list[RoIDetections] = []
     for i in range(len(images)):
-        boxes = torch.cat([unorient_boxes(dets[i].boxes, sizes[i], o) for o, _, sizes, dets in passes])  # (A*D', 4)
-        scores = torch.cat([dets[i].scores for *_, dets in passes])
-        labels = torch.cat([dets[i].labels for *_, dets in passes])
+        per_pass = [  # this image's detections of every pass, in the image's own frame
+            RoIDetections(
+                boxes=unorient_boxes(p.detections[i].boxes, p.image_sizes[i], p.orientation),
+                scores=p.detections[i].scores, labels=p.detections[i].labels,
+            )
+            for p in passes
+        ]
+        boxes = torch.cat([d.boxes for d in per_pass])  # (A*D', 4)
+        scores = torch.cat([d.scores for d in per_pass])
+        labels = torch.cat([d.labels for d in per_pass])
         keep = batched_nms(boxes, scores, labels, heads.nms_thresh)[: heads.detections_per_img]
         kept = RoIDetections(boxes=boxes[keep], scores=scores[keep], labels=labels[keep])
-        per_pass = [
-            RoIDetections(boxes=unorient_boxes(dets[i].boxes, sizes[i], o), scores=dets[i].scores, labels=dets[i].labels)
-            for o, _, sizes, dets in passes
-        ]
         merged.append(rescore_by_agreement(kept, per_pass))
 
     if heads.mask_on:
         summed: list[Tensor | None] = [None] * len(images)
-        for o, levels, sizes, _ in passes:
+        for p in passes:
             oriented = [
-                RoIDetections(boxes=orient_boxes(d.boxes, identity_sizes[i], o), scores=d.scores, labels=d.labels)
+                RoIDetections(boxes=orient_boxes(d.boxes, identity_sizes[i], p.orientation), scores=d.scores, labels=d.labels)
                 for i, d in enumerate(merged)
             ]
-            for i, d in enumerate(heads.predict_masks(levels, oriented, sizes)):
-                grids = unorient_mask_grids(d.masks, o)  # (D, M, M)
+            for i, d in enumerate(heads.predict_masks(p.levels, oriented, p.image_sizes)):
+                grids = unorient_mask_grids(d.masks, p.orientation)  # (D, M, M)
                 summed[i] = grids if summed[i] is None else summed[i] + grids
-        count = len(passes)
         merged = [
-            RoIDetections(boxes=d.boxes, scores=d.scores, labels=d.labels, masks=s / count)
-            for d, s in zip(merged, summed)
+            RoIDetections(boxes=d.boxes, scores=d.scores, labels=d.labels, masks=total / len(passes))
+            for d, total in zip(merged, summed)
         ]
     original_sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
     return model.transform.postprocess(merged, identity_sizes, original_sizes)
-
 
 
 def rescore_by_agreement(kept: RoIDetections, per_pass: list[RoIDetections]) -> RoIDetections:
