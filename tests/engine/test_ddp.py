@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from maskrcnn.config import Config, apply_override
+from maskrcnn.engine.distributed import cleanup_distributed
 from maskrcnn.structures import Targets
 
 pytestmark = pytest.mark.slow
@@ -89,10 +90,12 @@ def _ddp_worker(rank: int, world_size: int, store: str, out: str, batch_size: in
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world_size)
+    finished = False
     try:
         weights, seen = _train_regression(out, batch_size)
+        finished = True
     finally:
-        dist.destroy_process_group()
+        cleanup_distributed(finished)  # plain destroy_process_group aborted rank 1 in ~1 run of 20
     torch.save({"weights": weights, "seen": seen}, f"{out}/rank{rank}.pt")
 
 

@@ -307,13 +307,17 @@ def train(
         reuse_freed_memory()  # 8-16 % more iterations/s for R50-FPN on the CPU (benchmarks/train.py)
     created_group = info.enabled and not (dist.is_available() and dist.is_initialized())
     info = du.init_distributed(device)
+    finished = False
     try:
         run = setup_run(cfg, resume=resume, info=info, device=device, model=model, train_set=train_set, val_set=val_set)
         train_time = run_loop(run)
-        return finish_run(run, train_time)
+        summary = finish_run(run, train_time)
+        finished = True
+        return summary
     finally:
+        run = None  # its DDP wrapper holds the process group: let it go before the group
         if created_group:
-            du.cleanup_distributed()
+            du.cleanup_distributed(finished)
 
 
 # ---------------------------------------------------------------------------------------
