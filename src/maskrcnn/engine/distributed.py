@@ -9,7 +9,6 @@ CPU. Without them everything here degrades to a single process (rank 0 of 1).
 from __future__ import annotations
 
 import gc
-
 import os
 from dataclasses import dataclass
 from datetime import timedelta
