@@ -17,4 +17,7 @@ def tiny_overrides(*, max_size: int = 64, detections_per_img: int = 5) -> list[s
         "model.roi_heads.box_head_dim=32",
         "model.roi_heads.mask_head_channels=16",
         f"model.roi_heads.detections_per_img={detections_per_img}",
+        # one pass, as the ONNX graph runs (shapes_demo predicts on mirror images too;
+        # tests/model/test_test_augment.py and the --test-augment CLI test cover that)
+        "model.test_augment=none",
     ]

@@ -117,3 +117,21 @@ def test_predictions_json_is_the_predictors_output(tiny, tiny_checkpoint, image_
             assert np.array_equal(rle_to_mask(row["segmentation"]).astype(bool), mask)
             compared += 1
     assert compared == len(records)
+
+
+def test_test_augment_option_reaches_the_model(tiny_checkpoint, image_folder, tmp_path, capsys) -> None:
+    """`--test-augment flips` predicts what a flips Predictor predicts, and not what one pass does."""
+    from maskrcnn.data.images import read_image
+
+    out_dir = tmp_path / "out"
+    status, _, err = run_cli(
+        ["predict", str(image_folder / "a.png"), "--weights", str(tiny_checkpoint), "--output", str(out_dir),
+         "--score-threshold", "0", "--no-overlays", "--quiet", "--threads", "1", "--test-augment", "flips"], capsys)
+    assert status == 0, err
+    scores = [r["score"] for r in json.loads((out_dir / "predictions.json").read_text())]
+    image = read_image(image_folder / "a.png")
+    flips = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", score_threshold=0.0, test_augment="flips")
+    one_pass = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", score_threshold=0.0)
+    assert flips.model.test_augment == "flips" and one_pass.model.test_augment == "none"
+    assert scores == pytest.approx([float(s) for s in flips(image)["scores"]], abs=1e-5) and len(scores) > 0
+    assert scores != pytest.approx([float(s) for s in one_pass(image)["scores"]], abs=1e-5)
