@@ -115,6 +115,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         score_threshold=args.dsb_score_threshold,
         max_dets=args.max_dets,
         test_augment=args.test_augment,
+        mask_threshold=args.mask_threshold,
         json_path=args.json,
         report_dir=args.report,
         progress=not args.quiet,
@@ -191,7 +192,7 @@ def _add_predict(sub: Any) -> None:
     p.add_argument("--config", default=None,
                    help="built-in config name or YAML file (needed for plain torchvision state dicts)")
     p.add_argument("--score-threshold", type=float, default=0.5, help="keep detections scoring at least this")
-    p.add_argument("--mask-threshold", type=float, default=0.5, help="a pixel is in a mask when its probability is above this")
+    _add_mask_threshold(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=1, help="images per model call")
     p.add_argument("--output", default="runs/predict", help="folder for predictions.json and overlays/")
@@ -203,6 +204,12 @@ def _add_predict(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_image_options(p)  # --tile, --tile-overlap, --tile-scale, --label-image, --intensity, --max-image-pixels
     p.set_defaults(func=_cmd_predict)
+
+
+def _add_mask_threshold(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mask-threshold", type=float, default=None,
+                   help="a pixel is in a mask when its probability is above this (None: the checkpoint's "
+                        "model.roi_heads.mask_threshold, 0.5 unless its recipe sets another)")
 
 
 def _add_test_augment(p: argparse.ArgumentParser) -> None:
@@ -231,6 +238,7 @@ def _add_evaluate(sub: Any) -> None:
                    help="COCO maxDets reported beside the standard 100 (None: the model's "
                         "detections_per_img; for --predictions the most results of one image and category)")
     _add_test_augment(p)
+    _add_mask_threshold(p)
     p.add_argument("--json", default=None, metavar="PATH", help="also write the metrics to this JSON file")
     p.add_argument("--report", default=None, metavar="DIR",
                    help="also write an HTML report (index.html, charts, pictures of the worst images) into this "

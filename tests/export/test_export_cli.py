@@ -29,13 +29,14 @@ def seeded_image(height: int, width: int, seed: int) -> np.ndarray:
 
 
 def test_export_command_writes_a_file_that_matches_the_model(tiny_checkpoint_factory, tmp_path, capsys):
-    checkpoint, model = tiny_checkpoint_factory(["model.roi_heads.score_thresh=0.0"])
+    checkpoint, model = tiny_checkpoint_factory(["model.roi_heads.score_thresh=0.0", "model.roi_heads.mask_threshold=0.625"])
     output = tmp_path / "tiny.onnx"
     assert main(["export", "--weights", str(checkpoint), "--output", str(output), "--threads", "1"]) == 0
     assert "wrote" in capsys.readouterr().out
     metadata = {p.key: p.value for p in onnx.load(str(output)).metadata_props}
     assert json.loads(metadata["maskrcnn.class_names"]) == ["background", "circle", "square", "triangle"]
     assert json.loads(metadata["maskrcnn.label_to_category_id"]) == {"1": 10, "2": 20, "3": 30}
+    assert float(metadata["maskrcnn.mask_threshold"]) == 0.625  # the graph's masks stay probabilities
     for height, width, seed in ((50, 70, 0), (90, 41, 1)):  # neither is the traced size
         image = seeded_image(height, width, seed)
         boxes, labels, scores, masks = run_file(output, image)

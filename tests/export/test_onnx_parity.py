@@ -82,7 +82,8 @@ def readme_snippet() -> str:
 def test_readme_snippet_runs_the_exported_file(exported, tmp_path):
     model, _, onnx_path = exported
     snippet = readme_snippet()
-    assert len(snippet.strip().splitlines()) <= 10 and "maskrcnn" not in snippet
+    assert len(snippet.strip().splitlines()) <= 10  # short, and runs without this package:
+    assert "import maskrcnn" not in snippet and "from maskrcnn" not in snippet
     assert snippet.count('"model.onnx"') == 1 and snippet.count('"image.jpg"') == 1
     # The synthetic parity weights score below 0.5 almost everywhere: keep from 0.2 instead.
     assert snippet.count("scores >= 0.5") == 1

@@ -56,13 +56,15 @@ def detections_to_coco_results(
     label_to_category_id: dict[int, int],
     mask_threshold: float = 0.5,
     unpasted_image_sizes: Sequence[tuple[int, int]] | None = None,
+    mask_paste: str = "torchvision",
 ) -> list[dict[str, Any]]:
     """One COCO result dict per detection: image_id, category_id, bbox [x, y, w, h], score,
     and (when the detections have masks) segmentation as RLE with str counts, from
     mask probability > mask_threshold.
 
     Masks are full-size (N, H, W); or, with `unpasted_image_sizes` ((h, w) per image), the
-    model's (N, M, M) masks, pasted a chunk at a time (bounded memory for dense images)."""
+    model's (N, M, M) masks, pasted a chunk at a time (bounded memory for dense images) the
+    model's way (`mask_paste`: its model.roi_heads.mask_paste)."""
     results: list[dict[str, Any]] = []
     sizes = [None] * len(detections) if unpasted_image_sizes is None else list(unpasted_image_sizes)
     for det, info, size in zip(detections, infos, sizes, strict=True):
@@ -74,7 +76,7 @@ def detections_to_coco_results(
         labels = det.labels.detach().cpu().tolist()
         rles: list[dict[str, Any] | None] = [None] * len(det)
         if det.masks is not None and size is not None:
-            rles = paste_masks_to_rles(det.masks.detach().float().cpu(), boxes, size, mask_threshold)
+            rles = paste_masks_to_rles(det.masks.detach().float().cpu(), boxes, size, mask_threshold, how=mask_paste)
         elif det.masks is not None:
             binary = (det.masks.detach() > mask_threshold).to(torch.uint8).cpu().numpy()  # (N, H, W)
             rles = masks_to_rles(binary)
@@ -207,11 +209,13 @@ def evaluate_model(
     progress: bool = True,
     dsb_score_threshold: float = DEFAULT_DSB_SCORE_THRESHOLD,
     max_dets: int | None = None,
+    mask_threshold: float | None = None,
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Run `model` in eval mode over a CocoDataset (its augmentations switched off meanwhile)
     and score it: COCO bbox and segm AP plus `dsb_score` (masks of detections scoring >=
     dsb_score_threshold). COCO maxDets: 100, and also `max_dets` (default: the model's
-    detections_per_img) when above 100.
+    detections_per_img) when above 100. Masks are binarised above `mask_threshold` (default:
+    the model's model.roi_heads.mask_threshold).
 
     Returns (metrics, COCO results). The model's train/eval mode is restored afterwards.
 
@@ -224,6 +228,10 @@ def evaluate_model(
     from tqdm import tqdm
 
     from maskrcnn.data.loader import build_loader
+    from maskrcnn.model.roi_heads import model_mask_paste, model_mask_threshold
+
+    if mask_threshold is None:
+        mask_threshold = model_mask_threshold(model)
 
     was_training = model.training
     saved_transforms = getattr(dataset, "transforms", None)
@@ -244,7 +252,10 @@ def evaluate_model(
                 has_masks = has_masks and all(d.masks is not None for d in detections)
                 sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images] if transform is not None else None
                 results.extend(
-                    detections_to_coco_results(detections, infos, dataset.label_to_category_id, unpasted_image_sizes=sizes)
+                    detections_to_coco_results(
+                        detections, infos, dataset.label_to_category_id, mask_threshold, unpasted_image_sizes=sizes,
+                        mask_paste=model_mask_paste(model),
+                    )
                 )
     finally:
         dataset.transforms = saved_transforms
@@ -255,6 +266,7 @@ def evaluate_model(
     if has_masks:
         metrics["dsb_score"] = dsb_score_from_coco(dataset.coco, results, dsb_score_threshold)
         metrics["dsb_score_threshold"] = dsb_score_threshold
+        metrics["mask_threshold"] = float(mask_threshold)
     metrics["num_images"] = float(len(dataset))
     metrics["num_detections"] = float(len(results))
     return metrics, results

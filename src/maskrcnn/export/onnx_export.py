@@ -116,6 +116,8 @@ def export_onnx(
             {str(k): int(v) for k, v in label_to_category_id.items()} if label_to_category_id else None
         ),
         "maskrcnn.config": config_name or "",
+        # the graph gives probabilities; `maskrcnn predict` binarises above this
+        "maskrcnn.mask_threshold": repr(float(getattr(model.roi_heads, "mask_threshold", 0.5))),
     }
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
@@ -143,6 +145,9 @@ def export_checkpoint(
     check_output_path(Path(output))
     model, cfg = load_model(weights, config=config, device="cpu", for_inference=False)
     class_names, label_to_category_id = checkpoint_labels(weights, cfg)
+    if getattr(model.roi_heads, "mask_paste", "torchvision") != "torchvision":
+        print(f"note: model.roi_heads.mask_paste {model.roi_heads.mask_paste} is not in the ONNX graph, which pastes "
+              "masks as torchvision does (about one pixel larger than `maskrcnn predict`'s)")
     if getattr(model, "test_augment", "none") != "none":
         print(f"note: model.test_augment {model.test_augment} is not in the ONNX graph, which runs one pass "
               "on the image as it is (detections differ from `maskrcnn predict`'s; use --test-augment none there to compare)")

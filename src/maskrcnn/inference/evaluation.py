@@ -137,6 +137,7 @@ def evaluate_checkpoint(
     max_dets: int | None = None,
     progress: bool = True,
     test_augment: str | None = None,
+    mask_threshold: float | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run a checkpoint over a COCO data set: (metrics, COCO results).
 
@@ -145,7 +146,7 @@ def evaluate_checkpoint(
     weights without one (torchvision's), else by the data set's mapping; the model's
     category ids must then be the data set's. `score_threshold` (DSB score) defaults to
     the checkpoint config's evaluation.dsb_score_threshold; `max_dets` to the model's
-    detections_per_img. The model is the Predictor's prepared one, the same `maskrcnn
+    detections_per_img; `mask_threshold` to the model's model.roi_heads.mask_threshold. The model is the Predictor's prepared one, the same `maskrcnn
     predict` runs (not the plain model that training evaluates).
     """
     from maskrcnn.data.coco import CocoDataset
@@ -183,7 +184,7 @@ def evaluate_checkpoint(
     started = time.perf_counter()
     metrics, results = evaluate_model(
         predictor.model, dataset, device=predictor.device, batch_size=batch_size, progress=progress,
-        dsb_score_threshold=score_threshold, max_dets=max_dets,
+        dsb_score_threshold=score_threshold, max_dets=max_dets, mask_threshold=mask_threshold,
     )
     metrics = dict(metrics)
     metrics["eval_time_s"] = round(time.perf_counter() - started, 2)
@@ -247,6 +248,7 @@ def evaluate_metrics(
     progress: bool = False,
     results_out: list[dict[str, Any]] | None = None,
     test_augment: str | None = None,
+    mask_threshold: float | None = None,
 ) -> dict[str, Any]:
     """Metrics of a checkpoint or a predictions file; the model's COCO results are appended
     to `results_out` when given (the --report needs them).
@@ -254,20 +256,26 @@ def evaluate_metrics(
     `score_threshold`: for the DSB score (None: the config's evaluation.dsb_score_threshold).
     `max_dets`: COCO maxDets reported beside the standard 100 (None: the model's
     detections_per_img, or the most results one image has in a predictions file).
-    `test_augment`: overrides the checkpoint's model.test_augment (None: keep it)."""
+    `test_augment`: overrides the checkpoint's model.test_augment (None: keep it).
+    `mask_threshold`: overrides its model.roi_heads.mask_threshold (None: keep it)."""
     _check_inputs(annotations, weights, images, predictions)
     if score_threshold is not None and not 0.0 <= score_threshold <= 1.0:
         raise EvaluateInputError(f"--dsb-score-threshold: expected a number in [0, 1], got {score_threshold}")
     if max_dets is not None and max_dets < 1:
         raise EvaluateInputError(f"--max-dets: expected a positive integer, got {max_dets}")
+    from maskrcnn.inference.predictor import check_mask_threshold
+
+    check_mask_threshold(mask_threshold)
     if predictions is not None:
+        if mask_threshold is not None:
+            raise EvaluateInputError("--mask-threshold needs --weights: a predictions file's masks are already binary")
         return evaluate_predictions_file(
             annotations=annotations, predictions=predictions, score_threshold=score_threshold, max_dets=max_dets
         )
     metrics, results = evaluate_checkpoint(
         annotations=annotations, images=images, weights=weights, config=config, device=device,
         batch_size=batch_size, score_threshold=score_threshold, max_dets=max_dets, progress=progress,
-        test_augment=test_augment,
+        test_augment=test_augment, mask_threshold=mask_threshold,
     )
     if results_out is not None:
         results_out.extend(results)

@@ -107,7 +107,7 @@ def run_predict(
     config: str | None = None,
     output: str | Path = "runs/predict",
     score_threshold: float = 0.5,
-    mask_threshold: float = 0.5,
+    mask_threshold: float | None = None,
     device: str = "auto",
     batch_size: int = 1,
     overlays: bool = True,

@@ -106,6 +106,16 @@ def check_test_augment(mode: str) -> None:
         raise TestAugmentError(f"--test-augment: expected one of {', '.join(TEST_AUGMENT_MODES)}, got {mode!r}")
 
 
+class MaskThresholdError(ValueError):
+    """A --mask-threshold that is not a probability."""
+
+
+def check_mask_threshold(mask_threshold: float | None) -> None:
+    """One line for a --mask-threshold outside [0, 1) (None: the model's own)."""
+    if mask_threshold is not None and not 0.0 <= mask_threshold < 1.0:
+        raise MaskThresholdError(f"--mask-threshold: expected a probability in [0, 1), got {mask_threshold}")
+
+
 class Predictor:
     """A model in eval mode on a device, with thresholds and class names."""
 
@@ -116,7 +126,7 @@ class Predictor:
         class_names: Sequence[str] | None = None,
         label_to_category_id: dict[int, int] | None = None,
         score_threshold: float = 0.5,
-        mask_threshold: float = 0.5,
+        mask_threshold: float | None = None,
         device: str | torch.device | None = None,
         config: Any | None = None,
         precision: str = "fp32",
@@ -132,6 +142,11 @@ class Predictor:
         self.class_names = list(class_names) if class_names is not None else None
         self.label_to_category_id = dict(label_to_category_id) if label_to_category_id else None
         self.score_threshold = float(score_threshold)
+        check_mask_threshold(mask_threshold)
+        if mask_threshold is None:
+            from maskrcnn.model.roi_heads import model_mask_threshold
+
+            mask_threshold = model_mask_threshold(self.model)  # model.roi_heads.mask_threshold
         self.mask_threshold = float(mask_threshold)
         self.config = config
 
@@ -143,7 +158,7 @@ class Predictor:
         device: str | torch.device | None = None,
         *,
         score_threshold: float = 0.5,
-        mask_threshold: float = 0.5,
+        mask_threshold: float | None = None,
         winograd: bool = True,
         precision: str = "fp32",
         test_augment: str | None = None,
@@ -157,6 +172,7 @@ class Predictor:
         and matmuls on CPUs with AVX512_BF16 / AMX (refused elsewhere; see inference.precision).
         `test_augment` ("none", "flips", "dihedral"; None: the checkpoint's model.test_augment)
         predicts on mirrored copies and merges them (maskrcnn.model.test_augment).
+        `mask_threshold` (None: the checkpoint's model.roi_heads.mask_threshold) binarises masks.
         """
         from maskrcnn.checkpoints import load_model  # the model code is imported only when needed
 
@@ -165,6 +181,7 @@ class Predictor:
             raise FileNotFoundError(2, "checkpoint file not found", str(path))
         resolved = resolve_device(device)
         check_precision(precision, resolved)  # before loading: fail fast
+        check_mask_threshold(mask_threshold)
         if test_augment is not None:
             check_test_augment(test_augment)
         model, cfg = load_model(path, config=config, device=resolved, for_inference=True, winograd=winograd)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from maskrcnn.model.losses import fast_rcnn_losses, mask_loss, mask_probabilities
+from maskrcnn.ops.exact_paste import align_mask_grids
 from maskrcnn.ops.boxes import BoxCoder, box_iou, clip_boxes, remove_small_boxes
 from maskrcnn.ops.masks import crop_and_resize_masks
 from maskrcnn.ops.matcher import Matcher
@@ -94,6 +95,20 @@ class RoIPooler(nn.Module):
         )
 
 
+def model_mask_paste(model: nn.Module) -> str:
+    """How the model's mask grids become image masks: model.roi_heads.mask_paste
+    ("torchvision" for a model without RoI heads)."""
+    heads = getattr(getattr(model, "module", model), "roi_heads", None)
+    return str(getattr(heads, "mask_paste", "torchvision"))
+
+
+def model_mask_threshold(model: nn.Module) -> float:
+    """The mask probability above which a pixel is in an instance: the model's
+    model.roi_heads.mask_threshold (0.5, torchvision's, for a model without RoI heads)."""
+    heads = getattr(getattr(model, "module", model), "roi_heads", None)  # DistributedDataParallel: .module
+    return float(getattr(heads, "mask_threshold", 0.5))
+
+
 class RoIHeads(nn.Module):
     """Box branch (+ mask branch) on top of the proposals.
 
@@ -121,6 +136,8 @@ class RoIHeads(nn.Module):
         detections_per_img: int,
         mask_loss_kind: str = "sigmoid",
         mask_positives_per_image: int = 0,
+        mask_threshold: float = 0.5,
+        mask_paste: str = "torchvision",
     ) -> None:
         super().__init__()
         self.feature_names = list(feature_names)
@@ -140,6 +157,9 @@ class RoIHeads(nn.Module):
         self.detections_per_img = detections_per_img
         self.mask_loss_kind = mask_loss_kind
         self.mask_positives_per_image = mask_positives_per_image  # 0: every foreground RoI
+        # the masks stay probabilities here; whoever binarises them reads this (model_mask_threshold)
+        self.mask_threshold = mask_threshold
+        self.mask_paste = mask_paste  # "exact": predicted grids are aligned to their boxes (ops/exact_paste.py)
 
     @property
     def mask_on(self) -> bool:
@@ -284,6 +304,8 @@ class RoIHeads(nn.Module):
         mask_logits = self.mask_predictor(self.mask_head(pooled)).float()  # (sum D, K, M, M)
         labels = torch.cat([d.labels for d in detections])
         probs = mask_probabilities(mask_logits, labels, self.mask_loss_kind)  # (sum D, M, M)
+        if self.mask_paste == "exact":
+            probs = align_mask_grids(probs, torch.cat([d.boxes for d in detections]))
         return [
             RoIDetections(boxes=d.boxes, scores=d.scores, labels=d.labels, masks=m)
             for d, m in zip(detections, probs.split([len(d) for d in detections]))

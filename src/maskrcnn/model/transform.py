@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from maskrcnn.ops.masks import paste_masks_in_image
+from maskrcnn.ops.masks import paste_masks
 from maskrcnn.structures import Detections, ImageBatch, ResizedTargets, RoIDetections, Targets
 
 
@@ -124,8 +124,10 @@ class ImageTransform(nn.Module):
         image_std: list[float],
         size_divisible: int,
         fixed_scale: float = 0.0,
+        mask_paste: str = "torchvision",
     ) -> None:
         super().__init__()
+        self.mask_paste = mask_paste  # model.roi_heads.mask_paste: how postprocess pastes
         if fixed_scale < 0 or not math.isfinite(fixed_scale):
             raise ValueError(f"model.transform.fixed_scale: expected 0 (off) or a positive factor, got {fixed_scale}")
         self.fixed_scale = float(fixed_scale)
@@ -218,6 +220,6 @@ class ImageTransform(nn.Module):
             boxes = resize_boxes(det.boxes, size, original)
             masks = det.masks
             if masks is not None and self.paste_masks:
-                masks = paste_masks_in_image(masks, boxes, original, padding=1)  # (N, H, W)
+                masks = paste_masks(masks, boxes, original, self.mask_paste)  # (N, H, W)
             results.append(Detections(boxes=boxes, scores=det.scores, labels=det.labels, masks=masks))
         return results

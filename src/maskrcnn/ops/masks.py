@@ -5,7 +5,7 @@ Shape glossary: N instances; H, W image height and width; M mask side (e.g. 28).
 RLE work is done by pycocotools. `crop_and_resize_masks` and `paste_masks_in_image`
 follow torchvision's Mask R-CNN (project_masks_on_boxes and paste_masks_in_image);
 `ops/masks_reference.py` is the plain one-interpolate-per-mask paste the fast one is tested
-against.
+against. `paste_masks` picks it or the pixel-exact one (ops/exact_paste.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ import torch.nn.functional as F
 from pycocotools import mask as coco_mask
 from torch import Tensor
 
+from maskrcnn.ops.exact_paste import paste_masks_exact
 from maskrcnn.ops.roi_align import roi_align
+
+MASK_PASTES = ("torchvision", "exact")  # model.roi_heads.mask_paste
 
 
 def _decode(rle: dict) -> np.ndarray:
@@ -246,8 +249,23 @@ def paste_masks_in_image(
     return out
 
 
+def paste_masks(masks: Tensor, boxes: Tensor, image_size: tuple[int, int], how: str = "torchvision") -> Tensor:
+    """(N, M, M) mask probabilities -> (N, H, W): torchvision's paste, or "exact" (the
+    grids must then come from a model with mask_paste exact, which aligns them)."""
+    if how == "exact":
+        return paste_masks_exact(masks, boxes, image_size)
+    if how != "torchvision":
+        raise ValueError(f"paste_masks: how must be one of {', '.join(MASK_PASTES)}, got {how!r}")
+    return paste_masks_in_image(masks, boxes, image_size, padding=1)
+
+
 def paste_masks_to_rles(
-    masks: Tensor, boxes: Tensor, image_size: tuple[int, int], threshold: float = 0.5, chunk_size: int = 32
+    masks: Tensor,
+    boxes: Tensor,
+    image_size: tuple[int, int],
+    threshold: float = 0.5,
+    chunk_size: int = 32,
+    how: str = "torchvision",
 ) -> list[dict]:
     """(N, M, M) mask probabilities and their (N, 4) boxes -> N RLEs of (h, w) masks (> threshold).
 
@@ -257,6 +275,6 @@ def paste_masks_to_rles(
     """
     rles: list[dict] = []
     for start in range(0, masks.shape[0], chunk_size):
-        pasted = paste_masks_in_image(masks[start : start + chunk_size], boxes[start : start + chunk_size], image_size)
+        pasted = paste_masks(masks[start : start + chunk_size], boxes[start : start + chunk_size], image_size, how)
         rles.extend(masks_to_rles((pasted > threshold).to(torch.uint8)))  # (n, h, w) chunk
     return rles

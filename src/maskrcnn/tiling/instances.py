@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from pycocotools import mask as coco_mask
 
-from maskrcnn.ops.masks import paste_masks_in_image
+from maskrcnn.ops.masks import paste_masks
 from maskrcnn.structures import Detections
 
 RLE_MAX_PIXELS = 2**32 - 1  # pycocotools counts are 32-bit
@@ -84,12 +84,14 @@ def crop_to_rle(mask: np.ndarray, y0: int, x0: int, height: int, width: int) -> 
     return {"size": [height, width], "counts": text.decode("ascii") if isinstance(text, bytes) else text}
 
 
-def detections_to_crops(det: Detections, tile_height: int, tile_width: int, mask_threshold: float) -> list[CroppedInstance]:
+def detections_to_crops(
+    det: Detections, tile_height: int, tile_width: int, mask_threshold: float, mask_paste: str = "torchvision"
+) -> list[CroppedInstance]:
     """Model output with (N, M, M) mask probabilities (not pasted) -> instances with crop masks.
 
     Each mask is pasted into a crop around its box that holds every pixel the full paste
     would write (torchvision's one-pixel padding expands the box by box_side / M), so the
-    crop equals the full-tile paste cut to it.
+    crop equals the full-tile paste cut to it (the exact paste reaches one cell past the box).
     """
     out: list[CroppedInstance] = []
     boxes = det.boxes.detach().float().cpu()  # (N, 4) tile pixels
@@ -108,7 +110,7 @@ def detections_to_crops(det: Detections, tile_height: int, tile_width: int, mask
         if cx1 <= cx0 or cy1 <= cy0:
             continue
         shifted = box - torch.tensor([cx0, cy0, cx0, cy0], dtype=box.dtype)
-        pasted = paste_masks_in_image(masks[n : n + 1], shifted[None], (cy1 - cy0, cx1 - cx0), padding=1)[0]
+        pasted = paste_masks(masks[n : n + 1], shifted[None], (cy1 - cy0, cx1 - cx0), mask_paste)[0]
         crop = (pasted > mask_threshold).numpy()  # above the threshold, as the Predictor and the evaluation
         instance = CroppedInstance(box.numpy().astype(np.float32), int(det.labels[n]), float(det.scores[n]), cy0, cx0, crop)
         out.append(trim(instance))

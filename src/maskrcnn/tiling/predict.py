@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from maskrcnn.data.image_source import ImageSource
+from maskrcnn.model.roi_heads import model_mask_paste
 from maskrcnn.model.transform import tile_mode
 from maskrcnn.structures import Detections
 from maskrcnn.tiling.grid import TileWindow, check_tiling, tile_grid
@@ -151,7 +152,8 @@ class ModelTileDetector:
             boxes=det.boxes[keep], scores=det.scores[keep], labels=det.labels[keep],
             masks=det.masks[keep] if det.masks is not None else None,
         )
-        return detections_to_crops(det, pixels.shape[0], pixels.shape[1], self.mask_threshold)
+        paste = model_mask_paste(self.model)
+        return detections_to_crops(det, pixels.shape[0], pixels.shape[1], self.mask_threshold, paste)
 
 
 def predict_tiled(

@@ -1,0 +1,75 @@
+"""model.roi_heads.mask_paste: exact reaches every path that turns mask grids into masks
+(the Predictor, tiles, `evaluate`), and they agree with each other."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tiny_model import tiny_overrides
+
+from maskrcnn import Predictor
+from maskrcnn.ops.masks import rle_to_mask
+
+
+def save_tiny(folder: Path, paste: str) -> Path:
+    from maskrcnn.checkpoints import save_model
+    from maskrcnn.config import load_config
+    from maskrcnn.model.build import build_model
+
+    cfg = load_config("shapes_demo", tiny_overrides() + [f"model.roi_heads.mask_paste={paste}"])
+    torch.manual_seed(0)  # the same weights for both pastes
+    model = build_model(cfg.model)
+    path = folder / f"{paste}.pt"
+    save_model(path, model, cfg)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("paste")
+    return {paste: save_tiny(folder, paste) for paste in ("torchvision", "exact")}
+
+
+def test_whole_image_tiles_and_evaluation_give_the_same_exact_masks(checkpoints, tmp_path) -> None:
+    from PIL import Image
+
+    from maskrcnn.data.shapes import generate_shapes
+    from maskrcnn.inference.evaluation import evaluate_metrics
+
+    json_path = generate_shapes(tmp_path, 1, image_size=64, seed=3)
+    image = np.asarray(Image.open(tmp_path / "images" / "annotations_000000.png").convert("RGB"))
+    masks = {}
+    for paste, path in checkpoints.items():
+        predictor = Predictor.from_checkpoint(path, device="cpu", score_threshold=0.0)
+        whole = predictor(image)
+        masks[paste] = whole["masks"]  # (N, H, W) bool
+        if paste == "exact":
+            order = np.argsort(-whole["scores"], kind="stable")
+            tiled = predictor.predict_tiled(image, tile=64, overlap=16)
+            assert tiled.tiles == 1 and np.array_equal(tiled.dense_masks(), whole["masks"][order])
+            results: list[dict] = []
+            evaluate_metrics(annotations=json_path, weights=path, images=tmp_path / "images", device="cpu",
+                             results_out=results)
+            evaluated = np.stack([rle_to_mask(r["segmentation"]) for r in results]).astype(bool)
+            assert len(results) == len(whole["scores"]) > 0 and np.array_equal(evaluated, whole["masks"])
+    assert masks["exact"].shape == masks["torchvision"].shape
+    assert not np.array_equal(masks["exact"], masks["torchvision"])  # the setting changed the masks
+
+
+def test_an_unknown_paste_stops_in_one_line() -> None:
+    from maskrcnn.config import load_config
+    from maskrcnn.model.build import ModelConfigError, build_model
+
+    with pytest.raises(ModelConfigError, match=r"model.roi_heads.mask_paste: unknown value 'nearest'; expected one of torchvision, exact"):
+        build_model(load_config("shapes_demo", tiny_overrides() + ["model.roi_heads.mask_paste=nearest"]).model)
+
+
+def test_export_says_that_the_graph_pastes_as_torchvision(checkpoints, tmp_path, capsys) -> None:
+    pytest.importorskip("onnx")
+    from maskrcnn.cli import main
+
+    assert main(["export", "--weights", str(checkpoints["exact"]), "--output", str(tmp_path / "m.onnx")]) == 0
+    assert "mask_paste exact is not in the ONNX graph" in capsys.readouterr().out
