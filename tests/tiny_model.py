@@ -20,4 +20,7 @@ def tiny_overrides(*, max_size: int = 64, detections_per_img: int = 5) -> list[s
         # one pass, as the ONNX graph runs (shapes_demo predicts on mirror images too;
         # tests/model/test_test_augment.py and the --test-augment CLI test cover that)
         "model.test_augment=none",
+        # torchvision's mask paste, as the ONNX graph pastes (shapes_demo pastes exactly;
+        # tests/ops/test_exact_paste.py and tests/cli/test_cli_mask_paste.py cover that)
+        "model.roi_heads.mask_paste=torchvision",
     ]
