@@ -95,6 +95,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         precision=args.precision,
         test_augment=args.test_augment,
+        mask_paste=args.mask_paste,
         **image_option_values(args),
     )
     return 0
@@ -116,6 +117,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         max_dets=args.max_dets,
         test_augment=args.test_augment,
         mask_threshold=args.mask_threshold,
+        mask_paste=args.mask_paste,
         json_path=args.json,
         report_dir=args.report,
         progress=not args.quiet,
@@ -193,6 +195,7 @@ def _add_predict(sub: Any) -> None:
                    help="built-in config name or YAML file (needed for plain torchvision state dicts)")
     p.add_argument("--score-threshold", type=float, default=0.5, help="keep detections scoring at least this")
     _add_mask_threshold(p)
+    _add_mask_paste(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=1, help="images per model call")
     p.add_argument("--output", default="runs/predict", help="folder for predictions.json and overlays/")
@@ -210,6 +213,12 @@ def _add_mask_threshold(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mask-threshold", type=float, default=None,
                    help="a pixel is in a mask when its probability is above this (None: the checkpoint's "
                         "model.roi_heads.mask_threshold, 0.5 unless its recipe sets another)")
+
+
+def _add_mask_paste(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mask-paste", default=None, choices=["torchvision", "exact"],
+                   help="how mask grids become image masks: torchvision's paste (one pixel larger) or exact "
+                        "(None: the checkpoint's model.roi_heads.mask_paste; docs/recipes.md, nuclei round 8)")
 
 
 def _add_test_augment(p: argparse.ArgumentParser) -> None:
@@ -239,6 +248,7 @@ def _add_evaluate(sub: Any) -> None:
                         "detections_per_img; for --predictions the most results of one image and category)")
     _add_test_augment(p)
     _add_mask_threshold(p)
+    _add_mask_paste(p)
     p.add_argument("--json", default=None, metavar="PATH", help="also write the metrics to this JSON file")
     p.add_argument("--report", default=None, metavar="DIR",
                    help="also write an HTML report (index.html, charts, pictures of the worst images) into this "

@@ -73,3 +73,27 @@ def test_export_says_that_the_graph_pastes_as_torchvision(checkpoints, tmp_path,
 
     assert main(["export", "--weights", str(checkpoints["exact"]), "--output", str(tmp_path / "m.onnx")]) == 0
     assert "mask_paste exact is not in the ONNX graph" in capsys.readouterr().out
+
+
+def test_mask_paste_option_switches_a_trained_checkpoint(checkpoints, tmp_path, capsys) -> None:
+    """`--mask-paste exact` on a checkpoint trained with torchvision's paste gives what the
+    same weights saved with mask_paste exact give (the weights serve either)."""
+    import json
+
+    from maskrcnn.cli import main
+    from maskrcnn.data.shapes import generate_shapes
+
+    json_path = generate_shapes(tmp_path, 1, image_size=64, seed=4)
+    outputs = {}
+    for name, path, extra in (("switched", checkpoints["torchvision"], ["--mask-paste", "exact"]),
+                              ("stored", checkpoints["exact"], []), ("plain", checkpoints["torchvision"], [])):
+        out_dir = tmp_path / name
+        status = main(["predict", str(tmp_path / "images"), "--weights", str(path), "--output", str(out_dir),
+                       "--score-threshold", "0", "--no-overlays", "--quiet", "--threads", "1", *extra])
+        assert status == 0, capsys.readouterr().err
+        outputs[name] = [r["segmentation"]["counts"] for r in json.loads((out_dir / "predictions.json").read_text())]
+    assert outputs["switched"] == outputs["stored"] and outputs["switched"] != outputs["plain"]
+    status = main(["evaluate", "--annotations", str(json_path), "--predictions", str(tmp_path / "plain" / "predictions.json"),
+                   "--mask-paste", "exact"])
+    err = capsys.readouterr().err
+    assert status == 1 and "--mask-paste needs --weights" in err

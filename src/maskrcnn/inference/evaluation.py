@@ -138,6 +138,7 @@ def evaluate_checkpoint(
     progress: bool = True,
     test_augment: str | None = None,
     mask_threshold: float | None = None,
+    mask_paste: str | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run a checkpoint over a COCO data set: (metrics, COCO results).
 
@@ -153,7 +154,9 @@ def evaluate_checkpoint(
     from maskrcnn.engine.evaluate import evaluate_model
     from maskrcnn.inference.predictor import Predictor
 
-    predictor = Predictor.from_checkpoint(weights, config=config, device=device, test_augment=test_augment)
+    predictor = Predictor.from_checkpoint(
+        weights, config=config, device=device, test_augment=test_augment, mask_paste=mask_paste
+    )
     dataset = CocoDataset(annotations, images)
     if len(dataset) == 0:
         missing = dataset.warnings.get("image file missing", 0)
@@ -249,6 +252,7 @@ def evaluate_metrics(
     results_out: list[dict[str, Any]] | None = None,
     test_augment: str | None = None,
     mask_threshold: float | None = None,
+    mask_paste: str | None = None,
 ) -> dict[str, Any]:
     """Metrics of a checkpoint or a predictions file; the model's COCO results are appended
     to `results_out` when given (the --report needs them).
@@ -257,7 +261,7 @@ def evaluate_metrics(
     `max_dets`: COCO maxDets reported beside the standard 100 (None: the model's
     detections_per_img, or the most results one image has in a predictions file).
     `test_augment`: overrides the checkpoint's model.test_augment (None: keep it).
-    `mask_threshold`: overrides its model.roi_heads.mask_threshold (None: keep it)."""
+    `mask_threshold`, `mask_paste`: override its model.roi_heads ones (None: keep them)."""
     _check_inputs(annotations, weights, images, predictions)
     if score_threshold is not None and not 0.0 <= score_threshold <= 1.0:
         raise EvaluateInputError(f"--dsb-score-threshold: expected a number in [0, 1], got {score_threshold}")
@@ -269,13 +273,15 @@ def evaluate_metrics(
     if predictions is not None:
         if mask_threshold is not None:
             raise EvaluateInputError("--mask-threshold needs --weights: a predictions file's masks are already binary")
+        if mask_paste is not None:
+            raise EvaluateInputError("--mask-paste needs --weights: a predictions file's masks are already pasted")
         return evaluate_predictions_file(
             annotations=annotations, predictions=predictions, score_threshold=score_threshold, max_dets=max_dets
         )
     metrics, results = evaluate_checkpoint(
         annotations=annotations, images=images, weights=weights, config=config, device=device,
         batch_size=batch_size, score_threshold=score_threshold, max_dets=max_dets, progress=progress,
-        test_augment=test_augment, mask_threshold=mask_threshold,
+        test_augment=test_augment, mask_threshold=mask_threshold, mask_paste=mask_paste,
     )
     if results_out is not None:
         results_out.extend(results)

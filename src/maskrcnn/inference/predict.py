@@ -114,6 +114,7 @@ def run_predict(
     progress: bool = True,
     precision: str = "fp32",
     test_augment: str | None = None,
+    mask_paste: str | None = None,
     tile: int = 0,
     tile_overlap: int = _TILING.overlap,
     tile_scale: float = _TILING.scale,
@@ -143,7 +144,7 @@ def run_predict(
     paths = collect_images(inputs)  # before loading the model: bad paths fail fast
     predictor = Predictor.from_checkpoint(
         weights, config=config, device=device, score_threshold=score_threshold, mask_threshold=mask_threshold,
-        precision=precision, test_augment=test_augment,
+        precision=precision, test_augment=test_augment, mask_paste=mask_paste,
     )
     output = Path(output)
     overlay_dir = output / "overlays"

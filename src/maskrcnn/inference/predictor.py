@@ -116,6 +116,26 @@ def check_mask_threshold(mask_threshold: float | None) -> None:
         raise MaskThresholdError(f"--mask-threshold: expected a probability in [0, 1), got {mask_threshold}")
 
 
+class MaskPasteError(ValueError):
+    """An unknown --mask-paste."""
+
+
+def check_mask_paste(how: str) -> None:
+    """One line for an unknown --mask-paste (before the model loads)."""
+    from maskrcnn.ops.masks import MASK_PASTES
+
+    if how not in MASK_PASTES:
+        raise MaskPasteError(f"--mask-paste: expected one of {', '.join(MASK_PASTES)}, got {how!r}")
+
+
+def set_mask_paste(model: nn.Module, how: str) -> None:
+    """Make `model` paste its masks `how` ("torchvision" or "exact": model.roi_heads.mask_paste):
+    the RoI heads align their grids for "exact", the transform pastes."""
+    check_mask_paste(how)
+    model.roi_heads.mask_paste = how
+    model.transform.mask_paste = how
+
+
 class Predictor:
     """A model in eval mode on a device, with thresholds and class names."""
 
@@ -162,6 +182,7 @@ class Predictor:
         winograd: bool = True,
         precision: str = "fp32",
         test_augment: str | None = None,
+        mask_paste: str | None = None,
     ) -> "Predictor":
         """Load a native checkpoint, or a torchvision state dict with `config` naming a built-in config.
 
@@ -172,7 +193,9 @@ class Predictor:
         and matmuls on CPUs with AVX512_BF16 / AMX (refused elsewhere; see inference.precision).
         `test_augment` ("none", "flips", "dihedral"; None: the checkpoint's model.test_augment)
         predicts on mirrored copies and merges them (maskrcnn.model.test_augment).
-        `mask_threshold` (None: the checkpoint's model.roi_heads.mask_threshold) binarises masks.
+        `mask_threshold` (None: the checkpoint's model.roi_heads.mask_threshold) binarises masks;
+        `mask_paste` ("torchvision", "exact"; None: the checkpoint's model.roi_heads.mask_paste)
+        is how they are pasted (maskrcnn.ops.exact_paste).
         """
         from maskrcnn.checkpoints import load_model  # the model code is imported only when needed
 
@@ -182,12 +205,16 @@ class Predictor:
         resolved = resolve_device(device)
         check_precision(precision, resolved)  # before loading: fail fast
         check_mask_threshold(mask_threshold)
+        if mask_paste is not None:
+            check_mask_paste(mask_paste)
         if test_augment is not None:
             check_test_augment(test_augment)
         model, cfg = load_model(path, config=config, device=resolved, for_inference=True, winograd=winograd)
         class_names, label_to_category_id = checkpoint_labels(path, cfg)
         if test_augment is not None:
             model.test_augment = test_augment
+        if mask_paste is not None:
+            set_mask_paste(model, mask_paste)
         return cls(
             model,
             class_names=class_names,
