@@ -71,15 +71,19 @@ def _centre_weights(starts: Tensor, counts: Tensor, edges: Tensor, cell: Tensor,
     return weights[:, :, 1 : side + 1]
 
 
+def blank_pasted_masks(masks: Tensor, image_size: tuple[int, int]) -> Tensor:
+    """Zeros (N, H, W) in the masks' float dtype and device, for a paste to fill."""
+    dtype = masks.dtype if masks.is_floating_point() else torch.float32
+    return torch.zeros((masks.shape[0], int(image_size[0]), int(image_size[1])), dtype=dtype, device=masks.device)
+
+
 def paste_masks_exact(masks: Tensor, boxes: Tensor, image_size: tuple[int, int]) -> Tensor:
     """(N, M, M) aligned mask probabilities and their (N, 4) boxes -> (N, H, W) float: each
     pixel gets the grid's bilinear value at its centre (zero outside the grid)."""
-    im_h, im_w = int(image_size[0]), int(image_size[1])
-    num = masks.shape[0]
-    dtype = masks.dtype if masks.is_floating_point() else torch.float32
-    out = torch.zeros((num, im_h, im_w), dtype=dtype, device=masks.device)
-    if num == 0 or im_h == 0 or im_w == 0:
+    out = blank_pasted_masks(masks, image_size)  # (N, H, W)
+    if out.numel() == 0:
         return out
+    im_h, im_w, dtype = out.shape[1], out.shape[2], out.dtype
     side = masks.shape[-1]
     boxes = boxes.to(device=masks.device, dtype=dtype)
     cell_w = (boxes[:, 2] - boxes[:, 0]).clamp(min=1e-3) / side  # (N,)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from pycocotools import mask as coco_mask
 from torch import Tensor
 
-from maskrcnn.ops.exact_paste import paste_masks_exact
+from maskrcnn.ops.exact_paste import blank_pasted_masks, paste_masks_exact
 from maskrcnn.ops.roi_align import roi_align
 
 MASK_PASTES = ("torchvision", "exact")  # model.roi_heads.mask_paste
@@ -215,12 +215,10 @@ def paste_masks_in_image(
     (x1, y1), clipped to the image. Work is done only inside each box: the resize is two
     small matrix products per mask (bilinear weights built for all masks at once).
     """
-    im_h, im_w = int(image_size[0]), int(image_size[1])
-    num = masks.shape[0]
-    dtype = masks.dtype if masks.is_floating_point() else torch.float32
-    out = torch.zeros((num, im_h, im_w), dtype=dtype, device=masks.device)
-    if num == 0 or im_h == 0 or im_w == 0:
+    out = blank_pasted_masks(masks, image_size)  # (N, H, W)
+    if out.numel() == 0:
         return out
+    im_h, im_w, dtype = out.shape[1], out.shape[2], out.dtype
     side = masks.shape[-1]
     padded = F.pad(masks.to(dtype), (padding,) * 4)  # (N, M + 2p, M + 2p)
     scale = float(side + 2 * padding) / side
