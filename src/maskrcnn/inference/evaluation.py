@@ -147,8 +147,9 @@ def evaluate_checkpoint(
     weights without one (torchvision's), else by the data set's mapping; the model's
     category ids must then be the data set's. `score_threshold` (DSB score) defaults to
     the checkpoint config's evaluation.dsb_score_threshold; `max_dets` to the model's
-    detections_per_img; `mask_threshold` to the model's model.roi_heads.mask_threshold. The model is the Predictor's prepared one, the same `maskrcnn
-    predict` runs (not the plain model that training evaluates).
+    detections_per_img; `mask_threshold` to the model's model.roi_heads.mask_threshold.
+    The model is the Predictor's prepared one, the same `maskrcnn predict` runs (not the
+    plain model that training evaluates).
     """
     from maskrcnn.data.coco import CocoDataset
     from maskrcnn.engine.evaluate import evaluate_model
