@@ -26,7 +26,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from maskrcnn.config import Config, ConfigError, builtin_config_names, config_from_dict, config_to_dict, load_config
+from maskrcnn.config import (
+    Config,
+    ConfigError,
+    builtin_config_names,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+)
+from maskrcnn.errors import UserError
 from maskrcnn.io_utils import atomic_torch_save
 from maskrcnn.model.build import build_model
 from maskrcnn.model.mask_rcnn import MaskRCNN
@@ -45,7 +53,7 @@ OLD_KEY_PATTERNS = [
 OLD_MASK_FCN = re.compile(r"^(roi_heads\.mask_head)\.mask_fcn(\d+)\.(weight|bias)$")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A file that is not a usable checkpoint, or weights that do not fit the model."""
 
 

@@ -15,8 +15,8 @@ fast):
     export        registered by maskrcnn.export.commands
 
 Commands registered by other modules call `parser.set_defaults(func=handler)` where
-`handler(args) -> int | None`. Errors a user can cause (any exception class defined in
-the maskrcnn package, plus missing files and permissions) end with one line
+`handler(args) -> int | None`. Errors a user can cause (`maskrcnn.errors.UserError`, plus
+missing files and permissions) end with one line
 `maskrcnn: error: ...` on stderr and exit status 1; set MASKRCNN_DEBUG=1 for a traceback.
 """
 
@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from maskrcnn import __version__
+from maskrcnn.errors import UserError, error_message, is_user_error
 from maskrcnn.tiling.options import add_image_options
 
 Handler = Callable[[argparse.Namespace], "int | None"]
@@ -61,7 +62,7 @@ def _set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-class ThreadsOptionError(ValueError):
+class ThreadsOptionError(UserError):
     """A negative --threads value."""
 
 
@@ -144,7 +145,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_configs(args: argparse.Namespace) -> int:
-    from maskrcnn.config import CONFIG_DIR, builtin_config_names, dump_config, load_config
+    from maskrcnn.config import (
+        CONFIG_DIR,
+        builtin_config_names,
+        dump_config,
+        load_config,
+    )
 
     if args.name is None:
         print("built-in configs (maskrcnn configs NAME prints one as YAML):")
@@ -301,7 +307,7 @@ def _add_external(sub: Any, command: str, module_name: str) -> None:
         p.set_defaults(func=unavailable)
 
 
-class CommandUnavailableError(RuntimeError):
+class CommandUnavailableError(UserError, RuntimeError):
     """A command whose module could not be imported."""
 
 
@@ -327,19 +333,6 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------------------------
 # Entry point
 # ---------------------------------------------------------------------------------------
-
-
-def is_user_error(exc: BaseException) -> bool:
-    """Errors a user can cause: the project's own exception types and file-system errors."""
-    if isinstance(exc, (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)):
-        return True
-    return any(cls.__module__.split(".")[0] == "maskrcnn" for cls in type(exc).__mro__)
-
-
-def error_message(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.filename and exc.strerror:
-        return f"{exc.filename}: {exc.strerror}"
-    return str(exc) or type(exc).__name__
 
 
 # Commands that only run the model forward. Their OpenMP threads sleep instead of spinning

@@ -18,10 +18,12 @@ from typing import Any
 
 import yaml
 
+from maskrcnn.errors import UserError
+
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config file, name, key or value that is not what was expected."""
 
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from maskrcnn.errors import UserError
+
 
 def _current_umask() -> int:
     mask = os.umask(0)
@@ -50,7 +52,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-class OutputPathError(ValueError):
+class OutputPathError(UserError):
     """An output file that cannot be written: under a regular file, a folder, or in a read-only folder."""
 
 

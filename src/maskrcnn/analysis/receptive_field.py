@@ -24,11 +24,12 @@ from typing import Any
 from torch import nn
 
 from maskrcnn.config import ModelConfig
+from maskrcnn.errors import UserError
 
 LAYER_TOKEN = re.compile(r"^(conv|pool)(\d+)(?:s(\d+))?(?:d(\d+))?$")
 
 
-class LayerSpecError(ValueError):
+class LayerSpecError(UserError):
     """A `--layers` token that is not convK / poolK [sS] [dD]."""
 
 

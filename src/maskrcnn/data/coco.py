@@ -34,7 +34,13 @@ from torch import Tensor
 
 from maskrcnn.data.images import ImageReadError, image_size, read_image
 from maskrcnn.data.mask_patches import MaskPatchCache
-from maskrcnn.data.validate import box_outside, non_finite_field, polygons_outside, rle_problem
+from maskrcnn.data.validate import (
+    box_outside,
+    non_finite_field,
+    polygons_outside,
+    rle_problem,
+)
+from maskrcnn.errors import UserError
 from maskrcnn.ops.masks import polygons_to_mask, rle_to_mask
 from maskrcnn.structures import Targets
 
@@ -43,7 +49,7 @@ logger = logging.getLogger(__name__)
 Transform = Callable[[Tensor, Targets], tuple[Tensor, Targets]]
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """An annotation file or image folder that is not what was expected."""
 
 

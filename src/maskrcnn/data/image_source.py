@@ -40,6 +40,7 @@ from maskrcnn.data.intensity import (
     needs_stats,
     sample_stride,
 )
+from maskrcnn.errors import UserError
 
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 PIL_HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
@@ -47,7 +48,7 @@ SEGMENT_CACHE_BYTES = 64 * 2**20  # a few rows of TIFF tiles: neighbouring regio
 BAND_BYTES = 64 * 2**20  # rows per pass of the statistics scan: about this many bytes
 
 
-class ImageReadError(ValueError):
+class ImageReadError(UserError):
     """An image file that is missing or cannot be decoded."""
 
 

@@ -24,13 +24,15 @@ from typing import NamedTuple
 
 import numpy as np
 
+from maskrcnn.errors import UserError
+
 INTENSITY_MODES = ("auto", "dtype", "range", "percentile")
 PERCENTILES = (0.1, 99.9)
 FULL_SCALES = (1.0, 255.0, 1023.0, 4095.0, 16383.0, 65535.0, 4294967295.0)
 SAMPLE_PIXELS = 4_000_000  # at most about this many values go into the percentile estimate
 
 
-class IntensityModeError(ValueError):
+class IntensityModeError(UserError):
     """An intensity mode that is not one of INTENSITY_MODES."""
 
 

@@ -36,13 +36,14 @@ from maskrcnn.data.shapes import (
     _random_colour,
     _vertices,
 )
+from maskrcnn.errors import UserError
 
 BACKGROUNDS: tuple[str, ...] = ("plain", "gradient", "noise")
 NOISE_SAMPLES_PER_SCALE = 6  # coarse noise samples across one object_scale (6 per 128-px image)
 COLOUR_DISTANCE = 90.0  # as render_shapes_image: shapes differ from their surroundings by this much (RGB)
 
 
-class CanvasError(ValueError):
+class CanvasError(UserError):
     """Canvas arguments that cannot draw a canvas."""
 
 

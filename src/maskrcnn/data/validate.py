@@ -14,12 +14,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from maskrcnn.errors import UserError
+
 # A polygon point may lie outside its image (COCO has a few), but not by more than this many
 # image sides: beyond that the coordinates are not pixels of this image.
 POLYGON_MARGIN_SIDES = 1.0
 
 
-class RleCountsError(ValueError):
+class RleCountsError(UserError):
     """A compressed RLE `counts` string that is not valid COCO run-length code."""
 
 

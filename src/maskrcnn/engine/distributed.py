@@ -16,13 +16,14 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from maskrcnn.errors import UserError
 
 # Rank 0 evaluates alone while the others wait in their next collective call, so the
 # group must tolerate a long evaluation.
 PROCESS_GROUP_TIMEOUT_MIN = 60
 
 
-class DeviceError(ValueError):
+class DeviceError(UserError):
     """A requested device that this machine does not have, or a malformed device name."""
 
 

@@ -24,7 +24,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from maskrcnn.config import Config, ConfigError, SolverConfig, apply_override, dump_config
+from maskrcnn.config import (
+    Config,
+    ConfigError,
+    SolverConfig,
+    apply_override,
+    dump_config,
+)
 from maskrcnn.engine import distributed as du
 from maskrcnn.engine.checkpoint import (
     BEST_NAME,
@@ -38,8 +44,16 @@ from maskrcnn.engine.checkpoint import (
 )
 from maskrcnn.engine.init_weights import format_init_report, load_init_weights
 from maskrcnn.engine.metrics import MetricsLog
-from maskrcnn.engine.schedule import LrChoice, build_lr_scheduler, build_optimizer, check_solver, choose_lr, with_lr
+from maskrcnn.engine.schedule import (
+    LrChoice,
+    build_lr_scheduler,
+    build_optimizer,
+    check_solver,
+    choose_lr,
+    with_lr,
+)
 from maskrcnn.engine.time_budget import shortened_solver
+from maskrcnn.errors import UserError
 from maskrcnn.io_utils import atomic_write_text
 
 
@@ -62,7 +76,7 @@ class ResumeError(CheckpointError):
     """A resume request that does not fit the checkpoint (e.g. a smaller solver.max_iter)."""
 
 
-class OutputDirError(ValueError):
+class OutputDirError(UserError):
     """An output folder that cannot be created (a regular file in its place or above it)."""
 
 

@@ -50,9 +50,21 @@ from maskrcnn.engine.checkpoint import (
 )
 from maskrcnn.engine.metrics import WindowAverages, read_metrics, run_evaluation
 from maskrcnn.engine.plot import plot_loss_curve
-from maskrcnn.engine.run_setup import TrainingRun, note, seed_everything, setup_run, with_init_weights
+from maskrcnn.engine.run_setup import (
+    TrainingRun,
+    note,
+    seed_everything,
+    setup_run,
+    with_init_weights,
+)
 from maskrcnn.engine.schedule import check_solver, reschedule
-from maskrcnn.engine.time_budget import describe_shortening, describe_stop, shortened_solver, start_budget
+from maskrcnn.engine.time_budget import (
+    describe_shortening,
+    describe_stop,
+    shortened_solver,
+    start_budget,
+)
+from maskrcnn.errors import UserError, error_message, is_user_error
 from maskrcnn.io_utils import atomic_write_json
 from maskrcnn.runtime import reuse_freed_memory
 
@@ -62,7 +74,7 @@ __all__ = ["KILL_AFTER_ITER_ENV", "NonFiniteLossError", "seed_everything", "trai
 KILL_AFTER_ITER_ENV = "MASKRCNN_TEST_KILL_AFTER_ITER"
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
     """A loss (or gradient norm) became NaN or infinite; training stopped before using it."""
 
 
@@ -337,7 +349,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from <output>/last.pt")
     parser.add_argument("--init-weights", default=None, metavar="FILE", help="start a new run from these weights")
     args = parser.parse_args(argv)
-    from maskrcnn.cli import error_message, is_user_error
 
     try:
         overrides = list(args.set) + ([f"train.output_dir={args.output}"] if args.output else [])

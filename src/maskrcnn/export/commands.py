@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from maskrcnn.errors import UserError
 from maskrcnn.export.onnx_export import DEFAULT_OPSET
 
 
-class ExportFormatError(ValueError):
+class ExportFormatError(UserError):
     """An export format this version cannot write."""
 
 

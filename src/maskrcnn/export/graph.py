@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from maskrcnn.errors import UserError
 from maskrcnn.export import onnx_ops
 from maskrcnn.model.mask_rcnn import MaskRCNN
 from maskrcnn.ops.poolers import assign_levels
@@ -39,7 +40,7 @@ from maskrcnn.ops.poolers import assign_levels
 PROBE_SIDE = 256  # a square image size used once to learn each feature level's stride
 
 
-class ExportError(ValueError):
+class ExportError(UserError):
     """A model or option that the export cannot represent."""
 
 

@@ -15,10 +15,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from maskrcnn.errors import UserError
+
 AP_COLUMNS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 
-class EvaluateInputError(ValueError):
+class EvaluateInputError(UserError):
     """Options of `maskrcnn evaluate` that do not go together, or an unusable input file."""
 
 

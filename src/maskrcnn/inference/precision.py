@@ -23,11 +23,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from maskrcnn.errors import UserError
+
 PRECISIONS = ("fp32", "bf16")
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # either gives native bfloat16 matmuls / convs
 
 
-class PrecisionError(ValueError):
+class PrecisionError(UserError):
     """A precision that is unknown or that this machine cannot run fast."""
 
 

@@ -20,13 +20,14 @@ import numpy as np
 
 from maskrcnn.config import ImageConfig, TilingConfig
 from maskrcnn.data.intensity import check_mode
+from maskrcnn.errors import UserError
 
 _TILING, _IMAGES = TilingConfig(), ImageConfig()
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 GLOB_CHARACTERS = set("*?[")
 
 
-class ImageListError(ValueError):
+class ImageListError(UserError):
     """An image argument that names nothing readable: no such path, no matches, no images."""
 
 

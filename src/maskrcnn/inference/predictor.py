@@ -23,20 +23,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from maskrcnn.inference.precision import check_precision, keep_heads_float32, precision_context
 from maskrcnn.config import TilingConfig
+from maskrcnn.errors import UserError
+from maskrcnn.inference.precision import (
+    check_precision,
+    keep_heads_float32,
+    precision_context,
+)
 from maskrcnn.runtime import reuse_freed_memory
 from maskrcnn.structures import Detections
-
 
 _TILING = TilingConfig()
 
 
-class ImageFormatError(ValueError):
+class ImageFormatError(UserError):
     """An image given to the Predictor that is not an (H, W, 3) uint8 RGB array."""
 
 
-class DeviceError(ValueError):
+class DeviceError(UserError):
     """A device name that is not valid or not available here."""
 
 
@@ -106,7 +110,7 @@ def check_test_augment(mode: str) -> None:
         raise TestAugmentError(f"--test-augment: expected one of {', '.join(TEST_AUGMENT_MODES)}, got {mode!r}")
 
 
-class MaskThresholdError(ValueError):
+class MaskThresholdError(UserError):
     """A --mask-threshold that is not a probability."""
 
 
@@ -116,7 +120,7 @@ def check_mask_threshold(mask_threshold: float | None) -> None:
         raise MaskThresholdError(f"--mask-threshold: expected a probability in [0, 1), got {mask_threshold}")
 
 
-class MaskPasteError(ValueError):
+class MaskPasteError(UserError):
     """An unknown --mask-paste."""
 
 
@@ -197,7 +201,9 @@ class Predictor:
         `mask_paste` ("torchvision", "exact"; None: the checkpoint's model.roi_heads.mask_paste)
         is how they are pasted (maskrcnn.ops.exact_paste).
         """
-        from maskrcnn.checkpoints import load_model  # the model code is imported only when needed
+        from maskrcnn.checkpoints import (
+            load_model,  # the model code is imported only when needed
+        )
 
         path = Path(path)
         if not path.is_file():

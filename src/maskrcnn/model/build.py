@@ -14,9 +14,21 @@ from __future__ import annotations
 from torch import nn
 
 from maskrcnn.config import ModelConfig
+from maskrcnn.errors import UserError
 from maskrcnn.model.backbone import build_backbone, build_res5_head
-from maskrcnn.model.box_head import BoxPredictor, ConvFCHead, Res5BoxHead, TwoMLPHead, no_shared_head
-from maskrcnn.model.mask_head import MaskConvHead, MaskMLPHead, MaskMLPPredictor, MaskPredictor
+from maskrcnn.model.box_head import (
+    BoxPredictor,
+    ConvFCHead,
+    Res5BoxHead,
+    TwoMLPHead,
+    no_shared_head,
+)
+from maskrcnn.model.mask_head import (
+    MaskConvHead,
+    MaskMLPHead,
+    MaskMLPPredictor,
+    MaskPredictor,
+)
 from maskrcnn.model.mask_rcnn import MaskRCNN
 from maskrcnn.model.roi_heads import RoIHeads, RoIPooler
 from maskrcnn.model.rpn import RegionProposalNetwork, RPNHead
@@ -33,7 +45,7 @@ MASK_LOSSES = ("sigmoid", "softmax")
 CONV_HEAD_DIM = 256  # channels of the 4conv1fc box head's convolutions (torchvision v2)
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(UserError):
     """A model config value that cannot build a model."""
 
 

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from maskrcnn.errors import UserError
 from maskrcnn.ops.boxes import box_iou
 from maskrcnn.ops.nms import batched_nms
 from maskrcnn.structures import Detections, RoIDetections
@@ -44,7 +45,7 @@ TEST_AUGMENT_MODES = ("none", "flips", "dihedral")
 AGREEMENT_IOU = 0.5  # a pass agrees with a merged detection when it has a box this close
 
 
-class TestAugmentError(ValueError):
+class TestAugmentError(UserError):
     """An unknown test-augmentation mode."""
 
 

@@ -23,8 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from maskrcnn.errors import UserError
 from maskrcnn.ops.masks import paste_masks
-from maskrcnn.structures import Detections, ImageBatch, ResizedTargets, RoIDetections, Targets
+from maskrcnn.structures import (
+    Detections,
+    ImageBatch,
+    ResizedTargets,
+    RoIDetections,
+    Targets,
+)
 
 
 def resize_scale_factor(height: int, width: int, min_size: float, max_size: float) -> float:
@@ -36,7 +43,7 @@ def resize_scale_factor(height: int, width: int, min_size: float, max_size: floa
     return scale.item()
 
 
-class ResizeError(ValueError):
+class ResizeError(UserError):
     """An image too thin for the model's resize (a side would shrink below half a pixel)."""
 
 

@@ -19,10 +19,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from maskrcnn.errors import UserError
+
 IOU_TYPES: tuple[str, ...] = ("bbox", "segm")
 
 
-class ReportInputError(ValueError):
+class ReportInputError(UserError):
     """An input of the report (results, ground truth, options) that cannot be used."""
 
 

@@ -7,14 +7,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from maskrcnn.errors import UserError
 from maskrcnn.serve.limits import MAX_IMAGE_PIXELS, MAX_UPLOAD_BYTES
 
 
-class ServeDependencyError(ValueError):
+class ServeDependencyError(UserError):
     """FastAPI / uvicorn / python-multipart are not installed."""
 
 
-class ServeOptionError(ValueError):
+class ServeOptionError(UserError):
     """A serve option out of its range."""
 
 

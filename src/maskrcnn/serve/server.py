@@ -12,8 +12,10 @@ import threading
 import time
 from typing import Any
 
+from maskrcnn.errors import UserError
 
-class ServeAddressError(ValueError):
+
+class ServeAddressError(UserError):
     """A --host/--port that cannot be bound."""
 
 

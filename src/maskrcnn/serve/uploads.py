@@ -20,10 +20,11 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from maskrcnn.data.images import pil_to_rgb_array
+from maskrcnn.errors import UserError
 from maskrcnn.serve.limits import UploadLimits
 
 
-class UploadError(ValueError):
+class UploadError(UserError):
     """A request the server refuses; `status` is the HTTP status code (4xx) to answer with."""
 
     def __init__(self, status: int, message: str) -> None:

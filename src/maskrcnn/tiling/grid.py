@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from maskrcnn.errors import UserError
 
-class TilingError(ValueError):
+
+class TilingError(UserError):
     """Tile size, overlap or scale that cannot make a grid."""
 
 

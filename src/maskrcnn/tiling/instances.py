@@ -13,13 +13,14 @@ import numpy as np
 import torch
 from pycocotools import mask as coco_mask
 
+from maskrcnn.errors import UserError
 from maskrcnn.ops.masks import paste_masks
 from maskrcnn.structures import Detections
 
 RLE_MAX_PIXELS = 2**32 - 1  # pycocotools counts are 32-bit
 
 
-class RLESizeError(ValueError):
+class RLESizeError(UserError):
     """An image too large for COCO RLE (32-bit run lengths)."""
 
 

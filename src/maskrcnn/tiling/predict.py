@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from maskrcnn.data.image_source import ImageSource
+from maskrcnn.errors import UserError
 from maskrcnn.model.roi_heads import model_mask_paste
 from maskrcnn.model.transform import tile_mode
 from maskrcnn.structures import Detections
@@ -47,7 +48,7 @@ class BudgetCaps(NamedTuple):
 BUDGET_CAPS = BudgetCaps(4000, 2000, 500)
 
 
-class TooManyInstancesError(ValueError):
+class TooManyInstancesError(UserError):
     """More instances than a label image of the chosen type can number."""
 
 
