@@ -12,8 +12,10 @@ Each stage's type says which pixels it is in:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -109,3 +111,17 @@ class Detections:
             labels=self.labels.to(device),
             masks=None if self.masks is None else self.masks.to(device),
         )
+
+
+def image_to_tensor(image: np.ndarray, device: torch.device | str | None = None) -> Tensor:
+    """The one way an image enters the model: (H, W, 3) uint8 -> (3, H, W) float32 in [0, 1].
+
+    The uint8 pixels are moved to `device` first (a quarter of the bytes of float32).
+    """
+    with warnings.catch_warnings():
+        # a read-only array (np.asarray of a PIL image) is only read here: .float() copies it
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        tensor = torch.from_numpy(image)
+    if device is not None:
+        tensor = tensor.to(device)
+    return tensor.permute(2, 0, 1).float().div_(255.0)

@@ -19,7 +19,7 @@ import torch
 
 from maskrcnn.analysis.errors import AnalysisError
 from maskrcnn.inference.visualize import LEGEND_BACKGROUND, draw_instances, with_title
-from maskrcnn.structures import Targets
+from maskrcnn.structures import Targets, image_to_tensor
 
 # Above this many instances a cell leaves out the captions (they would hide the masks).
 MAX_CAPTIONED = 25
@@ -77,7 +77,7 @@ def augmented_samples(
             index = image_index if image_index is not None else number % len(dataset)
             original = pipeline is None or (image_index is not None and number == 0)
             pixels = dataset.load_image(index)
-            image = torch.from_numpy(pixels).permute(2, 0, 1).float().div_(255.0)  # (3, H, W)
+            image = image_to_tensor(pixels)  # (3, H, W)
             targets = dataset.load_targets(index)
             input_instances = len(targets)
             if not original:

@@ -42,7 +42,7 @@ from maskrcnn.data.validate import (
 )
 from maskrcnn.errors import UserError
 from maskrcnn.ops.masks import polygons_to_mask, rle_to_mask
-from maskrcnn.structures import Targets
+from maskrcnn.structures import Targets, image_to_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -398,7 +398,7 @@ class CocoDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[Tensor, Targets, dict[str, Any]]:
         pixels = self.load_image(index)
-        image = torch.from_numpy(pixels).permute(2, 0, 1).float().div_(255.0)  # (H, W, 3) -> (3, H, W)
+        image = image_to_tensor(pixels)  # (H, W, 3) uint8 -> (3, H, W) float
         targets = self.load_targets(index)
         if self.transforms is not None:
             image, targets = self.transforms(image, targets)

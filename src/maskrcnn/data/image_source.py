@@ -206,9 +206,20 @@ def _open_tiff(path: Path) -> TiffRegions | None:
         return None
 
 
-def _open_with_pil(path: Path, max_pixels: int | None) -> ArrayImage:
-    from maskrcnn.data.images import pil_to_rgb_array  # the mode conversions live there
+def pil_to_rgb_array(image: Image.Image) -> np.ndarray:
+    """Convert a PIL image of an 8-bit mode to a (H, W, 3) uint8 array (deep modes: see read_image)."""
+    mode = image.mode
+    if mode == "P":
+        image = image.convert("RGBA") if "transparency" in image.info else image.convert("RGB")
+        mode = image.mode
+    if mode in ("RGBA", "LA", "PA"):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
+    return np.array(image.convert("RGB"), dtype=np.uint8)  # a writable copy
 
+
+def _open_with_pil(path: Path, max_pixels: int | None) -> ArrayImage:
     with pil_size_limit_lifted(), Image.open(path) as image:
         check_pixel_limit(path, image.height, image.width, max_pixels)
         image.load()
@@ -237,6 +248,13 @@ def open_raw_image(path: str | Path, max_pixels: int | None = None) -> RawImage:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(f"{path}: cannot read image ({exc})") from None
+
+
+def close_raw_image(raw: RawImage) -> None:
+    """Close the TIFF file a RawImage holds open (read by regions); nothing to do for arrays."""
+    tif = getattr(raw, "tif", None)
+    if tif is not None:
+        tif.close()
 
 
 def raw_to_rgb(region: np.ndarray, window: IntensityWindow) -> np.ndarray:
@@ -270,9 +288,7 @@ class ImageSource:
         return raw_to_rgb(self.raw.read(y0, y1, x0, x1), self.window)
 
     def close(self) -> None:
-        tif = getattr(self.raw, "tif", None)
-        if tif is not None:
-            tif.close()
+        close_raw_image(self.raw)
 
 
 def window_for(raw: RawImage, intensity: str) -> IntensityWindow:
@@ -300,7 +316,5 @@ def open_image_source(
     try:
         return ImageSource(raw, window_for(raw, intensity), name)
     except Exception:
-        tif = getattr(raw, "tif", None)
-        if tif is not None:
-            tif.close()
+        close_raw_image(raw)
         raise

@@ -20,33 +20,22 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from maskrcnn.config import ImageConfig
-from maskrcnn.data.intensity import check_mode
 from maskrcnn.data.image_source import (
     ImageReadError,
     ImageTooLargeError,
     check_pixel_limit,
+    close_raw_image,
     is_tiff,
     open_raw_image,
     pil_size_limit_lifted,
+    pil_to_rgb_array,
     raw_to_rgb,
     window_for,
 )
+from maskrcnn.data.intensity import check_mode
 
 __all__ = ["ImageReadError", "ImageTooLargeError", "image_size", "pil_to_rgb_array", "read_image", "read_label_image"]
 DEFAULTS = ImageConfig()
-
-
-def pil_to_rgb_array(image: Image.Image) -> np.ndarray:
-    """Convert a PIL image of an 8-bit mode to a (H, W, 3) uint8 array (deep modes: see read_image)."""
-    mode = image.mode
-    if mode == "P":
-        image = image.convert("RGBA") if "transparency" in image.info else image.convert("RGB")
-        mode = image.mode
-    if mode in ("RGBA", "LA", "PA"):
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, rgba)
-    return np.array(image.convert("RGB"), dtype=np.uint8)  # a writable copy
 
 
 def read_image(
@@ -63,9 +52,7 @@ def read_image(
     except (OSError, ValueError, RuntimeError) as exc:
         raise ImageReadError(f"{path}: cannot read image ({exc})") from None
     finally:
-        tif = getattr(raw, "tif", None)
-        if tif is not None:
-            tif.close()
+        close_raw_image(raw)
 
 
 def read_label_image(path: str | Path) -> np.ndarray:

@@ -14,7 +14,6 @@ checkpoint carries.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from maskrcnn.inference.precision import (
     precision_context,
 )
 from maskrcnn.runtime import reuse_freed_memory
-from maskrcnn.structures import Detections
+from maskrcnn.structures import Detections, image_to_tensor
 
 _TILING = TilingConfig()
 
@@ -74,15 +73,6 @@ def check_image(image: Any, where: str = "image") -> np.ndarray:
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ImageFormatError(f"{where}: empty image of shape {tuple(image.shape)}")
     return np.ascontiguousarray(image)
-
-
-def image_to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1] on `device`."""
-    with warnings.catch_warnings():
-        # a read-only array (np.asarray of a PIL image) is only read here: .float() copies it
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        tensor = torch.from_numpy(image).to(device)
-    return tensor.permute(2, 0, 1).float().div_(255.0)
 
 
 def detections_to_numpy(det: Detections, score_threshold: float, mask_threshold: float, height: int, width: int) -> dict[str, np.ndarray]:

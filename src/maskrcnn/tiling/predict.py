@@ -28,7 +28,7 @@ from maskrcnn.data.image_source import ImageSource
 from maskrcnn.errors import UserError
 from maskrcnn.model.roi_heads import model_mask_paste
 from maskrcnn.model.transform import tile_mode
-from maskrcnn.structures import Detections
+from maskrcnn.structures import Detections, image_to_tensor
 from maskrcnn.tiling.grid import TileWindow, check_tiling, tile_grid
 from maskrcnn.tiling.instances import CroppedInstance, crop_to_rle, detections_to_crops
 from maskrcnn.tiling.merge import SeamMerger
@@ -144,7 +144,7 @@ class ModelTileDetector:
 
     @torch.inference_mode()
     def __call__(self, pixels: np.ndarray, window: TileWindow) -> list[CroppedInstance]:
-        tensor = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device).permute(2, 0, 1).float().div_(255.0)
+        tensor = image_to_tensor(np.ascontiguousarray(pixels), self.device)  # (3, h, w)
         area = pixels.shape[0] * pixels.shape[1] * self.scale**2
         with tile_mode(self.model.transform, self.scale), scaled_budgets(self.model, area):
             det: Detections = self.model([tensor])[0]  # boxes in tile pixels, masks (N, M, M)
