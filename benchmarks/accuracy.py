@@ -8,7 +8,7 @@ solver.max_time_s seconds when the recipe sets one, or --iters for a quick check
 own generated data, then evaluated on its held-out generated
 validation set:
   shapes_demo  exactly what `make demo` trains: 400 + 50 shapes images of 128 px
-               (maskrcnn.inference.demo.demo_config)
+               (maskrcnn.commands.demo.demo_config)
   nuclei       the `nuclei` recipe on synthetic nuclei (maskrcnn.data.nuclei): its
                config's training and validation sets (different seeds)
 Figures per recipe: bbox / segm AP (COCO, maxDets 100 and at the model's cap), the Data
@@ -49,7 +49,7 @@ def cpu_seconds() -> float:
 def recipe_config(name: str, output: Path, iters: int | None, overrides: list[str]) -> Config:
     """The recipe's config with its data and outputs under `output/name`, then `overrides`."""
     if name == "shapes_demo":
-        from maskrcnn.inference.demo import demo_config
+        from maskrcnn.commands.demo import demo_config
 
         return demo_config(output=output / name, iters=iters, device="cpu", overrides=overrides)
     cfg = load_config(name)

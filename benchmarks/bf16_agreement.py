@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_utils import finish_report, machine_info  # noqa: E402
 
 from maskrcnn import Predictor  # noqa: E402
-from maskrcnn.inference.agreement import agreement_ap  # noqa: E402
+from maskrcnn.evaluation.agreement import agreement_ap  # noqa: E402
 from maskrcnn.inference.precision import cpu_flags  # noqa: E402
 
 

@@ -15,7 +15,7 @@ weights (../shared/parity) and the three parity images, on the GPU:
   brought back to numpy) for: our Predictor in float32 (TF32 off and on) and in bf16
   autocast; torchvision's maskrcnn_resnet50_fpn with the same weights, where torchvision
   is installed (it is on the lent GPU machine, not here);
-- agreement of bf16 with float32 as box / mask AP (inference.agreement).
+- agreement of bf16 with float32 as box / mask AP (evaluation.agreement).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from bench_utils import PARITY, finish_report, machine_info  # noqa: E402
 from runtimes import parity_weights  # noqa: E402
 
 from maskrcnn.export.compare import DetectionSet, compare_detections  # noqa: E402
-from maskrcnn.inference.agreement import agreement_ap  # noqa: E402
+from maskrcnn.evaluation.agreement import agreement_ap  # noqa: E402
 from maskrcnn.inference.predictor import Predictor  # noqa: E402
 
 IMAGES = ("astronaut", "chelsea", "coffee")

@@ -127,8 +127,8 @@ def main() -> None:
 
     from maskrcnn.config import ReportConfig
     from maskrcnn.data.coco import load_coco_gt
+    from maskrcnn.evaluation.prediction_files import load_prediction_file
     from maskrcnn.report import ReportInputs, write_report
-    from maskrcnn.report.inputs import load_prediction_results
 
     settings = ReportConfig() if args.image_pages is None else ReportConfig(image_pages=args.image_pages)
     with tempfile.TemporaryDirectory(prefix="maskrcnn-report-bench-") as scratch:
@@ -138,7 +138,7 @@ def main() -> None:
         data_seconds = time.perf_counter() - started
         started = time.perf_counter()
         coco_gt, _ = load_coco_gt(gt_path)
-        results = load_prediction_results(pred_path, gt_path, coco_gt)
+        results = load_prediction_file(pred_path, gt_path, coco_gt)
         load_seconds = time.perf_counter() - started
         started, cpu_started = time.perf_counter(), time.process_time()
         summary = write_report(ReportInputs(coco_gt, results, images_dir), folder / "report", settings=settings)

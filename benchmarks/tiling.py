@@ -90,7 +90,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(args.threads)
-    from maskrcnn.inference.predict import predict_one_tiled
+    from maskrcnn.commands.predict import predict_one_tiled
     from maskrcnn.inference.predictor import Predictor
 
     predictor = Predictor.from_checkpoint(args.weights, device="cpu", score_threshold=args.score_threshold)
@@ -110,7 +110,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     atomic_write_json(out / "predictions.json", rows, indent=None)
     import tifffile
 
-    from maskrcnn.tiling.grid import tile_grid
+    from maskrcnn.inference.tiling.grid import tile_grid
 
     with tifffile.TiffFile(args.image) as tif:
         height, width = tif.pages.first.shape[:2]
@@ -134,14 +134,18 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
 def predict_band(predictor: Any, args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
     """predict_one_tiled on the top args.band_rows rows of the image, read from the full file."""
     from maskrcnn.data.image_source import ImageSource, open_image_source
-    from maskrcnn.inference.predict import coco_records
-    from maskrcnn.tiling.outputs import draw_overlay, save_overlay, write_label_image
+    from maskrcnn.evaluation.results import predictor_result_rows
+    from maskrcnn.inference.tiling.outputs import (
+        draw_overlay,
+        save_overlay,
+        write_label_image,
+    )
 
     full = open_image_source(args.image)
     band = ImageSource(full.raw, full.window, f"{args.image} (top {args.band_rows} rows)")
     band.height = min(full.height, args.band_rows)
     result = predictor.predict_tiled(band, tile=args.tile, overlap=args.overlap, progress=True)
-    rows = coco_records({"boxes": result.boxes, "labels": result.labels, "scores": result.scores}, image_id=1,
+    rows = predictor_result_rows({"boxes": result.boxes, "labels": result.labels, "scores": result.scores}, image_id=1,
                         file_name=str(args.image), category_id_of=predictor.category_id, rles=result.rles())
     save_overlay(out / "overlay.png", draw_overlay(band, result, predictor.class_names, 2048))
     write_label_image(result, out / "labels.tif")

@@ -97,7 +97,7 @@ def coco_ap(shapes: list[Any], ignored: list[bool], instances: list[Any], height
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    from maskrcnn.tiling.instances import crop_to_rle
+    from maskrcnn.inference.tiling.instances import crop_to_rle
 
     gt: dict[str, Any] = {"images": [{"id": 1, "height": height, "width": width}],
                           "categories": [{"id": k} for k in (1, 2, 3)], "annotations": []}
@@ -169,7 +169,7 @@ def count(outcomes: list[str]) -> dict[str, int]:
 
 def predict_crops(detector: Any, pixels: np.ndarray, crop: int) -> list[Any]:
     """Each non-overlapping crop x crop window predicted alone; instances in canvas coordinates."""
-    from maskrcnn.tiling.grid import TileWindow
+    from maskrcnn.inference.tiling.grid import TileWindow
 
     found = []
     for y in range(0, pixels.shape[0], crop):
@@ -181,8 +181,8 @@ def predict_crops(detector: Any, pixels: np.ndarray, crop: int) -> list[Any]:
 
 @contextlib.contextmanager
 def raised_caps(caps: tuple[int, int, int]):
-    """The per-tile budget caps of maskrcnn.tiling.predict raised (for the one-pass run)."""
-    import maskrcnn.tiling.predict as tiling_predict
+    """The per-tile budget caps of maskrcnn.inference.tiling.tiled_prediction raised (for the one-pass run)."""
+    import maskrcnn.inference.tiling.tiled_prediction as tiling_predict
 
     saved = tiling_predict.BUDGET_CAPS
     tiling_predict.BUDGET_CAPS = tiling_predict.BudgetCaps(*caps)
@@ -195,9 +195,9 @@ def raised_caps(caps: tuple[int, int, int]):
 def evaluate_canvas(args: argparse.Namespace, predictor: Any, background: str, settings: list[Setting]) -> dict[str, Any]:
     from maskrcnn.data.image_source import open_image_source
     from maskrcnn.data.shapes_canvas import render_shapes_canvas
-    from maskrcnn.tiling.grid import tile_grid
-    from maskrcnn.tiling.outputs import draw_overlay, save_overlay
-    from maskrcnn.tiling.predict import ModelTileDetector, predict_tiled
+    from maskrcnn.inference.tiling.grid import tile_grid
+    from maskrcnn.inference.tiling.outputs import draw_overlay, save_overlay
+    from maskrcnn.inference.tiling.tiled_prediction import ModelTileDetector, predict_tiled
 
     canvas = render_shapes_canvas(args.seed, args.size, args.size, object_scale=args.crop, background=background)
     shapes, side = canvas.instances, args.size

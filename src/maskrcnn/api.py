@@ -9,6 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from maskrcnn.commands.evaluate import evaluate_metrics
+from maskrcnn.config import Config, apply_override, load_config
+from maskrcnn.engine.train import train as train_loop
+from maskrcnn.engine.train import with_init_weights
+
 
 def train(
     config: Any = "shapes_demo",
@@ -22,10 +27,6 @@ def train(
     """Train from a Config, a built-in config name or a YAML path (plus `key=value`
     overrides); returns the training summary (checkpoints, times, last evaluation).
     `init_weights` starts a new run from a weights file (not with `resume`)."""
-    from maskrcnn.config import Config, apply_override, load_config
-    from maskrcnn.engine.train import train as train_loop
-    from maskrcnn.engine.train import with_init_weights
-
     cfg = config if isinstance(config, Config) else load_config(str(config), list(overrides))
     if isinstance(config, Config):
         for item in overrides:
@@ -55,8 +56,6 @@ def evaluate(
     or of a COCO results file `predictions`, against the COCO JSON `annotations`.
     `score_threshold`: the DSB score's (None: the config's evaluation.dsb_score_threshold);
     `max_dets`: a COCO maxDets reported beside 100 (None: the model's detections_per_img)."""
-    from maskrcnn.inference.evaluation import evaluate_metrics
-
     return evaluate_metrics(
         annotations=annotations,
         weights=weights,

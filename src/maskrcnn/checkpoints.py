@@ -37,6 +37,7 @@ from maskrcnn.config import (
 from maskrcnn.errors import UserError
 from maskrcnn.io_utils import atomic_torch_save
 from maskrcnn.model.build import build_model
+from maskrcnn.model.inference_opt import prepare_for_inference
 from maskrcnn.model.mask_rcnn import MaskRCNN
 
 FORMAT = "maskrcnn"
@@ -229,8 +230,6 @@ def load_model(
     if device is not None:
         model.to(device)
     if for_inference:
-        from maskrcnn.model.inference_opt import prepare_for_inference
-
         prepare_for_inference(model, winograd=winograd)
     return model, cfg
 

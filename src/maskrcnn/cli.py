@@ -5,11 +5,11 @@ module that owns the concern, imported when the command runs (so `maskrcnn --hel
 fast):
 
     train         maskrcnn.engine.train.train
-    predict       maskrcnn.inference.predict.run_predict
-    evaluate      maskrcnn.inference.evaluation.run_evaluate
-    demo          maskrcnn.inference.demo.run_demo
+    predict       maskrcnn.commands.predict.run_predict
+    evaluate      maskrcnn.commands.evaluate.run_evaluate
+    demo          maskrcnn.commands.demo.run_demo
     configs       maskrcnn.config (list built-in configs / print one as YAML)
-    import-masks  registered by maskrcnn.data.commands
+    import-masks  registered by maskrcnn.commands.import_masks
     analyze       registered by maskrcnn.analysis.commands
     serve         registered by maskrcnn.serve.commands
     export        registered by maskrcnn.export.commands
@@ -30,13 +30,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from maskrcnn import __version__
+from maskrcnn.commands.image_options import add_image_options
 from maskrcnn.errors import UserError, error_message, is_user_error
-from maskrcnn.tiling.options import add_image_options
 
 Handler = Callable[[argparse.Namespace], "int | None"]
 HELP_FORMAT = argparse.ArgumentDefaultsHelpFormatter
 EXTERNAL_COMMANDS = (
-    ("import-masks", "maskrcnn.data.commands"),
+    ("import-masks", "maskrcnn.commands.import_masks"),
     ("analyze", "maskrcnn.analysis.commands"),
     ("serve", "maskrcnn.serve.commands"),
     ("export", "maskrcnn.export.commands"),
@@ -80,8 +80,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
-    from maskrcnn.inference.predict import run_predict
-    from maskrcnn.tiling.options import image_option_values
+    from maskrcnn.commands.image_options import image_option_values
+    from maskrcnn.commands.predict import run_predict
 
     run_predict(
         args.images,
@@ -104,7 +104,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
-    from maskrcnn.inference.evaluation import run_evaluate
+    from maskrcnn.commands.evaluate import run_evaluate
 
     run_evaluate(
         annotations=args.annotations,
@@ -128,7 +128,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
-    from maskrcnn.inference.demo import run_demo
+    from maskrcnn.commands.demo import run_demo
 
     run_demo(
         output=args.output,

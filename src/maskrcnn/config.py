@@ -294,7 +294,7 @@ class ImageConfig:
 
 @dataclass
 class TilingConfig:
-    """Tiled prediction of large images (maskrcnn.tiling)."""
+    """Tiled prediction of large images (maskrcnn.inference.tiling)."""
 
     tile_size: int = 1024  # pixels of the image (before `scale`)
     overlap: int = 128  # pixels shared by neighbouring tiles; make it larger than the objects

@@ -3,7 +3,7 @@
 import json
 
 from maskrcnn.cli import main
-from maskrcnn.inference.demo import demo_config
+from maskrcnn.commands.demo import demo_config
 
 TINY_MODEL = [
     "model.backbone.plain_channels=[8,16,16,16,16]",

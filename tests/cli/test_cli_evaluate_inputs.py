@@ -159,7 +159,7 @@ def test_ground_truth_rle_cut_short_is_skipped_with_a_warning(tmp_path, capsys):
 
 
 def test_json_path_under_a_file_fails_before_computing(tmp_path, capsys, monkeypatch):
-    import maskrcnn.inference.evaluation as evaluation
+    import maskrcnn.commands.evaluate as evaluation
 
     gt = _gt(tmp_path / "gt.json")
     (tmp_path / "pred.json").write_text(json.dumps([_prediction(gt)]))

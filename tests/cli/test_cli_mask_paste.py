@@ -37,7 +37,7 @@ def test_whole_image_tiles_and_evaluation_give_the_same_exact_masks(checkpoints,
     from PIL import Image
 
     from maskrcnn.data.shapes import generate_shapes
-    from maskrcnn.inference.evaluation import evaluate_metrics
+    from maskrcnn.commands.evaluate import evaluate_metrics
 
     json_path = generate_shapes(tmp_path, 1, image_size=64, seed=3)
     image = np.asarray(Image.open(tmp_path / "images" / "annotations_000000.png").convert("RGB"))

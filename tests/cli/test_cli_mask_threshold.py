@@ -68,7 +68,7 @@ def test_predict_binarises_at_the_checkpoints_threshold_unless_told(checkpoint, 
 
 
 def test_evaluate_uses_and_reports_the_threshold(checkpoint, shapes_set) -> None:
-    from maskrcnn.inference.evaluation import evaluate_metrics
+    from maskrcnn.commands.evaluate import evaluate_metrics
 
     json_path, images = shapes_set
     totals, thresholds = {}, {}

@@ -82,7 +82,7 @@ def test_bad_source_and_layout(tmp_path):
 def test_command_line(tmp_path, helpers, capsys):
     import argparse
 
-    from maskrcnn.data.commands import register
+    from maskrcnn.commands.import_masks import register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))

@@ -12,7 +12,7 @@ from PIL import Image
 
 from maskrcnn.config import load_config
 from maskrcnn.data.coco import CocoDataset
-from maskrcnn.engine.evaluate import evaluate_model, model_max_dets
+from maskrcnn.evaluation.model_eval import evaluate_model, model_max_dets
 from maskrcnn.model.build import build_model
 
 DENSE_OVERRIDES = [

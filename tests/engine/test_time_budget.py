@@ -11,7 +11,7 @@ from torch import nn
 
 from maskrcnn.config import Config, ConfigError, SolverConfig, apply_override
 from maskrcnn.engine import time_budget
-from maskrcnn.engine.checkpoint import load_training_checkpoint
+from maskrcnn.engine.resume_state import load_training_checkpoint
 from maskrcnn.engine.metrics import read_metrics
 from maskrcnn.engine.schedule import check_solver
 from maskrcnn.engine.time_budget import BudgetRecord, TimeBudget, shortened_solver, start_budget

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from maskrcnn.config import Config, apply_override
-from maskrcnn.engine.checkpoint import cycle_batches, load_training_checkpoint
+from maskrcnn.engine.resume_state import cycle_batches, load_training_checkpoint
 from maskrcnn.engine.metrics import read_metrics
 from maskrcnn.engine.train import train
 from maskrcnn.structures import Targets
@@ -117,7 +117,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path):
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
-    from maskrcnn.engine.checkpoint import CheckpointError
+    from maskrcnn.engine.resume_state import CheckpointError
 
     with pytest.raises(CheckpointError, match="no checkpoint to resume from"):
         train(tiny_cfg(tmp_path), resume=True, model=CountingModel(), train_set=CountingDataset())

@@ -15,7 +15,7 @@ from torch import nn
 from maskrcnn.config import Config, ConfigError, apply_override
 from maskrcnn.data.build import CategoryMismatchError
 from maskrcnn.data.coco import DatasetError
-from maskrcnn.engine.checkpoint import load_training_checkpoint
+from maskrcnn.engine.resume_state import load_training_checkpoint
 from maskrcnn.engine.distributed import DeviceError
 from maskrcnn.engine.run_setup import (
     FrozenFromScratchError,
@@ -176,7 +176,7 @@ def test_validation_categories_that_differ_stop_before_the_first_iteration(tmp_p
 
 
 def test_resume_after_the_final_evaluation_knows_its_best_score(tmp_path):
-    from maskrcnn.engine.checkpoint import model_checkpoint, save_checkpoint
+    from maskrcnn.engine.resume_state import model_checkpoint, save_checkpoint
     from maskrcnn.engine.run_setup import Position, _best_recorded
 
     save_checkpoint(tmp_path / "best.pt", model_checkpoint(Fit(), Config(), iteration=4, best_metric=0.5, best_iteration=4))

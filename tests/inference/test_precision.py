@@ -109,7 +109,7 @@ def test_prepared_convs_run_bfloat16_under_autocast():
 
 @needs_bf16
 def test_predictor_bf16_agrees_with_float32():
-    from maskrcnn.inference.agreement import agreement_ap
+    from maskrcnn.evaluation.agreement import agreement_ap
     from maskrcnn.inference.predictor import Predictor
     from maskrcnn.model.inference_opt import prepare_for_inference
 

@@ -175,7 +175,7 @@ def test_a_checkpoint_with_4_kib_flipped_is_refused_and_old_ones_still_load(tmp_
 
 
 def test_training_checkpoints_are_verified_too(tmp_path):
-    from maskrcnn.engine.checkpoint import load_training_checkpoint, model_checkpoint, save_checkpoint
+    from maskrcnn.engine.resume_state import load_training_checkpoint, model_checkpoint, save_checkpoint
 
     model, cfg = tiny()
     ckpt = model_checkpoint(model, cfg, iteration=1, optimizer={}, scheduler={}, rng=[])

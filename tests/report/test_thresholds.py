@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from report_case import case_results
 
-from maskrcnn.engine.evaluate import dsb_score_from_coco
+from maskrcnn.evaluation.coco_metrics import dsb_score_from_coco
 from maskrcnn.report.ap import average_precision
-from maskrcnn.report.errors import error_breakdown
+from maskrcnn.report.error_kinds import error_breakdown
 from maskrcnn.report.inputs import image_records
 from maskrcnn.report.thresholds import threshold_table
 
@@ -49,7 +49,7 @@ def test_count_matches_numpy_equals_engine() -> None:
     import numpy as np
     import torch
 
-    from maskrcnn.engine.dsb_score import count_matches
+    from maskrcnn.evaluation.dsb_score import count_matches
     from maskrcnn.report.thresholds import count_matches_numpy
 
     rng = np.random.default_rng(0)

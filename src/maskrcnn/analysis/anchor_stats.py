@@ -26,7 +26,10 @@ import torch
 
 from maskrcnn.analysis.errors import AnalysisError
 from maskrcnn.analysis.geometry import AnchorLayout, resized_geometry, scale_boxes
+from maskrcnn.analysis.table import format_table
 from maskrcnn.config import ModelConfig
+from maskrcnn.data.coco import load_coco_json
+from maskrcnn.data.images import image_size
 from maskrcnn.ops.boxes import box_iou
 
 BIN_COUNTS = tuple(range(10, 101, 10))
@@ -46,8 +49,6 @@ class ImageBoxes:
 
 def load_image_boxes(annotations: str | Path, images_dir: str | Path | None = None) -> tuple[list[ImageBoxes], int]:
     """Boxes per image from a COCO JSON; returns (images, number of annotations left out)."""
-    from maskrcnn.data.coco import load_coco_json
-
     data = load_coco_json(annotations)
     by_image: dict[int, list[dict[str, Any]]] = {img["id"]: [] for img in data["images"]}
     for ann in data["annotations"]:
@@ -60,7 +61,6 @@ def load_image_boxes(annotations: str | Path, images_dir: str | Path | None = No
                 raise AnalysisError(
                     f"{annotations}: image id {img['id']} has no height/width; pass --images DIR to read its size"
                 )
-            from maskrcnn.data.images import image_size
 
             height, width = image_size(Path(images_dir) / img["file_name"])
         boxes, ids = [], []
@@ -298,8 +298,6 @@ def analyze_anchors(
 
 
 def format_anchor_report(result: dict[str, Any], max_listed: int = 20) -> str:
-    from maskrcnn.analysis.table import format_table
-
     parts = [f"{result['annotations']}: {result['images']} images, {result['boxes']} boxes "
              f"({result['left_out_annotations']} crowd/empty annotations left out); sizes in {result['space']}"]  # fmt: skip
     for key, label in (("area", "box area"), ("aspect_ratio", "aspect ratio h/w")):

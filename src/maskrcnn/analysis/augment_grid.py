@@ -2,7 +2,7 @@
 
 The training set of a config is read as training reads it, each sample goes through the
 `data.augment` pipeline, and the results are drawn (translucent masks, outlines, boxes,
-class names; see inference/visualize.py) into one PNG, so that a user can see what the
+class names; see visualize/overlays.py) into one PNG, so that a user can see what the
 model will be trained on before training. Random numbers come from a generator seeded
 with `seed`, apart from the caller's.
 
@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from maskrcnn.analysis.errors import AnalysisError
-from maskrcnn.inference.visualize import LEGEND_BACKGROUND, draw_instances, with_title
 from maskrcnn.structures import Targets, image_to_tensor
+from maskrcnn.visualize.overlays import LEGEND_BACKGROUND, draw_instances, with_title
 
 # Above this many instances a cell leaves out the captions (they would hide the masks).
 MAX_CAPTIONED = 25

@@ -82,8 +82,18 @@ def _parse_input_shape(text: str) -> tuple[int, int, int]:
 
 
 def run_params(args: argparse.Namespace) -> int:
-    from maskrcnn.analysis.params import mask_rcnn_stage, overall_total, param_table, stage_totals, table_to_json
-    from maskrcnn.analysis.stages import parse_image_size, run_mask_rcnn_stages, shape_copy
+    from maskrcnn.analysis.params import (
+        mask_rcnn_stage,
+        overall_total,
+        param_table,
+        stage_totals,
+        table_to_json,
+    )
+    from maskrcnn.analysis.stages import (
+        parse_image_size,
+        run_mask_rcnn_stages,
+        shape_copy,
+    )
 
     if args.model == "unet":
         from maskrcnn.analysis.unet import get_unet, unet_example_input
@@ -149,7 +159,12 @@ def _rf_table(rows: list[Any], with_stage: bool) -> str:
 
 
 def run_receptive_field(args: argparse.Namespace) -> int:
-    from maskrcnn.analysis.receptive_field import RFRow, backbone_receptive_fields, parse_layers, receptive_fields
+    from maskrcnn.analysis.receptive_field import (
+        RFRow,
+        backbone_receptive_fields,
+        parse_layers,
+        receptive_fields,
+    )
 
     if args.layers:
         rows = receptive_fields(parse_layers(args.layers))
@@ -245,7 +260,11 @@ def _add_anchors(sub: Any) -> None:
 
 
 def run_rpn_targets(args: argparse.Namespace) -> int:
-    from maskrcnn.analysis.rpn_targets import draw_rpn_targets, load_annotated_image, rpn_targets
+    from maskrcnn.analysis.rpn_targets import (
+        draw_rpn_targets,
+        load_annotated_image,
+        rpn_targets,
+    )
 
     cfg = _config(args)
     output = Path(args.output)
@@ -339,9 +358,13 @@ def _add_flops(sub: Any) -> None:
 
 
 def run_augment(args: argparse.Namespace) -> int:
-    from maskrcnn.analysis.augment_grid import augmented_samples, check_grid_options, draw_augment_grid
+    from maskrcnn.analysis.augment_grid import (
+        augmented_samples,
+        check_grid_options,
+        draw_augment_grid,
+    )
     from maskrcnn.data.build import build_dataset
-    from maskrcnn.inference.visualize import save_image
+    from maskrcnn.visualize.overlays import save_image
 
     check_grid_options(args.samples, args.cell, args.columns)
     cfg = _config(args)

@@ -20,9 +20,14 @@ from typing import Any
 from torch import Tensor, nn
 
 from maskrcnn.analysis.errors import AnalysisError
-
-from maskrcnn.analysis.stages import STAGE_ORDER, parse_image_size, run_mask_rcnn_stages, shape_copy
+from maskrcnn.analysis.stages import (
+    STAGE_ORDER,
+    parse_image_size,
+    run_mask_rcnn_stages,
+    shape_copy,
+)
 from maskrcnn.config import Config, ModelConfig
+from maskrcnn.model.build import build_model
 
 MACS_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 
@@ -79,7 +84,6 @@ def module_macs(module: nn.Module, *args: Any) -> int:
 def _as_model(model_cfg_or_model: ModelConfig | Config | nn.Module) -> nn.Module:
     if isinstance(model_cfg_or_model, nn.Module):
         return model_cfg_or_model
-    from maskrcnn.model.build import build_model
 
     cfg = model_cfg_or_model.model if isinstance(model_cfg_or_model, Config) else model_cfg_or_model
     return build_model(cfg)

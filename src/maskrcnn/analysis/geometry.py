@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from maskrcnn.config import ModelConfig
+from maskrcnn.config import ConfigError, ModelConfig
+from maskrcnn.model.backbone import build_backbone
 from maskrcnn.model.transform import resize_boxes, resize_scale_factor
 from maskrcnn.ops.anchors import AnchorGenerator
 
@@ -50,15 +51,11 @@ class AnchorLayout:
     """Anchors per level for padded image sizes, from a model config (cached per size)."""
 
     def __init__(self, model_cfg: ModelConfig) -> None:
-        from maskrcnn.model.backbone import build_backbone
-
         # Built on the CPU, then moved to the meta device: forward passes give shapes only.
         self.backbone: nn.Module = build_backbone(model_cfg.backbone).to("meta")
         self.level_names: list[str] = list(self.backbone.feature_names)
         sizes, ratios = model_cfg.anchors.sizes, model_cfg.anchors.aspect_ratios
         if len(sizes) != len(self.level_names):
-            from maskrcnn.config import ConfigError
-
             raise ConfigError(
                 f"model.anchors.sizes: {len(sizes)} anchor levels but the backbone "
                 f"({model_cfg.backbone.name}, layout {model_cfg.backbone.layout}) gives "

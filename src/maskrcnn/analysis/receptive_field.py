@@ -25,6 +25,7 @@ from torch import nn
 
 from maskrcnn.config import ModelConfig
 from maskrcnn.errors import UserError
+from maskrcnn.model.backbone import build_backbone
 
 LAYER_TOKEN = re.compile(r"^(conv|pool)(\d+)(?:s(\d+))?(?:d(\d+))?$")
 
@@ -142,8 +143,6 @@ def stage_ends(rows: list[RFRow]) -> dict[str, RFRow]:
 
 def backbone_receptive_fields(model_cfg: ModelConfig) -> dict[str, Any]:
     """Layer rows of the trunk, per-stage and per-output-level fields, and the anchor-size check."""
-    from maskrcnn.model.backbone import build_backbone
-
     backbone = build_backbone(model_cfg.backbone)  # only its layers' settings are read
     layers, stages = trunk_layers(backbone.body)
     rows = receptive_fields(layers, stages=stages)

@@ -21,9 +21,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from maskrcnn.analysis.anchor_stats import load_image_boxes
 from maskrcnn.analysis.errors import AnalysisError
-from maskrcnn.analysis.geometry import AnchorLayout, ResizedGeometry, resized_geometry, scale_boxes
+from maskrcnn.analysis.geometry import (
+    AnchorLayout,
+    ResizedGeometry,
+    resized_geometry,
+    scale_boxes,
+)
 from maskrcnn.config import ModelConfig
+from maskrcnn.data.images import read_image
 from maskrcnn.ops.boxes import box_iou
 from maskrcnn.ops.matcher import Matcher
 from maskrcnn.ops.sampler import sample_balanced
@@ -139,9 +146,6 @@ def load_annotated_image(
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """(H, W, 3) image, its (G, 4) xyxy boxes and name: `image_path` looked up by file name in the
     COCO JSON, or the JSON's first image (read from `images_dir`, else beside the JSON) when None."""
-    from maskrcnn.analysis.anchor_stats import load_image_boxes
-    from maskrcnn.data.images import read_image
-
     images, _ = load_image_boxes(annotations, images_dir)
     if not images:
         raise AnalysisError(f"{annotations}: holds no images")

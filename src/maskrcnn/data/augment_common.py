@@ -1,7 +1,7 @@
 """Helpers shared by the augmentations: random draws and grey-image handling.
 
 Every draw comes from torch's global generator, which the training loop seeds and a
-resumed run restores (engine/checkpoint.py), so augmentations replay exactly.
+resumed run restores (engine/resume_state.py), so augmentations replay exactly.
 """
 
 from __future__ import annotations

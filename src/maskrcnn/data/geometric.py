@@ -25,7 +25,6 @@ from maskrcnn.data.augment_common import on_gray_plane, randint, uniform
 from maskrcnn.data.instance_masks import Patch, mask_extents, move_masks, place_patches
 from maskrcnn.structures import Targets
 
-
 # Masks up to this many elements (4 MB of uint8) are flipped / rotated as one tensor: below
 # it, one pass over all pixels costs less than a few small operations per instance.
 WHOLE_TENSOR_MAX_ELEMENTS = 4 * 2**20

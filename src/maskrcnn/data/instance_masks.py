@@ -18,10 +18,9 @@ Extents are (N, 4) int64 [x0, y0, x1, y1], end-exclusive: a mask's tight box in 
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
-
 import math
 import mmap
+from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from maskrcnn.config import AugmentConfig, ConfigError
+from maskrcnn.data.augment_common import uniform as _uniform
 from maskrcnn.data.geometric import (
     RandomRotate90,
     RandomScaleJitter,
@@ -27,7 +28,6 @@ from maskrcnn.data.geometric import (
     hflip,
     keep_boxes,
 )
-from maskrcnn.data.augment_common import uniform as _uniform
 from maskrcnn.data.photometric import (  # PhotometricJitter also re-exported for older imports
     IntensityJitter,
     PhotometricJitter,

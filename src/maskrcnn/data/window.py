@@ -9,7 +9,6 @@ iteration costs about the same for a 256 px image as for a 1024 px one.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from maskrcnn.data.geometric import ZoomWindow, randint, zoom

@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from maskrcnn.evaluation.coco_metrics import DEFAULT_DSB_SCORE_THRESHOLD
+from maskrcnn.evaluation.model_eval import evaluate_model
 from maskrcnn.io_utils import atomic_write_text
 
 
@@ -173,8 +175,6 @@ def run_evaluation(
     training run that follows. `dsb_score_threshold`: the config's
     evaluation.dsb_score_threshold (None: its default); COCO maxDets follows the model's
     detections_per_img (see evaluate_model)."""
-    from maskrcnn.engine.evaluate import DEFAULT_DSB_SCORE_THRESHOLD, evaluate_model
-
     if dsb_score_threshold is None:
         dsb_score_threshold = DEFAULT_DSB_SCORE_THRESHOLD
     devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []

@@ -31,8 +31,17 @@ from maskrcnn.config import (
     apply_override,
     dump_config,
 )
+from maskrcnn.data.build import (
+    build_dataset,
+    check_data_config,
+    check_same_categories,
+    check_training_set,
+)
+from maskrcnn.data.loader import build_loader
 from maskrcnn.engine import distributed as du
-from maskrcnn.engine.checkpoint import (
+from maskrcnn.engine.init_weights import format_init_report, load_init_weights
+from maskrcnn.engine.metrics import MetricsLog
+from maskrcnn.engine.resume_state import (
     BEST_NAME,
     LAST_NAME,
     CheckpointError,
@@ -42,8 +51,6 @@ from maskrcnn.engine.checkpoint import (
     restore_rng_state,
     unwrap_model,
 )
-from maskrcnn.engine.init_weights import format_init_report, load_init_weights
-from maskrcnn.engine.metrics import MetricsLog
 from maskrcnn.engine.schedule import (
     LrChoice,
     build_lr_scheduler,
@@ -55,6 +62,7 @@ from maskrcnn.engine.schedule import (
 from maskrcnn.engine.time_budget import shortened_solver
 from maskrcnn.errors import UserError
 from maskrcnn.io_utils import atomic_write_text
+from maskrcnn.model.build import build_model
 
 
 def note(message: str) -> None:
@@ -127,8 +135,6 @@ def prepare_output_dir(out: Path) -> None:
 
 def _build_datasets(cfg: Config) -> tuple[Any, Any]:
     """Rank 0 first (it may generate files, e.g. the shapes set), then the others."""
-    from maskrcnn.data.build import build_dataset
-
     def build() -> tuple[Any, Any]:
         train_set = build_dataset(cfg.data.train, cfg.data.augment, train=True)
         val_set = build_dataset(cfg.data.val, None, train=False) if _has_val(cfg) else None
@@ -281,8 +287,6 @@ class SolverParts:
 
 def check_run_config(cfg: Config, *, builds_model: bool, resume: bool) -> None:
     """The checks that need nothing but the config (before any file is touched)."""
-    from maskrcnn.data.build import check_data_config
-
     check_solver(cfg.solver)
     check_data_config(cfg.data)
     if builds_model and not resume:
@@ -298,8 +302,6 @@ def _prepare_output(out: Path) -> None:
 
 def _data(cfg: Config, train_set: Any, val_set: Any) -> tuple[Any, Any]:
     """The data sets (built from the config unless given), checked before any iteration."""
-    from maskrcnn.data.build import check_same_categories, check_training_set
-
     if train_set is None:
         train_set, val_set = _build_datasets(cfg)
     check_training_set(train_set)
@@ -314,8 +316,6 @@ def _data(cfg: Config, train_set: Any, val_set: Any) -> tuple[Any, Any]:
 def _model(cfg: Config, model: nn.Module | None, *, resume: bool, out: Path) -> nn.Module:
     """The model (built from the config unless given) with its starting weights."""
     if model is None:
-        from maskrcnn.model.build import build_model
-
         model = build_model(cfg.model)
     if cfg.train.init_weights and resume:
         note(f"train.init_weights ignored: resuming from {out / LAST_NAME}, whose weights continue the run")
@@ -339,8 +339,6 @@ def _solver(cfg: Config, model: nn.Module, info: du.DistInfo, device: torch.devi
 
 def _loaders(cfg: Config, info: du.DistInfo, train_set: Any, val_set: Any) -> tuple[Any, Any]:
     """The training loader (a distributed sampler under DDP) and rank 0's validation loader."""
-    from maskrcnn.data.loader import build_loader
-
     data = cfg.data
     loader = build_loader(
         train_set,

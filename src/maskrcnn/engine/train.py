@@ -38,7 +38,9 @@ from tqdm import tqdm
 
 from maskrcnn.config import Config, load_config
 from maskrcnn.engine import distributed as du
-from maskrcnn.engine.checkpoint import (
+from maskrcnn.engine import time_budget
+from maskrcnn.engine.metrics import WindowAverages, read_metrics, run_evaluation
+from maskrcnn.engine.resume_state import (
     BEST_NAME,
     FINAL_NAME,
     LAST_NAME,
@@ -48,8 +50,6 @@ from maskrcnn.engine.checkpoint import (
     save_checkpoint,
     weights_fingerprint,
 )
-from maskrcnn.engine.metrics import WindowAverages, read_metrics, run_evaluation
-from maskrcnn.engine.plot import plot_loss_curve
 from maskrcnn.engine.run_setup import (
     TrainingRun,
     note,
@@ -67,6 +67,7 @@ from maskrcnn.engine.time_budget import (
 from maskrcnn.errors import UserError, error_message, is_user_error
 from maskrcnn.io_utils import atomic_write_json
 from maskrcnn.runtime import reuse_freed_memory
+from maskrcnn.visualize.loss_curve import plot_loss_curve
 
 __all__ = ["KILL_AFTER_ITER_ENV", "NonFiniteLossError", "seed_everything", "train", "train_step", "with_init_weights"]
 
@@ -184,8 +185,6 @@ def _shorten(run: TrainingRun, max_iter: int) -> None:
 def _shared_clock(device: torch.device) -> Callable[[], float]:
     """Under DDP every process must take the time budget's decisions together: the
     slowest process's clock (one all-reduce of a scalar per iteration)."""
-    from maskrcnn.engine import time_budget
-
     local = time_budget.CLOCK
 
     def clock() -> float:

@@ -25,8 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from maskrcnn.checkpoints import load_model
 from maskrcnn.export.graph import ExportableMaskRCNN, ExportError
 from maskrcnn.export.onnx_ops import MIN_OPSET, register_onnx_symbolics
+from maskrcnn.inference.predictor import checkpoint_labels
 from maskrcnn.io_utils import atomic_write_bytes
 from maskrcnn.model.mask_rcnn import MaskRCNN
 
@@ -135,9 +137,6 @@ def export_checkpoint(
     opset: int = DEFAULT_OPSET,
 ) -> Path:
     """Load a checkpoint (native, or torchvision with `config`) and export it."""
-    from maskrcnn.checkpoints import load_model
-    from maskrcnn.inference.predictor import checkpoint_labels
-
     weights = Path(weights)
     if not weights.is_file():
         raise FileNotFoundError(2, "checkpoint file not found", str(weights))

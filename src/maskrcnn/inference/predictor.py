@@ -22,13 +22,21 @@ import numpy as np
 import torch
 from torch import nn
 
+from maskrcnn.checkpoints import load_model
 from maskrcnn.config import TilingConfig
+from maskrcnn.data.image_source import ImageSource, open_image_source
 from maskrcnn.errors import UserError
+from maskrcnn.inference.coco_names import COCO_CATEGORY_NAMES
 from maskrcnn.inference.precision import (
     check_precision,
     keep_heads_float32,
     precision_context,
 )
+from maskrcnn.inference.tiling.grid import check_tiling
+from maskrcnn.inference.tiling.tiled_prediction import ModelTileDetector, predict_tiled
+from maskrcnn.model.roi_heads import model_mask_threshold
+from maskrcnn.model.test_augment import TEST_AUGMENT_MODES, TestAugmentError
+from maskrcnn.ops.masks import MASK_PASTES
 from maskrcnn.runtime import reuse_freed_memory
 from maskrcnn.structures import Detections, image_to_tensor
 
@@ -94,8 +102,6 @@ def detections_to_numpy(det: Detections, score_threshold: float, mask_threshold:
 
 def check_test_augment(mode: str) -> None:
     """One line for an unknown --test-augment (before the model loads)."""
-    from maskrcnn.model.test_augment import TEST_AUGMENT_MODES, TestAugmentError
-
     if mode not in TEST_AUGMENT_MODES:
         raise TestAugmentError(f"--test-augment: expected one of {', '.join(TEST_AUGMENT_MODES)}, got {mode!r}")
 
@@ -116,8 +122,6 @@ class MaskPasteError(UserError):
 
 def check_mask_paste(how: str) -> None:
     """One line for an unknown --mask-paste (before the model loads)."""
-    from maskrcnn.ops.masks import MASK_PASTES
-
     if how not in MASK_PASTES:
         raise MaskPasteError(f"--mask-paste: expected one of {', '.join(MASK_PASTES)}, got {how!r}")
 
@@ -158,8 +162,6 @@ class Predictor:
         self.score_threshold = float(score_threshold)
         check_mask_threshold(mask_threshold)
         if mask_threshold is None:
-            from maskrcnn.model.roi_heads import model_mask_threshold
-
             mask_threshold = model_mask_threshold(self.model)  # model.roi_heads.mask_threshold
         self.mask_threshold = float(mask_threshold)
         self.config = config
@@ -191,10 +193,6 @@ class Predictor:
         `mask_paste` ("torchvision", "exact"; None: the checkpoint's model.roi_heads.mask_paste)
         is how they are pasted (maskrcnn.ops.exact_paste).
         """
-        from maskrcnn.checkpoints import (
-            load_model,  # the model code is imported only when needed
-        )
-
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(2, "checkpoint file not found", str(path))
@@ -244,17 +242,13 @@ class Predictor:
         intensity: str = "auto",
         progress: bool = False,
     ) -> Any:
-        """Predict a large image in overlapping tiles at the model's scale; see maskrcnn.tiling.predict.
+        """Predict a large image in overlapping tiles at the model's scale; see maskrcnn.inference.tiling.tiled_prediction.
 
         `image`: an image file path (TIFFs are read tile by tile), an (H, W, 3) uint8 array
         (an np.memmap stays on disk), an (H, W) or (H, W, C) array of another depth
         (brought to 0..255 by `intensity`), or an ImageSource. Returns a TiledPrediction:
         boxes, labels, scores, masks as crops (`.instances`), `.rles()`, `.label_image()`.
         """
-        from maskrcnn.data.image_source import ImageSource, open_image_source
-        from maskrcnn.tiling.grid import check_tiling
-        from maskrcnn.tiling.predict import ModelTileDetector, predict_tiled
-
         check_tiling(tile, overlap, scale)
         source = image if isinstance(image, ImageSource) else open_image_source(image, intensity)
         detector = ModelTileDetector(
@@ -304,8 +298,6 @@ def checkpoint_labels(path: str | Path, cfg: Any) -> tuple[list[str] | None, dic
     if mapping:
         mapping = {int(k): int(v) for k, v in mapping.items()}
     if class_names is None and getattr(getattr(cfg, "model", None), "num_classes", None) == 91:
-        from maskrcnn.inference.coco_names import COCO_CATEGORY_NAMES
-
         class_names = list(COCO_CATEGORY_NAMES)
     return (list(class_names) if class_names is not None else None), (mapping or None)
 

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from maskrcnn.model.losses import fast_rcnn_losses, mask_loss, mask_probabilities
-from maskrcnn.ops.exact_paste import align_mask_grids
 from maskrcnn.ops.boxes import BoxCoder, box_iou, clip_boxes, remove_small_boxes
+from maskrcnn.ops.exact_paste import align_mask_grids
 from maskrcnn.ops.masks import crop_and_resize_masks
 from maskrcnn.ops.matcher import Matcher
 from maskrcnn.ops.nms import batched_nms

@@ -143,7 +143,7 @@ class ImageTransform(nn.Module):
         self.min_size = [int(s) for s in min_size]
         self.max_size = int(max_size)
         self.size_divisible = int(size_divisible)
-        # Tiled prediction (maskrcnn.tiling) sets these for its calls, through `tile_mode`:
+        # Tiled prediction (maskrcnn.inference.tiling) sets these for its calls, through `tile_mode`:
         self.tile_scale: float | None = None  # resize every image by exactly this factor instead
         self.paste_masks = True  # False: postprocess keeps (N, M, M) masks, boxes in original pixels
         # Not part of the state dict: torchvision's checkpoints do not hold them.

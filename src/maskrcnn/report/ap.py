@@ -5,7 +5,7 @@ true and false positives, precision made non-increasing from the right, then rea
 101 recall points 0, 0.01, ..., 1 (zero past the highest recall reached). The mean is over
 the classes that have ground truth; a class without ground truth has no AP.
 
-The error breakdown (maskrcnn.report.errors) re-evaluates with errors fixed; it uses these
+The error breakdown (maskrcnn.report.error_kinds) re-evaluates with errors fixed; it uses these
 functions so that every "fixed" AP is computed the same way as the baseline.
 """
 

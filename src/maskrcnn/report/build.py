@@ -23,7 +23,7 @@ from typing import Any
 from maskrcnn.config import ReportConfig
 from maskrcnn.io_utils import atomic_write_bytes, atomic_write_json
 from maskrcnn.report.coco_curves import CocoCurves, coco_curves
-from maskrcnn.report.errors import ErrorBreakdown, error_breakdown
+from maskrcnn.report.error_kinds import ErrorBreakdown, error_breakdown
 from maskrcnn.report.html import write_page
 from maskrcnn.report.image_pages import rank_images, write_image_pages
 from maskrcnn.report.index_page import index_page

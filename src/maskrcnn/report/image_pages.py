@@ -6,7 +6,7 @@ detection scoring >= t matched. Images are ranked by that number (then by id), a
 first `ReportConfig.image_pages` get a picture and a page:
 
   images/<key>.jpg    ground truth (left) | predictions >= t vs ground truth (right), drawn
-                      by maskrcnn.inference.visualize (matched green, missed red, false
+                      by maskrcnn.visualize.overlays (matched green, missed red, false
                       positives magenta; same matching as the report: same class, IoU >= 0.5)
   thumbs/<key>.jpg    a small copy for the gallery
   images/<key>.html   the picture and a table of every detection >= t with its error kind
@@ -28,10 +28,18 @@ import numpy as np
 from PIL import Image
 
 from maskrcnn.config import ReportConfig
+from maskrcnn.data.images import ImageReadError, read_image
 from maskrcnn.io_utils import atomic_write_bytes
-from maskrcnn.report.errors import CORRECT, ERROR_NAMES, IGNORED, ImageOutcome
+from maskrcnn.ops.masks import rle_to_mask
+from maskrcnn.report.error_kinds import CORRECT, ERROR_NAMES, IGNORED, ImageOutcome
 from maskrcnn.report.html import Html, esc, image, link, number, page, table, write_page
 from maskrcnn.report.inputs import ImageRecord
+from maskrcnn.visualize.overlays import (
+    draw_gt_vs_pred,
+    draw_instances,
+    side_by_side,
+    with_title,
+)
 
 MISSING_IMAGE_GREY = 96
 
@@ -72,8 +80,6 @@ def rank_images(records: list[ImageRecord], outcomes: list[ImageOutcome], score_
 
 def _load_image(record: ImageRecord, images_dir: Path | None) -> tuple[np.ndarray, str | None]:
     """(H, W, 3) uint8 and a note when the real image could not be shown."""
-    from maskrcnn.data.images import ImageReadError, read_image
-
     blank = np.full((record.height, record.width, 3), MISSING_IMAGE_GREY, dtype=np.uint8)
     if images_dir is None:
         return blank, "no --images folder given: drawn on a grey canvas"
@@ -96,9 +102,6 @@ def draw_comparison(
     score_threshold: float, iou_threshold: float, use_masks: bool, panel_size: int,
 ) -> tuple[np.ndarray, str | None]:
     """Ground truth | predictions >= t vs ground truth, as one (H', W', 3) uint8 picture."""
-    from maskrcnn.inference.visualize import draw_gt_vs_pred, draw_instances, side_by_side, with_title
-    from maskrcnn.ops.masks import rle_to_mask
-
     record = item.record
     pixels, note = _load_image(record, images_dir)
     longest = max(record.height, record.width)

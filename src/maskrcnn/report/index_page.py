@@ -6,7 +6,7 @@ from typing import Any
 
 from maskrcnn.config import ReportConfig
 from maskrcnn.report.coco_curves import SUMMARY_NAMES, CocoCurves
-from maskrcnn.report.errors import ERROR_KINDS, ERROR_NAMES, ErrorBreakdown
+from maskrcnn.report.error_kinds import ERROR_KINDS, ERROR_NAMES, ErrorBreakdown
 from maskrcnn.report.html import Html, esc, image, link, number, page, table
 from maskrcnn.report.image_pages import RankedImage, gallery_cards, gallery_name
 from maskrcnn.report.inputs import ImageRecord, ReportInputs

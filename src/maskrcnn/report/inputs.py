@@ -135,24 +135,3 @@ def iou_matrices(coco_gt: Any, record: ImageRecord, iou_type: str) -> IouMatrice
         crowd=_iou(dets, crowds, [1] * len(crowds), iou_type),
         crowd_classes=np.asarray([a["category_id"] for a in record.crowd], dtype=np.int64),
     )
-
-
-def load_prediction_results(predictions: str | Path, annotations: str | Path, coco_gt: Any) -> list[dict[str, Any]]:
-    """A COCO results file as `maskrcnn evaluate --predictions` scores it: image ids matched
-    by file_name where the results carry one, then checked against the ground truth."""
-    import json
-    import tempfile
-
-    from maskrcnn.data.coco import read_json_file
-    from maskrcnn.engine.evaluate import load_results
-    from maskrcnn.inference.evaluation import match_image_ids_by_file_name
-
-    raw = read_json_file(Path(predictions), "predictions file")
-    gt = read_json_file(Path(annotations), "annotations file")
-    if not isinstance(raw, list) or not isinstance(gt, dict):
-        return load_results(predictions, coco_gt)  # raises the usual error
-    remapped = match_image_ids_by_file_name(raw, gt, predictions=predictions, annotations=annotations)
-    with tempfile.TemporaryDirectory(prefix="maskrcnn-report-") as folder:
-        path = Path(folder) / Path(predictions).name
-        path.write_text(json.dumps(remapped))
-        return load_results(path, coco_gt)

@@ -13,7 +13,7 @@ import io
 import numpy as np
 
 from maskrcnn.report.coco_curves import CocoCurves
-from maskrcnn.report.errors import ERROR_KINDS, ErrorBreakdown
+from maskrcnn.report.error_kinds import ERROR_KINDS, ErrorBreakdown
 
 ERROR_COLORS = {
     "cls": "#e6550d", "loc": "#3182bd", "both": "#756bb1", "dupe": "#31a354", "bkg": "#de2d26", "miss": "#636363",

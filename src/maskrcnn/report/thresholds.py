@@ -5,7 +5,7 @@ breakdown's matching (same class, IoU >= 0.5, highest score first; detections in
 regions left out). Greedy matching in score order means the detections above t match
 exactly as they do in the full list, so one matching serves every threshold.
 
-The DSB score is the Data Science Bowl's (maskrcnn.engine.dsb_score: classes ignored,
+The DSB score is the Data Science Bowl's (maskrcnn.evaluation.dsb_score: classes ignored,
 IoU > 0.50:0.05:0.95, one-to-one from the highest IoU), on masks, over every image; it
 needs masks, so it is None for box-only results.
 """
@@ -16,8 +16,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from maskrcnn.engine.dsb_score import DSB_IOU_THRESHOLDS
-from maskrcnn.report.errors import CORRECT, IGNORED, ImageOutcome
+
+from maskrcnn.evaluation.dsb_score import DSB_IOU_THRESHOLDS
+from maskrcnn.report.error_kinds import CORRECT, IGNORED, ImageOutcome
 
 
 @dataclass
@@ -39,7 +40,7 @@ class ThresholdRow:
 
 
 def count_matches_numpy(iou: np.ndarray, threshold: float) -> int:
-    """maskrcnn.engine.dsb_score.count_matches on a NumPy (P, G) matrix: one-to-one pairs
+    """maskrcnn.evaluation.dsb_score.count_matches on a NumPy (P, G) matrix: one-to-one pairs
     with IoU > threshold, greedily from the highest IoU (about 10x less overhead per call,
     which matters at 1,000 images x 7 score thresholds x 10 IoU thresholds)."""
     rows, cols = np.nonzero(iou > threshold)

@@ -29,8 +29,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from maskrcnn.serve.results import prediction_payload
 from maskrcnn.serve.limits import UploadLimits
+from maskrcnn.serve.results import prediction_payload
 from maskrcnn.serve.uploads import UploadError, decode_image, extract_upload
 
 # The page loads nothing from elsewhere; the browser is told to refuse it if it tried.

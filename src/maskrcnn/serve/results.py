@@ -4,7 +4,7 @@
      "results": [{"file_name", "image_id": 1, "category_id", "category_name",
                   "bbox": [x, y, w, h], "score", "segmentation": {"size": [h, w], "counts": "..."}}]}
 
-`results` are COCO results rows, as `maskrcnn predict` writes them (plus category_name),
+`results` are COCO results rows, written as `maskrcnn predict` writes them (maskrcnn.evaluation.results) (plus category_name),
 highest score first; the page decodes the RLE masks itself.
 """
 
@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from maskrcnn.inference.predict import coco_records
+from maskrcnn.evaluation.results import predictor_result_rows
 
 
 class NamedLabels(Protocol):
@@ -31,7 +31,7 @@ def prediction_payload(
     result: dict[str, np.ndarray], labels: NamedLabels, *, file_name: str, width: int, height: int, score_threshold: float
 ) -> dict[str, Any]:
     kept = keep_above(result, score_threshold)
-    rows = coco_records(kept, image_id=1, file_name=file_name, category_id_of=labels.category_id)
+    rows = predictor_result_rows(kept, image_id=1, file_name=file_name, category_id_of=labels.category_id)
     for row, label in zip(rows, kept["labels"]):
         row["category_name"] = labels.class_name(int(label))
     return {

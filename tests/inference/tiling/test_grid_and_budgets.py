@@ -4,8 +4,8 @@ import pytest
 
 from maskrcnn.config import load_config
 from maskrcnn.model.build import build_model
-from maskrcnn.tiling.grid import TilingError, tile_grid, tile_starts
-from maskrcnn.tiling.predict import BUDGET_CAPS, scaled_budgets
+from maskrcnn.inference.tiling.grid import TilingError, tile_grid, tile_starts
+from maskrcnn.inference.tiling.tiled_prediction import BUDGET_CAPS, scaled_budgets
 
 
 @pytest.mark.parametrize("length, tile, overlap, origin", [(1000, 256, 64, 0), (1000, 256, 64, 77), (256, 256, 64, 5),

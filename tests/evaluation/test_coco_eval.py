@@ -8,14 +8,11 @@ import torch
 from PIL import Image
 
 from maskrcnn.data.coco import CocoDataset, DatasetError, make_coco
-from maskrcnn.engine.dsb_score import dsb_image_score, dsb_score
-from maskrcnn.engine.evaluate import (
-    coco_evaluate,
-    detections_to_coco_results,
-    dsb_score_from_coco,
-    evaluate_files,
-    evaluate_model,
-)
+from maskrcnn.evaluation.coco_metrics import coco_evaluate, dsb_score_from_coco
+from maskrcnn.evaluation.dsb_score import dsb_image_score, dsb_score
+from maskrcnn.evaluation.model_eval import evaluate_model
+from maskrcnn.evaluation.prediction_files import evaluate_files
+from maskrcnn.evaluation.results import detections_to_coco_results
 from maskrcnn.ops.masks import mask_to_rle
 from maskrcnn.structures import Detections
 

@@ -8,7 +8,7 @@ temporary file renamed into place; a PNG needs the whole label image in memory.
 
 Overlay: the image reduced by an integer factor so that its long side is at most
 `max_side` (block means), instances painted from a reduced label map (colour, outline),
-boxes and captions (none over a crowd: inference.visualize) when there are at most
+boxes and captions (none over a crowd: visualize.overlays) when there are at most
 MAX_CAPTIONS instances.
 """
 
@@ -24,9 +24,19 @@ import numpy as np
 from PIL import Image
 
 from maskrcnn.data.image_source import ImageSource
-from maskrcnn.inference.visualize import caption_name, draw_boxes_and_captions, instance_colors, save_image
-from maskrcnn.tiling.instances import CroppedInstance
-from maskrcnn.tiling.predict import TiledPrediction, TooManyInstancesError, label_dtype, paint_labels
+from maskrcnn.inference.tiling.instances import CroppedInstance
+from maskrcnn.inference.tiling.tiled_prediction import (
+    TiledPrediction,
+    TooManyInstancesError,
+    label_dtype,
+    paint_labels,
+)
+from maskrcnn.visualize.overlays import (
+    caption_name,
+    draw_boxes_and_captions,
+    instance_colors,
+    save_image,
+)
 
 LABEL_TILE = 512
 MAX_CAPTIONS = 300

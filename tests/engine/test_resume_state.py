@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from maskrcnn.config import Config, apply_override
-from maskrcnn.engine.checkpoint import (
+from maskrcnn.engine.resume_state import (
     CheckpointError,
     capture_rng_state,
     check_same_model_config,
@@ -16,7 +16,7 @@ from maskrcnn.engine.checkpoint import (
     weights_fingerprint,
 )
 from maskrcnn.engine.metrics import MetricsLog, WindowAverages, read_metrics
-from maskrcnn.engine.plot import plot_loss_curve
+from maskrcnn.visualize.loss_curve import plot_loss_curve
 
 
 def draw():

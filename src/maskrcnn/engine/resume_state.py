@@ -33,8 +33,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from maskrcnn.checkpoints import FORMAT as CHECKPOINT_FORMAT
-from maskrcnn.checkpoints import CheckpointError  # noqa: F401 - one error type for every checkpoint problem
-from maskrcnn.checkpoints import native_checkpoint, state_dict_sha256, verify_checksum
+from maskrcnn.checkpoints import (
+    CheckpointError,  # noqa: F401 - one error type for every checkpoint problem
+    native_checkpoint,
+    state_dict_sha256,
+    verify_checksum,
+)
 from maskrcnn.config import Config, config_to_dict
 from maskrcnn.io_utils import atomic_torch_save
 

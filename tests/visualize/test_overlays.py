@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from maskrcnn.inference.coco_names import COCO_CATEGORY_NAMES
-from maskrcnn.inference.visualize import (
+from maskrcnn.visualize.overlays import (
     FALSE_POSITIVE_COLOR,
     MATCHED_COLOR,
     draw_gt_vs_pred,

@@ -20,6 +20,24 @@ from typing import Any
 
 import numpy as np
 
+from maskrcnn.checkpoints import load_model
+from maskrcnn.commands.evaluate import format_metrics_table
+from maskrcnn.config import ConfigError, apply_override, load_config
+from maskrcnn.data.build import ensure_shapes
+from maskrcnn.data.coco import CocoDataset
+from maskrcnn.engine.train import train
+from maskrcnn.evaluation.model_eval import evaluate_model
+from maskrcnn.inference.predictor import Predictor, resolve_device
+from maskrcnn.io_utils import atomic_write_json
+from maskrcnn.visualize.overlays import (
+    display_scale,
+    draw_gt_vs_pred,
+    draw_instances,
+    save_image,
+    side_by_side,
+    with_title,
+)
+
 RECIPE = "shapes_demo"
 
 
@@ -35,8 +53,6 @@ def demo_config(
     seed: int = 0,
 ) -> Any:
     """The `shapes_demo` recipe with the demo's paths and options applied (a Config)."""
-    from maskrcnn.config import ConfigError, apply_override, load_config
-
     cfg = load_config(RECIPE)
     out = Path(output)
     for name, split in (("train", cfg.data.train), ("val", cfg.data.val)):
@@ -81,11 +97,6 @@ def _pictures(
     score_threshold: float = 0.5,
 ) -> list[Path]:
     """Overlays of the first `count` validation images: predictions, and predictions vs ground truth."""
-    from maskrcnn.inference.predictor import Predictor
-    from maskrcnn.inference.visualize import (
-        display_scale, draw_gt_vs_pred, draw_instances, save_image, side_by_side, with_title,
-    )
-
     predictor = Predictor(model, class_names=class_names, score_threshold=score_threshold, device=device)
     written: list[Path] = []
     panels: list[np.ndarray] = []
@@ -131,8 +142,6 @@ def _stack_rows(rows: list[np.ndarray], gap: int = 6) -> np.ndarray:
 
 
 def _print_table(metrics: dict[str, Any], files: dict[str, str]) -> None:
-    from maskrcnn.inference.evaluation import format_metrics_table
-
     print()
     print(format_metrics_table(metrics))
     print()
@@ -166,13 +175,6 @@ def run_demo(
     """Run the demo; returns the metrics written to OUTPUT/metrics.json."""
     import torch
 
-    from maskrcnn.checkpoints import load_model
-    from maskrcnn.data.build import ensure_shapes
-    from maskrcnn.data.coco import CocoDataset
-    from maskrcnn.engine.evaluate import evaluate_model
-    from maskrcnn.engine.train import train
-    from maskrcnn.inference.predictor import resolve_device
-    from maskrcnn.io_utils import atomic_write_json
 
     started = time.perf_counter()
     cfg = demo_config(

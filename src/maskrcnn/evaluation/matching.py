@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from maskrcnn.ops.boxes import box_iou
+
 
 def pairwise_mask_iou(masks_a: np.ndarray, masks_b: np.ndarray) -> np.ndarray:
     """(A, H, W) bool x (B, H, W) bool -> (A, B) IoU (0 where both masks are empty)."""
@@ -21,8 +23,6 @@ def pairwise_mask_iou(masks_a: np.ndarray, masks_b: np.ndarray) -> np.ndarray:
 
 def pairwise_box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     """(A, 4) x (B, 4) xyxy -> (A, B) IoU (maskrcnn.ops.boxes.box_iou on NumPy arrays)."""
-    from maskrcnn.ops.boxes import box_iou
-
     iou = box_iou(torch.as_tensor(boxes_a, dtype=torch.float32), torch.as_tensor(boxes_b, dtype=torch.float32))
     return iou.numpy()
 

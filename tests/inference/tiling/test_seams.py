@@ -13,9 +13,9 @@ from PIL import Image, ImageDraw
 
 from maskrcnn.data.image_source import ArrayImage, ImageSource
 from maskrcnn.data.intensity import IntensityWindow
-from maskrcnn.tiling.grid import TileWindow, tile_grid
-from maskrcnn.tiling.instances import CroppedInstance, crop_to_rle
-from maskrcnn.tiling.predict import predict_tiled
+from maskrcnn.inference.tiling.grid import TileWindow, tile_grid
+from maskrcnn.inference.tiling.instances import CroppedInstance, crop_to_rle
+from maskrcnn.inference.tiling.tiled_prediction import predict_tiled
 from maskrcnn.ops.masks import mask_to_rle
 from pycocotools import mask as coco_mask
 
@@ -253,7 +253,7 @@ def test_a_piece_links_to_one_detection_of_the_neighbour_tile_not_to_a_junk_one_
     # O with IoU 0.67, so linking every pair above 0.5 would merge O, J and B's O into one
     # instance bloated over P. Linked one to one (best overlap first), O and P come out exact
     # and J, cut by B's border and linked to nothing, is dropped.
-    from maskrcnn.tiling.merge import SeamMerger
+    from maskrcnn.inference.tiling.merge import SeamMerger
 
     merger = SeamMerger(100, 160, 0.5)
     merger.add_tile(TileWindow(0, 0, 0, 100, 100), [_rect(40, 50, 60, 80, 0.9)])
@@ -286,7 +286,7 @@ def test_a_merged_box_is_the_model_box_of_the_tile_that_saw_each_side():
     # Tile A (x 0..100) sees the object whole; tile B (x 60..160) sees it cut at x = 60.
     # The merged box takes the left side from A (B's is cut), the other sides from the
     # tile that saw them deepest, as the model regressed them, not the mask's bounds.
-    from maskrcnn.tiling.merge import SeamMerger
+    from maskrcnn.inference.tiling.merge import SeamMerger
 
     whole = _rect(40, 50, 60, 90, 0.9)
     whole.box = np.array([49.4, 39.6, 90.3, 60.2], dtype=np.float32)  # (x1, y1, x2, y2), regressed
@@ -305,7 +305,7 @@ def test_a_merged_box_is_the_model_box_of_the_tile_that_saw_each_side():
 def test_a_merged_score_is_that_of_the_view_with_the_most_context():
     # A sees the object (x 84..98) 2 px from its right border and scores it 0.9; B sees it
     # 24 px inside and scores it 0.6: the group takes B's score, not the highest.
-    from maskrcnn.tiling.merge import SeamMerger
+    from maskrcnn.inference.tiling.merge import SeamMerger
 
     merger = SeamMerger(100, 160, 0.5)
     merger.add_tile(TileWindow(0, 0, 0, 100, 100), [_rect(40, 84, 60, 98, 0.9)])

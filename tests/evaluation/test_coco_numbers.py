@@ -12,7 +12,8 @@ import pytest
 
 from maskrcnn.cli import main
 from maskrcnn.data.coco import make_coco
-from maskrcnn.engine.evaluate import coco_evaluate, evaluate_files
+from maskrcnn.evaluation.coco_metrics import coco_evaluate
+from maskrcnn.evaluation.prediction_files import evaluate_files
 
 # One 200x200 image, one category; COCO area ranges: small < 32^2, medium < 96^2, large.
 # Each detection is its box moved d pixels right, so IoU = (w - d) / (w + d):

@@ -3,7 +3,11 @@
 import numpy as np
 import pytest
 
-from maskrcnn.inference.matching import match_predictions, pairwise_box_iou, pairwise_mask_iou
+from maskrcnn.evaluation.matching import (
+    match_predictions,
+    pairwise_box_iou,
+    pairwise_mask_iou,
+)
 
 
 def square_mask(size: int, x0: int, y0: int, side: int) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from maskrcnn.engine.evaluate import coco_evaluate
+from maskrcnn.evaluation.coco_metrics import coco_evaluate
 from maskrcnn.ops.masks import masks_to_rles
 
 # One image's predictions as the Predictor returns them: boxes (N, 4), labels (N,),

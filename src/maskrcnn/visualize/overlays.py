@@ -21,7 +21,11 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from maskrcnn.inference.matching import match_predictions, pairwise_box_iou, pairwise_mask_iou
+from maskrcnn.evaluation.matching import (
+    match_predictions,
+    pairwise_box_iou,
+    pairwise_mask_iou,
+)
 from maskrcnn.io_utils import atomic_write_bytes
 
 MATCHED_COLOR = (40, 200, 70)

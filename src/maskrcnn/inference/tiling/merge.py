@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from maskrcnn.tiling.grid import TileWindow
-from maskrcnn.tiling.instances import CroppedInstance, trim
+from maskrcnn.inference.tiling.grid import TileWindow
+from maskrcnn.inference.tiling.instances import CroppedInstance, trim
 
 DEPTH_AT_IMAGE_BORDER = 1 << 30
 

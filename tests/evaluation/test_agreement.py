@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from maskrcnn.inference.agreement import agreement_ap
+from maskrcnn.evaluation.agreement import agreement_ap
 
 
 def prediction(boxes: list[list[int]], labels: list[int], scores: list[float], size=(40, 60)) -> dict:

@@ -9,7 +9,7 @@ from report_case import box_rle, case_gt, case_results
 
 from maskrcnn.data.coco import make_coco
 from maskrcnn.report.coco_curves import coco_curves
-from maskrcnn.report.errors import classify_image, error_breakdown
+from maskrcnn.report.error_kinds import classify_image, error_breakdown
 from maskrcnn.report.inputs import image_records
 
 SETTINGS = {"foreground_iou": 0.5, "background_iou": 0.1}

@@ -1,4 +1,4 @@
-"""Loss curves from `metrics.jsonl`, drawn with matplotlib's Agg backend (no display)."""
+"""Loss curves from the records of a training run's `metrics.jsonl`, drawn with matplotlib's Agg backend (no display)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import io
 from pathlib import Path
 from typing import Any
 
-from maskrcnn.engine.metrics import read_metrics
 from maskrcnn.io_utils import atomic_write_bytes
 
 LOSS_NAMES = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss_mask")
@@ -67,6 +66,3 @@ def plot_loss_curve(records: list[dict[str, Any]], path: str | Path, *, title: s
     atomic_write_bytes(path, buffer.getvalue())
     return True
 
-
-def plot_metrics_file(metrics_path: str | Path, png_path: str | Path) -> bool:
-    return plot_loss_curve(read_metrics(metrics_path), png_path)

@@ -19,8 +19,22 @@ from typing import Any
 import numpy as np
 
 from maskrcnn.config import ImageConfig, TilingConfig
+from maskrcnn.data.image_source import open_image_source
+from maskrcnn.data.images import read_image
 from maskrcnn.data.intensity import check_mode
 from maskrcnn.errors import UserError
+from maskrcnn.evaluation.results import predictor_result_rows
+from maskrcnn.inference.predictor import Predictor
+from maskrcnn.inference.tiling.grid import check_tiling
+from maskrcnn.inference.tiling.instances import CroppedInstance, trim
+from maskrcnn.inference.tiling.outputs import (
+    draw_overlay,
+    save_overlay,
+    write_label_image,
+)
+from maskrcnn.inference.tiling.tiled_prediction import TiledPrediction
+from maskrcnn.io_utils import atomic_write_json
+from maskrcnn.visualize.overlays import display_scale, draw_instances, save_image
 
 _TILING, _IMAGES = TilingConfig(), ImageConfig()
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
@@ -74,33 +88,6 @@ def overlay_names(paths: Sequence[Path]) -> list[str]:
     return names
 
 
-def coco_records(
-    result: dict[str, np.ndarray], *, image_id: int, file_name: str, category_id_of: Any, rles: list[dict] | None = None
-) -> list[dict[str, Any]]:
-    """One Predictor result -> COCO results rows (bbox x, y, w, h; RLE with str counts).
-
-    `rles`: the masks already encoded (tiled prediction); otherwise result["masks"] (N, H, W).
-    """
-    from maskrcnn.ops.masks import masks_to_rles
-
-    if rles is None:
-        rles = masks_to_rles(result["masks"])
-    records = []
-    for box, label, score, rle in zip(result["boxes"], result["labels"], result["scores"], rles):
-        x1, y1, x2, y2 = (float(v) for v in box)
-        records.append(
-            {
-                "file_name": file_name,
-                "image_id": int(image_id),
-                "category_id": int(category_id_of(int(label))),
-                "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-                "score": round(float(score), 5),
-                "segmentation": rle,
-            }
-        )
-    return records
-
-
 def run_predict(
     inputs: Sequence[str | Path],
     *,
@@ -130,12 +117,6 @@ def run_predict(
     """
     from tqdm import tqdm
 
-    from maskrcnn.data.images import read_image
-    from maskrcnn.inference.predictor import Predictor
-    from maskrcnn.inference.visualize import display_scale, draw_instances, save_image
-    from maskrcnn.io_utils import atomic_write_json
-    from maskrcnn.tiling.grid import check_tiling
-    from maskrcnn.tiling.outputs import write_label_image
 
     if batch_size < 1:
         raise ImageListError(f"--batch-size: expected a positive integer, got {batch_size}")
@@ -167,7 +148,7 @@ def run_predict(
             results = predictor.predict_batch(images)
             for index, (path, image, result) in enumerate(zip(chunk, images, results), start=start):
                 records.extend(
-                    coco_records(result, image_id=index + 1, file_name=str(path), category_id_of=predictor.category_id)
+                    predictor_result_rows(result, image_id=index + 1, file_name=str(path), category_id_of=predictor.category_id)
                 )
                 if overlay_paths[index] is not None:
                     picture = draw_instances(
@@ -201,14 +182,11 @@ def predict_one_tiled(
     progress: bool, overlay_path: Path | None, label_path: Path | None,
 ) -> list[dict[str, Any]]:
     """Tiled prediction of one image file: its COCO rows; overlay and label image written."""
-    from maskrcnn.data.image_source import open_image_source
-    from maskrcnn.tiling.outputs import draw_overlay, save_overlay, write_label_image
-
     source = open_image_source(path, intensity)  # no pixel limit: read by regions
     try:
         result = predictor.predict_tiled(source, tile=tile, overlap=overlap, scale=scale, progress=progress)
         result_dict = {"boxes": result.boxes, "labels": result.labels, "scores": result.scores}
-        rows = coco_records(
+        rows = predictor_result_rows(
             result_dict, image_id=index + 1, file_name=str(path), category_id_of=predictor.category_id, rles=result.rles()
         )
         if overlay_path is not None:
@@ -222,9 +200,6 @@ def predict_one_tiled(
 
 def dense_to_tiled(result: dict[str, np.ndarray]) -> Any:
     """A Predictor result with (N, H, W) masks as a TiledPrediction (crops), for the label image writer."""
-    from maskrcnn.tiling.instances import CroppedInstance, trim
-    from maskrcnn.tiling.predict import TiledPrediction
-
     masks = result["masks"]
     height, width = masks.shape[1:]
     instances = [

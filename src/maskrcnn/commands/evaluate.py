@@ -3,19 +3,27 @@
 Two ways in:
   * a checkpoint (--weights) run over a COCO data set (--annotations, --images);
   * a COCO results file (--predictions, e.g. from `maskrcnn predict`) against --annotations.
-The metrics come from maskrcnn.engine.evaluate (pycocotools); this module loads things,
+The metrics come from maskrcnn.evaluation (pycocotools); this module loads things,
 maps model labels to the data set's category ids, prints a table and writes JSON.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
 from typing import Any
 
+from maskrcnn.config import EvaluationConfig
+from maskrcnn.data.coco import CocoDataset
 from maskrcnn.errors import UserError
+from maskrcnn.evaluation.coco_metrics import max_dets_key
+from maskrcnn.evaluation.model_eval import evaluate_model
+from maskrcnn.evaluation.prediction_files import evaluate_files
+from maskrcnn.inference.predictor import Predictor, check_mask_threshold
+from maskrcnn.io_utils import atomic_write_json, prepare_output_file
+from maskrcnn.report.build import check_report_folder
+from maskrcnn.report.evaluate_hook import write_evaluation_report
 
 AP_COLUMNS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
@@ -27,8 +35,6 @@ class EvaluateInputError(UserError):
 def format_metrics_table(metrics: dict[str, Any]) -> str:
     """A small fixed-width table of COCO AP (rows bbox, segm at maxDets 100, then the same at
     the model's larger cap when there is one) plus the DSB score if present."""
-    from maskrcnn.engine.evaluate import max_dets_key
-
     max_dets = int(metrics["max_dets"]) if isinstance(metrics.get("max_dets"), (int, float)) else None
     rows = [(kind, kind, lambda key: key) for kind in ("bbox", "segm")]
     if max_dets is not None:
@@ -63,56 +69,6 @@ def _check_inputs(annotations: Any, weights: Any, images: Any, predictions: Any)
     for path in (weights, predictions):
         if path is not None and not Path(path).is_file():
             raise FileNotFoundError(2, "file not found", str(path))
-
-
-def _common_suffix(a: tuple[str, ...], b: tuple[str, ...]) -> int:
-    count = 0
-    while count < min(len(a), len(b)) and a[-1 - count] == b[-1 - count]:
-        count += 1
-    return count
-
-
-def match_image_ids_by_file_name(
-    results: list[Any], gt: dict[str, Any], *, predictions: Any = "predictions", annotations: Any = "annotations"
-) -> list[Any]:
-    """Give results that carry a `file_name` the ground truth's image_id of that file.
-
-    `maskrcnn predict` numbers images by position and writes the path it read; a result's
-    file belongs to the ground-truth image whose file_name shares the longest tail of path
-    components with it (at least the base name). A file_name that names no ground-truth
-    image, or two equally well, stops with the result's index: its image_id could only
-    coincide by chance. Results without file_name keep their image_id.
-    """
-    images = [img for img in gt.get("images", []) if isinstance(img, dict) and isinstance(img.get("file_name"), str)]
-    parts = [(Path(img["file_name"]).parts, img) for img in images]
-    by_id = {img.get("id"): img["file_name"] for img in images}
-    found: dict[str, Any] = {}
-    matched = []
-    for i, row in enumerate(results):
-        name = row.get("file_name") if isinstance(row, dict) else None
-        if not isinstance(name, str):
-            matched.append(row)
-            continue
-        if name not in found:
-            mine = Path(name).parts
-            scored = [(_common_suffix(mine, theirs), img) for theirs, img in parts]
-            best = max((score for score, _ in scored), default=0)
-            candidates = [img for score, img in scored if score == best and best > 0]
-            if len(candidates) != 1:
-                there = by_id.get(row.get("image_id"))
-                if not candidates:
-                    why = f"is not an image of {annotations}" + (
-                        f" (its image_id {row.get('image_id')!r} is {there!r} there)" if there else "")
-                else:
-                    why = f"matches several images of {annotations}: " + ", ".join(
-                        repr(c["file_name"]) for c in candidates[:3])
-                raise EvaluateInputError(
-                    f"{predictions}: result {i}: file_name {name!r} {why}; evaluate predictions of the ground "
-                    "truth's own images (or remove file_name to match by image_id)"
-                )
-            found[name] = candidates[0]["id"]
-        matched.append({**row, "image_id": found[name]})
-    return matched
 
 
 def check_category_ids(model_ids: set[int], gt_ids: set[int], *, coco_model: bool, weights: Any, annotations: Any) -> None:
@@ -153,10 +109,6 @@ def evaluate_checkpoint(
     The model is the Predictor's prepared one, the same `maskrcnn predict` runs (not the
     plain model that training evaluates).
     """
-    from maskrcnn.data.coco import CocoDataset
-    from maskrcnn.engine.evaluate import evaluate_model
-    from maskrcnn.inference.predictor import Predictor
-
     predictor = Predictor.from_checkpoint(
         weights, config=config, device=device, test_augment=test_augment, mask_paste=mask_paste
     )
@@ -198,8 +150,6 @@ def evaluate_checkpoint(
 
 
 def _config_dsb_threshold(cfg: Any) -> float:
-    from maskrcnn.config import EvaluationConfig
-
     evaluation = getattr(cfg, "evaluation", None) or EvaluationConfig()
     return float(evaluation.dsb_score_threshold)
 
@@ -213,31 +163,9 @@ def evaluate_predictions_file(
 ) -> dict[str, Any]:
     """Score a COCO results JSON against a ground-truth COCO JSON (image ids matched by
     file_name first when the results carry it, as `maskrcnn predict` writes them)."""
-    import tempfile
-
-    from maskrcnn.engine.evaluate import evaluate_files
-
     if score_threshold is None:
         score_threshold = _config_dsb_threshold(None)
-    try:
-        results = json.loads(Path(predictions).read_text())
-        gt = json.loads(Path(annotations).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EvaluateInputError(f"{predictions} / {annotations}: not valid JSON ({exc})") from None
-    if isinstance(gt, dict) and isinstance(gt.get("images"), list) and not gt["images"]:
-        raise EvaluateInputError(f"{annotations}: 'images' is empty; nothing to evaluate on")
-    if isinstance(results, list) and isinstance(gt, dict):
-        remapped = match_image_ids_by_file_name(results, gt, predictions=predictions, annotations=annotations)
-    else:
-        remapped = results
-    if remapped == results:
-        metrics = evaluate_files(annotations, predictions, score_threshold=score_threshold, max_dets=max_dets)
-    else:
-        with tempfile.TemporaryDirectory(prefix="maskrcnn-eval-") as folder:
-            remapped_path = Path(folder) / Path(predictions).name
-            remapped_path.write_text(json.dumps(remapped))
-            metrics = evaluate_files(annotations, remapped_path, score_threshold=score_threshold, max_dets=max_dets)
-    return dict(metrics)
+    return dict(evaluate_files(annotations, predictions, score_threshold=score_threshold, max_dets=max_dets))
 
 
 def evaluate_metrics(
@@ -270,7 +198,6 @@ def evaluate_metrics(
         raise EvaluateInputError(f"--dsb-score-threshold: expected a number in [0, 1], got {score_threshold}")
     if max_dets is not None and max_dets < 1:
         raise EvaluateInputError(f"--max-dets: expected a positive integer, got {max_dets}")
-    from maskrcnn.inference.predictor import check_mask_threshold
 
     check_mask_threshold(mask_threshold)
     if predictions is not None:
@@ -297,13 +224,9 @@ def run_evaluate(
     """`maskrcnn evaluate`: compute, print the table, write JSON (atomically) when asked,
     and the HTML report (maskrcnn.report) into `report_dir` when given. A --json path or a
     report folder that cannot be written stops before anything is computed."""
-    from maskrcnn.io_utils import atomic_write_json, prepare_output_file
-
     if json_path is not None:
         prepare_output_file(json_path, "metrics JSON (--json)")
     if report_dir is not None:
-        from maskrcnn.report.build import check_report_folder
-
         check_report_folder(Path(report_dir))  # before the model runs, not after
     results: list[dict[str, Any]] = []
     metrics = evaluate_metrics(**kwargs, results_out=results)
@@ -312,8 +235,6 @@ def run_evaluate(
         atomic_write_json(json_path, metrics)
         print(f"metrics: {json_path}")
     if report_dir is not None:
-        from maskrcnn.report.evaluate_hook import write_evaluation_report
-
         write_evaluation_report(
             report_dir, annotations=kwargs["annotations"], metrics=metrics,
             results=results if kwargs.get("weights") is not None else None, predictions=kwargs.get("predictions"),

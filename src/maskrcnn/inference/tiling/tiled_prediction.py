@@ -8,7 +8,7 @@
 
 The image is read one tile at a time (`maskrcnn.data.image_source`), each tile goes
 through the detector, instances come back in image coordinates and pieces cut by tile
-borders are merged (`maskrcnn.tiling.merge`). Instances are ordered by score, highest
+borders are merged (`maskrcnn.inference.tiling.merge`). Instances are ordered by score, highest
 first.
 """
 
@@ -26,12 +26,16 @@ from torch import nn
 
 from maskrcnn.data.image_source import ImageSource
 from maskrcnn.errors import UserError
+from maskrcnn.inference.tiling.grid import TileWindow, check_tiling, tile_grid
+from maskrcnn.inference.tiling.instances import (
+    CroppedInstance,
+    crop_to_rle,
+    detections_to_crops,
+)
+from maskrcnn.inference.tiling.merge import SeamMerger
 from maskrcnn.model.roi_heads import model_mask_paste
 from maskrcnn.model.transform import tile_mode
 from maskrcnn.structures import Detections, image_to_tensor
-from maskrcnn.tiling.grid import TileWindow, check_tiling, tile_grid
-from maskrcnn.tiling.instances import CroppedInstance, crop_to_rle, detections_to_crops
-from maskrcnn.tiling.merge import SeamMerger
 
 # A tile's pixels (h, w, 3) uint8 and its window -> instances in tile coordinates.
 TileDetector = Callable[[np.ndarray, TileWindow], list[CroppedInstance]]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from maskrcnn.inference.predict import ImageListError, collect_images, overlay_names
+from maskrcnn.commands.predict import ImageListError, collect_images, overlay_names
 
 
 @pytest.fixture()
