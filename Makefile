@@ -27,7 +27,9 @@ browser:
 	    echo "chromium is missing: the browser tests will skip (fail with CI set); install it: sudo apt-get install chromium"; \
 	  fi; }
 
+# lint-imports: the layers of docs/architecture.md (pyproject.toml [tool.importlinter]).
 test: $(STAMP) browser
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)

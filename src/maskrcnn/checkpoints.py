@@ -20,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import pickle
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +31,13 @@ from torch import Tensor, nn
 from maskrcnn.config import (
     Config,
     ConfigError,
+    apply_override,
     builtin_config_names,
     config_from_dict,
     config_to_dict,
     load_config,
 )
+from maskrcnn.data.coco_names import COCO_CATEGORY_NAMES
 from maskrcnn.errors import UserError
 from maskrcnn.io_utils import atomic_torch_save
 from maskrcnn.model.build import build_model
@@ -181,28 +185,41 @@ def _resolve_config(config: str | Config | None, path: Path) -> Config:
         raise CheckpointError(f"{path}: {exc}") from None
 
 
-def load_model(
+@dataclass
+class LoadedCheckpoint:
+    """A model rebuilt from a checkpoint file, with what the file says about its classes."""
+
+    model: MaskRCNN
+    config: Config
+    class_names: list[str] | None  # index = model label; None: not stored (label == category id)
+    label_to_category_id: dict[int, int] | None  # None: label == category id
+
+
+def load_checkpoint(
     path: str | Path,
     config: str | Config | None = None,
     device: torch.device | str | None = None,
     *,
     for_inference: bool = False,
     winograd: bool = True,
-) -> tuple[MaskRCNN, Config]:
-    """Rebuild a model from a checkpoint, in eval mode on `device` (CPU by default).
+    overrides: Sequence[str] = (),
+) -> LoadedCheckpoint:
+    """Rebuild a model from a checkpoint file (read once), in eval mode on `device` (CPU by default).
 
-    Native checkpoints carry their config (`config`, if given, replaces it, e.g. to change
-    test-time thresholds); torchvision state dicts need `config` (a built-in name, a YAML
-    path or a Config). `for_inference=True` (what the Predictor uses) also applies
-    `model.inference_opt.prepare_for_inference`: norms folded into convs, fused ReLUs,
-    channels-last weights, Winograd for the wide 3x3 convs on the CPU (`winograd=False`:
-    direct convs only); faster, same outputs up to float rounding, inference only.
+    Native checkpoints carry their config (`config`, if given, replaces it); torchvision
+    state dicts need `config` (a built-in name, a YAML path or a Config). `overrides`
+    (`key=value`, e.g. `model.roi_heads.mask_paste=exact`) change the config before the
+    model is built, and are checked as any config value is. `for_inference=True` (what the
+    Predictor uses) also applies `model.inference_opt.prepare_for_inference`: norms folded
+    into convs, fused ReLUs, channels-last weights, Winograd for the wide 3x3 convs on the
+    CPU (`winograd=False`: direct convs only); faster, same outputs up to float rounding.
     """
     path = Path(path)
     data = read_checkpoint_file(path)
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: not a checkpoint (holds a {type(data).__name__}, expected a dict)")
-    if data.get("format") == FORMAT:
+    native = data.get("format") == FORMAT
+    if native:
         if data.get("version") != VERSION:
             raise CheckpointError(f"{path}: checkpoint version {data.get('version')!r}; this code reads {VERSION}")
         verify_checksum(data, path)
@@ -221,6 +238,8 @@ def load_model(
                 f"{path}: neither a maskrcnn checkpoint (no 'format': 'maskrcnn') nor a state dict of tensors"
             )
         cfg = _resolve_config(config, path)
+    for item in overrides:
+        cfg = apply_override(cfg, item)
     model = build_model(cfg.model)
     try:
         load_state_dict_into(model, state_dict)
@@ -231,7 +250,36 @@ def load_model(
         model.to(device)
     if for_inference:
         prepare_for_inference(model, winograd=winograd)
-    return model, cfg
+    class_names, label_to_category_id = checkpoint_labels(data if native else {}, cfg)
+    return LoadedCheckpoint(model, cfg, class_names, label_to_category_id)
+
+
+def load_model(
+    path: str | Path,
+    config: str | Config | None = None,
+    device: torch.device | str | None = None,
+    *,
+    for_inference: bool = False,
+    winograd: bool = True,
+) -> tuple[MaskRCNN, Config]:
+    """(model, config) of `load_checkpoint`, for callers that need no class names."""
+    loaded = load_checkpoint(path, config, device, for_inference=for_inference, winograd=winograd)
+    return loaded.model, loaded.config
+
+
+def checkpoint_labels(checkpoint: dict[str, Any], cfg: Config) -> tuple[list[str] | None, dict[int, int] | None]:
+    """Class names and label -> category id stored in a native checkpoint's dict, if any.
+
+    A torchvision COCO checkpoint (91 classes) uses label == COCO category id, so its names
+    are COCO's; anything else without stored names gets (None, None): label == category id.
+    """
+    class_names = checkpoint.get("class_names")
+    mapping = checkpoint.get("label_to_category_id")
+    if mapping:
+        mapping = {int(k): int(v) for k, v in mapping.items()}
+    if class_names is None and cfg.model.num_classes == 91:
+        class_names = list(COCO_CATEGORY_NAMES)
+    return (list(class_names) if class_names is not None else None), (mapping or None)
 
 
 def convert_checkpoint(source: str | Path, destination: str | Path, config: str | Config) -> Config:

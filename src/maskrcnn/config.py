@@ -27,6 +27,27 @@ class ConfigError(UserError):
     """A config file, name, key or value that is not what was expected."""
 
 
+# The inference settings a trained model can change without new weights. Each is checked
+# here, once, whenever a config is built (from YAML, a checkpoint or a --set override).
+MASK_PASTES = ("torchvision", "exact")  # model.roi_heads.mask_paste
+TEST_AUGMENT_MODES = ("none", "flips", "dihedral")  # model.test_augment
+
+
+def check_mask_paste(value: str, where: str = "model.roi_heads.mask_paste") -> None:
+    if value not in MASK_PASTES:
+        raise ConfigError(f"{where}: unknown value {value!r}; expected one of {', '.join(MASK_PASTES)}")
+
+
+def check_mask_threshold(value: float, where: str = "model.roi_heads.mask_threshold") -> None:
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(f"{where}: expected a probability in [0, 1), got {value}")
+
+
+def check_test_augment(value: str, where: str = "model.test_augment") -> None:
+    if value not in TEST_AUGMENT_MODES:
+        raise ConfigError(f"{where}: expected one of {', '.join(TEST_AUGMENT_MODES)}, got {value!r}")
+
+
 # ---------------------------------------------------------------------------------------
 # Model
 # ---------------------------------------------------------------------------------------
@@ -114,6 +135,10 @@ class RoIHeadsConfig:
     mask_head_channels: int = 256  # channels of the mask head convs
     mask_loss: str = "sigmoid"  # sigmoid (per-class BCE) | softmax (multinomial ablation)
 
+    def __post_init__(self) -> None:
+        check_mask_paste(self.mask_paste)
+        check_mask_threshold(self.mask_threshold)
+
 
 @dataclass
 class TransformConfig:
@@ -141,6 +166,9 @@ class ModelConfig:
     # inference on mirrored copies of each image, merged: none | flips (4 passes) |
     # dihedral (8: flips and transposes); masks averaged (maskrcnn.model.test_augment)
     test_augment: str = "none"
+
+    def __post_init__(self) -> None:
+        check_test_augment(self.test_augment)
 
 
 # ---------------------------------------------------------------------------------------

@@ -61,10 +61,10 @@ def test_whole_image_tiles_and_evaluation_give_the_same_exact_masks(checkpoints,
 
 def test_an_unknown_paste_stops_in_one_line() -> None:
     from maskrcnn.config import load_config
-    from maskrcnn.model.build import ModelConfigError, build_model
+    from maskrcnn.config import ConfigError
 
-    with pytest.raises(ModelConfigError, match=r"model.roi_heads.mask_paste: unknown value 'nearest'; expected one of torchvision, exact"):
-        build_model(load_config("shapes_demo", tiny_overrides() + ["model.roi_heads.mask_paste=nearest"]).model)
+    with pytest.raises(ConfigError, match=r"model.roi_heads.mask_paste: unknown value 'nearest'; expected one of torchvision, exact"):
+        load_config("shapes_demo", tiny_overrides() + ["model.roi_heads.mask_paste=nearest"])
 
 
 def test_export_says_that_the_graph_pastes_as_torchvision(checkpoints, tmp_path, capsys) -> None:

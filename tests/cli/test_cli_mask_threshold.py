@@ -87,7 +87,7 @@ def test_bad_thresholds_stop_in_one_line(checkpoint, shapes_set, tmp_path, capsy
     status = main(["predict", str(images), "--weights", str(checkpoint), "--output", str(tmp_path / "out"),
                    "--mask-threshold", "1.5", "--quiet"])
     err = capsys.readouterr().err
-    assert status == 1 and "--mask-threshold: expected a probability in [0, 1), got 1.5" in err
+    assert status == 1 and "model.roi_heads.mask_threshold: expected a probability in [0, 1), got 1.5" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
     predictions = tmp_path / "p.json"
     predictions.write_text("[]")
@@ -96,7 +96,7 @@ def test_bad_thresholds_stop_in_one_line(checkpoint, shapes_set, tmp_path, capsy
     err = capsys.readouterr().err
     assert status == 1 and "--mask-threshold needs --weights" in err and len(err.strip().splitlines()) == 1
     from maskrcnn.config import load_config
-    from maskrcnn.model.build import ModelConfigError, build_model
+    from maskrcnn.config import ConfigError
 
-    with pytest.raises(ModelConfigError, match=r"model.roi_heads.mask_threshold: expected a probability in \[0, 1\), got 1.0"):
-        build_model(load_config("shapes_demo", tiny_overrides() + ["model.roi_heads.mask_threshold=1.0"]).model)
+    with pytest.raises(ConfigError, match=r"model.roi_heads.mask_threshold: expected a probability in \[0, 1\), got 1.0"):
+        load_config("shapes_demo", tiny_overrides() + ["model.roi_heads.mask_threshold=1.0"])

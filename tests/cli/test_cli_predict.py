@@ -132,6 +132,6 @@ def test_test_augment_option_reaches_the_model(tiny_checkpoint, image_folder, tm
     image = read_image(image_folder / "a.png")
     flips = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", score_threshold=0.0, test_augment="flips")
     one_pass = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", score_threshold=0.0)
-    assert flips.model.test_augment == "flips" and one_pass.model.test_augment == "none"
+    assert flips.test_augment == "flips" and one_pass.test_augment == "none"
     assert scores == pytest.approx([float(s) for s in flips(image)["scores"]], abs=1e-5) and len(scores) > 0
     assert scores != pytest.approx([float(s) for s in one_pass(image)["scores"]], abs=1e-5)

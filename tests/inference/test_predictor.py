@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from maskrcnn.inference.predictor import DeviceError, ImageFormatError, Predictor, check_image, resolve_device
+from maskrcnn.inference.predictor import ImageFormatError, Predictor, check_image
 from maskrcnn.structures import Detections
 
 
@@ -97,15 +97,6 @@ def test_check_image_names_the_batch_position() -> None:
         predictor.predict_batch([np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2), np.uint8)])
     assert check_image(np.zeros((2, 3, 3), np.uint8)).shape == (2, 3, 3)
 
-
-def test_resolve_device() -> None:
-    assert resolve_device("cpu").type == "cpu"
-    assert resolve_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
-    with pytest.raises(DeviceError, match="expected auto, cpu"):
-        resolve_device("tpu-ish")
-    if not torch.cuda.is_available():
-        with pytest.raises(DeviceError, match="CUDA is not available"):
-            resolve_device("cuda")
 
 
 def test_masks_hold_pixels_above_the_threshold_as_the_evaluation_does():

@@ -73,7 +73,7 @@ def test_select_proposals_top_k_per_level_and_nms_per_level():
     box = [10.0, 10.0, 50.0, 50.0]
     boxes = torch.tensor([[box, box, box, box]])  # (1, T=4, 4): two levels of two anchors
     logits = torch.tensor([[5.0, 1.0, 3.0, 4.0]])
-    out_boxes, out_scores = rpn.select_proposals(boxes, logits, [(100, 100)], [2, 2])
+    out_boxes, out_scores = rpn.select_proposals(boxes, logits, [(100, 100)], [2, 2], rpn.budget())
     # top-1 of level 0 (logit 5) and of level 1 (logit 4); the same box survives NMS in each level
     assert torch.allclose(out_scores[0], torch.sigmoid(torch.tensor([5.0, 4.0])))
     assert out_boxes[0].shape == (2, 4)
@@ -83,7 +83,7 @@ def test_select_proposals_clips_and_drops_empty_boxes():
     rpn = make_rpn(post=(10, 10)).eval()
     boxes = torch.tensor([[[-10.0, -10.0, 30.0, 30.0], [120.0, 10.0, 150.0, 50.0], [20.0, 60.0, 60.0, 99.0]]])
     logits = torch.tensor([[1.0, 2.0, 0.5]])
-    out_boxes, out_scores = rpn.select_proposals(boxes, logits, [(80, 100)], [3])
+    out_boxes, out_scores = rpn.select_proposals(boxes, logits, [(80, 100)], [3], rpn.budget())
     # the second box lies right of the image: zero width after clipping, removed
     assert torch.allclose(out_boxes[0], torch.tensor([[0.0, 0.0, 30.0, 30.0], [20.0, 60.0, 60.0, 80.0]]))
     assert torch.allclose(out_scores[0], torch.sigmoid(torch.tensor([1.0, 0.5])))

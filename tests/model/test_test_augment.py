@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from maskrcnn.config import load_config
-from maskrcnn.model.build import build_model
+from maskrcnn.model.build import build_model, with_test_augment
 from maskrcnn.model.test_augment import (
     orient_boxes,
     orient_image,
     orientations,
+    TestTimeAugmentation,
     predict_augmented,
     rescore_by_agreement,
     unorient_boxes,
@@ -72,7 +73,7 @@ def _tiny_model(mode: str) -> torch.nn.Module:
         "model.roi_heads.detections_per_img=20", f"model.test_augment={mode}",
     ])
     torch.manual_seed(0)
-    return build_model(cfg.model).eval()
+    return with_test_augment(build_model(cfg.model).eval(), cfg.model.test_augment)
 
 
 def test_one_pass_is_the_plain_forward() -> None:
@@ -105,6 +106,14 @@ def test_merged_prediction_of_a_mirrored_image_is_the_mirror(mode) -> None:
     torch.testing.assert_close(mirrored.masks[index], found.masks.flip(-1), atol=1e-4, rtol=0)
 
 
-def test_model_rejects_an_unknown_mode() -> None:
+def test_config_rejects_an_unknown_mode() -> None:
     with pytest.raises(ValueError, match="model.test_augment"):
         _tiny_model("rot45")
+
+
+def test_the_wrapper_follows_the_models_mode_and_adds_no_state() -> None:
+    model = _tiny_model("none")
+    wrapped = with_test_augment(model, "flips")
+    assert isinstance(wrapped, TestTimeAugmentation) and not wrapped.training
+    assert list(wrapped.model.state_dict()) == list(model.state_dict())
+    assert with_test_augment(model, "none") is model

@@ -103,13 +103,15 @@ def test_postprocess_maps_boxes_back_and_pastes_masks():
         labels=torch.tensor([3]),
         masks=torch.ones(1, 28, 28),
     )
-    (out,) = transform.postprocess([det], [(200, 300)], [(100, 150)])
+    (unpasted,) = transform.postprocess([det], [(200, 300)], [(100, 150)], None)
+    assert unpasted.masks.shape == (1, 28, 28)  # None: grids left in their boxes
+    (out,) = transform.postprocess([det], [(200, 300)], [(100, 150)], "torchvision")
     assert torch.allclose(out.boxes, torch.tensor([[10.0, 20.0, 30.0, 40.0]]))
     assert out.masks.shape == (1, 100, 150)
     assert out.masks[0, 25, 20] > 0.5 and out.masks[0, 5, 5] == 0 and out.masks[0, 60, 100] == 0
     empty = Detections(boxes=torch.zeros(0, 4), scores=torch.zeros(0), labels=torch.zeros(0, dtype=torch.int64),
                        masks=torch.zeros(0, 28, 28))
-    (out,) = transform.postprocess([empty], [(200, 300)], [(100, 150)])
+    (out,) = transform.postprocess([empty], [(200, 300)], [(100, 150)], "torchvision")
     assert out.masks.shape == (0, 100, 150) and out.boxes.shape == (0, 4)
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from maskrcnn.inference.coco_names import COCO_CATEGORY_NAMES
+from maskrcnn.data.coco_names import COCO_CATEGORY_NAMES
 from maskrcnn.visualize.overlays import (
     FALSE_POSITIVE_COLOR,
     MATCHED_COLOR,

@@ -27,7 +27,9 @@ from maskrcnn.data.build import ensure_shapes
 from maskrcnn.data.coco import CocoDataset
 from maskrcnn.engine.train import train
 from maskrcnn.evaluation.model_eval import evaluate_model
-from maskrcnn.inference.predictor import Predictor, resolve_device
+from maskrcnn.devices import resolve_device
+from maskrcnn.inference.predictor import Predictor
+from maskrcnn.model.build import with_test_augment
 from maskrcnn.io_utils import atomic_write_json
 from maskrcnn.visualize.overlays import (
     display_scale,
@@ -94,10 +96,12 @@ def demo_config(
 
 def _pictures(
     model: Any, dataset: Any, *, device: Any, count: int, out_dir: Path, class_names: list[str] | None,
-    score_threshold: float = 0.5,
+    score_threshold: float = 0.5, test_augment: str = "none",
 ) -> list[Path]:
     """Overlays of the first `count` validation images: predictions, and predictions vs ground truth."""
-    predictor = Predictor(model, class_names=class_names, score_threshold=score_threshold, device=device)
+    predictor = Predictor(
+        model, class_names=class_names, score_threshold=score_threshold, device=device, test_augment=test_augment
+    )
     written: list[Path] = []
     panels: list[np.ndarray] = []
     for index in range(min(count, len(dataset))):
@@ -202,17 +206,18 @@ def run_demo(
 
     tick = time.perf_counter()
     final_checkpoint = Path(summary.get("final_checkpoint") or out / "model_final.pt")
-    model, _ = load_model(final_checkpoint, device=resolved)
+    model, model_cfg = load_model(final_checkpoint, device=resolved)
+    test_augment = model_cfg.model.test_augment
     val_set = CocoDataset(val_json, val_images_dir)
     metrics = dict(summary.get("last_eval") or {})  # the training loop's final evaluation
     if "segm_AP" not in metrics:
         metrics, _results = evaluate_model(
-            model, val_set, device=resolved, batch_size=1, progress=True,
+            with_test_augment(model, test_augment), val_set, device=resolved, batch_size=1, progress=True,
             dsb_score_threshold=cfg.evaluation.dsb_score_threshold,
         )
     pictures = _pictures(
         model, val_set, device=resolved, count=num_overlays, out_dir=out / "overlays",
-        class_names=list(val_set.class_names),
+        class_names=list(val_set.class_names), test_augment=test_augment,
     )
     pictures_time = time.perf_counter() - tick
 

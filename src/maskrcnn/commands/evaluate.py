@@ -20,7 +20,7 @@ from maskrcnn.errors import UserError
 from maskrcnn.evaluation.coco_metrics import max_dets_key
 from maskrcnn.evaluation.model_eval import evaluate_model
 from maskrcnn.evaluation.prediction_files import evaluate_files
-from maskrcnn.inference.predictor import Predictor, check_mask_threshold
+from maskrcnn.inference.predictor import Predictor
 from maskrcnn.io_utils import atomic_write_json, prepare_output_file
 from maskrcnn.report.build import check_report_folder
 from maskrcnn.report.evaluate_hook import write_evaluation_report
@@ -110,7 +110,8 @@ def evaluate_checkpoint(
     plain model that training evaluates).
     """
     predictor = Predictor.from_checkpoint(
-        weights, config=config, device=device, test_augment=test_augment, mask_paste=mask_paste
+        weights, config=config, device=device, test_augment=test_augment, mask_paste=mask_paste,
+        mask_threshold=mask_threshold,
     )
     dataset = CocoDataset(annotations, images)
     if len(dataset) == 0:
@@ -141,8 +142,8 @@ def evaluate_checkpoint(
         score_threshold = _config_dsb_threshold(predictor.config)
     started = time.perf_counter()
     metrics, results = evaluate_model(
-        predictor.model, dataset, device=predictor.device, batch_size=batch_size, progress=progress,
-        dsb_score_threshold=score_threshold, max_dets=max_dets, mask_threshold=mask_threshold,
+        predictor.detector, dataset, device=predictor.device, batch_size=batch_size, progress=progress,
+        dsb_score_threshold=score_threshold, max_dets=max_dets,
     )
     metrics = dict(metrics)
     metrics["eval_time_s"] = round(time.perf_counter() - started, 2)
@@ -199,7 +200,6 @@ def evaluate_metrics(
     if max_dets is not None and max_dets < 1:
         raise EvaluateInputError(f"--max-dets: expected a positive integer, got {max_dets}")
 
-    check_mask_threshold(mask_threshold)
     if predictions is not None:
         if mask_threshold is not None:
             raise EvaluateInputError("--mask-threshold needs --weights: a predictions file's masks are already binary")

@@ -16,15 +16,11 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from maskrcnn.errors import UserError
+from maskrcnn import devices
 
 # Rank 0 evaluates alone while the others wait in their next collective call, so the
 # group must tolerate a long evaluation.
 PROCESS_GROUP_TIMEOUT_MIN = 60
-
-
-class DeviceError(UserError):
-    """A requested device that this machine does not have, or a malformed device name."""
 
 
 @dataclass(frozen=True)
@@ -51,27 +47,8 @@ def env_dist_info() -> DistInfo:
 
 
 def resolve_device(requested: str, info: DistInfo) -> torch.device:
-    """`auto` -> CUDA when available else CPU; under DDP each process takes cuda:LOCAL_RANK."""
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda"):
-        index_text = requested[len("cuda:"):] if requested.startswith("cuda:") else None
-        if requested != "cuda" and not (index_text or "").isdigit():
-            raise DeviceError(f"train.device: expected auto, cpu, cuda or cuda:N, got {requested!r}")
-        if not torch.cuda.is_available():
-            raise DeviceError(
-                f"train.device: {requested!r} requested but this PyTorch build sees no CUDA device; use cpu or auto"
-            )
-        if requested == "cuda":
-            return torch.device("cuda", info.local_rank if info.enabled else torch.cuda.current_device())
-        if int(index_text) >= torch.cuda.device_count():
-            raise DeviceError(
-                f"train.device: {requested!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist"
-            )
-        return torch.device(requested)
-    if requested != "cpu":
-        raise DeviceError(f"train.device: expected auto, cpu, cuda or cuda:N, got {requested!r}")
-    return torch.device("cpu")
+    """train.device as a torch.device; under DDP each process takes cuda:LOCAL_RANK."""
+    return devices.resolve_device(requested, where="train.device", local_rank=info.local_rank if info.enabled else None)
 
 
 def init_distributed(device: torch.device) -> DistInfo:

@@ -25,6 +25,7 @@ from torch import nn
 
 from maskrcnn.evaluation.coco_metrics import DEFAULT_DSB_SCORE_THRESHOLD
 from maskrcnn.evaluation.model_eval import evaluate_model
+from maskrcnn.model.build import with_test_augment
 from maskrcnn.io_utils import atomic_write_text
 
 
@@ -167,6 +168,7 @@ def run_evaluation(
     device: torch.device,
     iteration: int,
     dsb_score_threshold: float | None = None,
+    test_augment: str = "none",
 ) -> dict[str, Any]:
     """COCO bbox/segm AP on `dataset` plus the validation loss, as one metrics record.
     It runs the plain model being trained, not the prepared one of `maskrcnn predict` /
@@ -181,7 +183,7 @@ def run_evaluation(
     started = time.perf_counter()
     with torch.random.fork_rng(devices=devices):
         metrics, _results = evaluate_model(
-            model, dataset, device=device, batch_size=1, progress=False, dsb_score_threshold=dsb_score_threshold
+            with_test_augment(model, test_augment), dataset, device=device, batch_size=1, progress=False, dsb_score_threshold=dsb_score_threshold
         )
         losses = validation_loss(model, loader, device) if loader is not None else {}
     record: dict[str, Any] = {"type": "eval", "iteration": iteration}

@@ -157,7 +157,7 @@ def evaluate_now(run: TrainingRun, done: int) -> None:
         return
     record = run_evaluation(
         run.model, run.val_set, run.val_loader, device=run.device, iteration=done,
-        dsb_score_threshold=run.cfg.evaluation.dsb_score_threshold,
+        dsb_score_threshold=run.cfg.evaluation.dsb_score_threshold, test_augment=run.cfg.model.test_augment,
     )
     run.train_model.train()
     run.metrics_log.write(record)

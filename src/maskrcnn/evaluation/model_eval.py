@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import torch
@@ -16,14 +15,14 @@ from maskrcnn.evaluation.coco_metrics import (
     dsb_score_from_coco,
 )
 from maskrcnn.evaluation.results import detections_to_coco_results
-from maskrcnn.model.roi_heads import model_mask_paste, model_mask_threshold
-from maskrcnn.model.transform import unpasted_masks
+from maskrcnn.model.build import inner_model
+from maskrcnn.model.inference_options import InferenceOptions
 
 
 def model_max_dets(model: torch.nn.Module) -> int:
     """The most detections the model gives per image (its RoI heads' cap), else 100."""
-    heads = getattr(getattr(model, "module", model), "roi_heads", None)  # DistributedDataParallel: .module
-    return int(getattr(heads, "detections_per_img", STANDARD_MAX_DETS))
+    base = inner_model(model)
+    return base.budgets().detections_per_img if base is not None else STANDARD_MAX_DETS
 
 
 def evaluate_model(
@@ -37,7 +36,7 @@ def evaluate_model(
     max_dets: int | None = None,
     mask_threshold: float | None = None,
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """Run `model` in eval mode over a CocoDataset (its augmentations switched off meanwhile)
+    """Run `model` (a MaskRCNN, or test-time augmentation around one) in eval mode over a CocoDataset (its augmentations switched off meanwhile)
     and score it: COCO bbox and segm AP plus `dsb_score` (masks of detections scoring >=
     dsb_score_threshold). COCO maxDets: 100, and also `max_dets` (default: the model's
     detections_per_img) when above 100. Masks are binarised above `mask_threshold` (default:
@@ -51,8 +50,9 @@ def evaluate_model(
     outputs differ from the plain model's by float rounding (~1e-5 of a layer's largest
     output), so a training log and `maskrcnn evaluate` of the same weights can differ slightly.
     """
+    base = inner_model(model)  # None: a stand-in model that returns full-size masks
     if mask_threshold is None:
-        mask_threshold = model_mask_threshold(model)
+        mask_threshold = base.mask_threshold if base is not None else 0.5
 
     was_training = model.training
     saved_transforms = getattr(dataset, "transforms", None)
@@ -64,18 +64,17 @@ def evaluate_model(
         loader = build_loader(dataset, batch_size=batch_size, train=False, group_by_aspect_ratio=False)
         # Masks come back M x M and are pasted a few at a time: a dense image's hundreds of
         # full-size float masks at once took gigabytes.
-        transform = getattr(model, "transform", None)
-        keep_unpasted = unpasted_masks(transform) if transform is not None else contextlib.nullcontext()
-        with torch.inference_mode(), keep_unpasted:
+        unpasted = {"options": InferenceOptions(paste_masks=False)} if base is not None else {}
+        with torch.inference_mode():
             for images, _targets, infos in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
-                detections = model([image.to(device) for image in images])
+                detections = model([image.to(device) for image in images], **unpasted)
                 detections = [d.to("cpu") for d in detections]
                 has_masks = has_masks and all(d.masks is not None for d in detections)
-                sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images] if transform is not None else None
+                sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images] if base is not None else None
                 results.extend(
                     detections_to_coco_results(
                         detections, infos, dataset.label_to_category_id, mask_threshold, unpasted_image_sizes=sizes,
-                        mask_paste=model_mask_paste(model),
+                        mask_paste=base.mask_paste if base is not None else "torchvision",
                     )
                 )
     finally:

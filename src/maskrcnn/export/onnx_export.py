@@ -25,10 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maskrcnn.checkpoints import load_model
+from maskrcnn.checkpoints import load_checkpoint
 from maskrcnn.export.graph import ExportableMaskRCNN, ExportError
 from maskrcnn.export.onnx_ops import MIN_OPSET, register_onnx_symbolics
-from maskrcnn.inference.predictor import checkpoint_labels
 from maskrcnn.io_utils import atomic_write_bytes
 from maskrcnn.model.mask_rcnn import MaskRCNN
 
@@ -119,7 +118,7 @@ def export_onnx(
         ),
         "maskrcnn.config": config_name or "",
         # the graph gives probabilities; `maskrcnn predict` binarises above this
-        "maskrcnn.mask_threshold": repr(float(getattr(model.roi_heads, "mask_threshold", 0.5))),
+        "maskrcnn.mask_threshold": repr(float(model.mask_threshold)),
     }
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
@@ -142,20 +141,20 @@ def export_checkpoint(
         raise FileNotFoundError(2, "checkpoint file not found", str(weights))
     check_opset(opset)  # before the slow part
     check_output_path(Path(output))
-    model, cfg = load_model(weights, config=config, device="cpu", for_inference=False)
-    class_names, label_to_category_id = checkpoint_labels(weights, cfg)
-    if getattr(model.roi_heads, "mask_paste", "torchvision") != "torchvision":
-        print(f"note: model.roi_heads.mask_paste {model.roi_heads.mask_paste} is not in the ONNX graph, which pastes "
+    loaded = load_checkpoint(weights, config=config, device="cpu", for_inference=False)
+    model, test_augment = loaded.model, loaded.config.model.test_augment
+    if model.mask_paste != "torchvision":
+        print(f"note: model.roi_heads.mask_paste {model.mask_paste} is not in the ONNX graph, which pastes "
               "masks as torchvision does (about one pixel larger than `maskrcnn predict`'s)")
-    if getattr(model, "test_augment", "none") != "none":
-        print(f"note: model.test_augment {model.test_augment} is not in the ONNX graph, which runs one pass "
+    if test_augment != "none":
+        print(f"note: model.test_augment {test_augment} is not in the ONNX graph, which runs one pass "
               "on the image as it is (detections differ from `maskrcnn predict`'s; use --test-augment none there to compare)")
     return export_onnx(
         model,
         output,
         paste_masks=paste_masks,
         opset=opset,
-        class_names=class_names,
-        label_to_category_id=label_to_category_id,
+        class_names=loaded.class_names,
+        label_to_category_id=loaded.label_to_category_id,
         config_name=config,
     )

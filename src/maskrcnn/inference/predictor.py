@@ -22,11 +22,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from maskrcnn.checkpoints import load_model
-from maskrcnn.config import TilingConfig
+from maskrcnn.checkpoints import load_checkpoint
+from maskrcnn.config import (
+    Config,
+    TilingConfig,
+    check_mask_threshold,
+    check_test_augment,
+)
 from maskrcnn.data.image_source import ImageSource, open_image_source
+from maskrcnn.devices import resolve_device
 from maskrcnn.errors import UserError
-from maskrcnn.inference.coco_names import COCO_CATEGORY_NAMES
 from maskrcnn.inference.precision import (
     check_precision,
     keep_heads_float32,
@@ -34,9 +39,7 @@ from maskrcnn.inference.precision import (
 )
 from maskrcnn.inference.tiling.grid import check_tiling
 from maskrcnn.inference.tiling.tiled_prediction import ModelTileDetector, predict_tiled
-from maskrcnn.model.roi_heads import model_mask_threshold
-from maskrcnn.model.test_augment import TEST_AUGMENT_MODES, TestAugmentError
-from maskrcnn.ops.masks import MASK_PASTES
+from maskrcnn.model.build import with_test_augment
 from maskrcnn.runtime import reuse_freed_memory
 from maskrcnn.structures import Detections, image_to_tensor
 
@@ -45,23 +48,6 @@ _TILING = TilingConfig()
 
 class ImageFormatError(UserError):
     """An image given to the Predictor that is not an (H, W, 3) uint8 RGB array."""
-
-
-class DeviceError(UserError):
-    """A device name that is not valid or not available here."""
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """"auto" or None: CUDA when available, else CPU; "cuda" without CUDA: a clear error."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise DeviceError(f"device {device!r}: expected auto, cpu, cuda or cuda:N") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"device {device!r}: CUDA is not available on this machine; use --device cpu")
-    return resolved
 
 
 def check_image(image: Any, where: str = "image") -> np.ndarray:
@@ -100,40 +86,6 @@ def detections_to_numpy(det: Detections, score_threshold: float, mask_threshold:
     }
 
 
-def check_test_augment(mode: str) -> None:
-    """One line for an unknown --test-augment (before the model loads)."""
-    if mode not in TEST_AUGMENT_MODES:
-        raise TestAugmentError(f"--test-augment: expected one of {', '.join(TEST_AUGMENT_MODES)}, got {mode!r}")
-
-
-class MaskThresholdError(UserError):
-    """A --mask-threshold that is not a probability."""
-
-
-def check_mask_threshold(mask_threshold: float | None) -> None:
-    """One line for a --mask-threshold outside [0, 1) (None: the model's own)."""
-    if mask_threshold is not None and not 0.0 <= mask_threshold < 1.0:
-        raise MaskThresholdError(f"--mask-threshold: expected a probability in [0, 1), got {mask_threshold}")
-
-
-class MaskPasteError(UserError):
-    """An unknown --mask-paste."""
-
-
-def check_mask_paste(how: str) -> None:
-    """One line for an unknown --mask-paste (before the model loads)."""
-    if how not in MASK_PASTES:
-        raise MaskPasteError(f"--mask-paste: expected one of {', '.join(MASK_PASTES)}, got {how!r}")
-
-
-def set_mask_paste(model: nn.Module, how: str) -> None:
-    """Make `model` paste its masks `how` ("torchvision" or "exact": model.roi_heads.mask_paste):
-    the RoI heads align their grids for "exact", the transform pastes."""
-    check_mask_paste(how)
-    model.roi_heads.mask_paste = how
-    model.transform.mask_paste = how
-
-
 class Predictor:
     """A model in eval mode on a device, with thresholds and class names."""
 
@@ -148,6 +100,7 @@ class Predictor:
         device: str | torch.device | None = None,
         config: Any | None = None,
         precision: str = "fp32",
+        test_augment: str | None = None,
     ) -> None:
         self.device = resolve_device(device)
         check_precision(precision, self.device)
@@ -160,11 +113,21 @@ class Predictor:
         self.class_names = list(class_names) if class_names is not None else None
         self.label_to_category_id = dict(label_to_category_id) if label_to_category_id else None
         self.score_threshold = float(score_threshold)
-        check_mask_threshold(mask_threshold)
-        if mask_threshold is None:
-            mask_threshold = model_mask_threshold(self.model)  # model.roi_heads.mask_threshold
-        self.mask_threshold = float(mask_threshold)
+        if mask_threshold is not None:  # the model owns it; tiles and evaluation read it there
+            check_mask_threshold(mask_threshold, "mask_threshold")
+            self.model.mask_threshold = float(mask_threshold)
         self.config = config
+        if test_augment is None:
+            test_augment = config.model.test_augment if isinstance(config, Config) else "none"
+        check_test_augment(test_augment, "test_augment")
+        self.test_augment = test_augment
+        # what runs: the model, or test-time augmentation around it (model.build.with_test_augment)
+        self.detector = with_test_augment(self.model, test_augment)
+
+    @property
+    def mask_threshold(self) -> float:
+        """A mask pixel is on above this probability: the model's model.roi_heads.mask_threshold."""
+        return float(getattr(self.model, "mask_threshold", 0.5))  # 0.5: a stand-in model
 
     @classmethod
     def from_checkpoint(
@@ -198,25 +161,25 @@ class Predictor:
             raise FileNotFoundError(2, "checkpoint file not found", str(path))
         resolved = resolve_device(device)
         check_precision(precision, resolved)  # before loading: fail fast
-        check_mask_threshold(mask_threshold)
-        if mask_paste is not None:
-            check_mask_paste(mask_paste)
-        if test_augment is not None:
-            check_test_augment(test_augment)
-        model, cfg = load_model(path, config=config, device=resolved, for_inference=True, winograd=winograd)
-        class_names, label_to_category_id = checkpoint_labels(path, cfg)
-        if test_augment is not None:
-            model.test_augment = test_augment
-        if mask_paste is not None:
-            set_mask_paste(model, mask_paste)
+        overrides = [
+            f"{key}={value}"
+            for key, value in (
+                ("model.test_augment", test_augment),
+                ("model.roi_heads.mask_paste", mask_paste),
+                ("model.roi_heads.mask_threshold", mask_threshold),
+            )
+            if value is not None
+        ]
+        loaded = load_checkpoint(
+            path, config=config, device=resolved, for_inference=True, winograd=winograd, overrides=overrides
+        )
         return cls(
-            model,
-            class_names=class_names,
-            label_to_category_id=label_to_category_id,
+            loaded.model,
+            class_names=loaded.class_names,
+            label_to_category_id=loaded.label_to_category_id,
             score_threshold=score_threshold,
-            mask_threshold=mask_threshold,
             device=resolved,
-            config=cfg,
+            config=loaded.config,
             precision=precision,
         )
 
@@ -251,9 +214,7 @@ class Predictor:
         """
         check_tiling(tile, overlap, scale)
         source = image if isinstance(image, ImageSource) else open_image_source(image, intensity)
-        detector = ModelTileDetector(
-            self.model, self.device, score_threshold=self.score_threshold, mask_threshold=self.mask_threshold, scale=scale
-        )
+        detector = ModelTileDetector(self.detector, self.device, score_threshold=self.score_threshold, scale=scale)
         try:
             with precision_context(self.precision, self.device):  # bf16 reaches the tiles too
                 return predict_tiled(
@@ -277,40 +238,10 @@ class Predictor:
             if self.device.type == "cpu":
                 # One forward per image: on the CPU a padded batch of 8 mixed sizes ran at 0.71x
                 # the images/s of one at a time (benchmarks/inference.py --batch).
-                detections: list[Detections] = [self.model([tensor])[0] for tensor in tensors]
+                detections: list[Detections] = [self.detector([tensor])[0] for tensor in tensors]
             else:
-                detections = self.model(tensors)
+                detections = self.detector(tensors)
         return [
             detections_to_numpy(det, self.score_threshold, self.mask_threshold, *image.shape[:2])
             for det, image in zip(detections, checked)
         ]
-
-
-def checkpoint_labels(path: str | Path, cfg: Any) -> tuple[list[str] | None, dict[int, int] | None]:
-    """Class names and label -> category id stored in a native checkpoint, if any.
-
-    A torchvision COCO checkpoint (91 classes) uses label == COCO category id, so its names
-    are COCO's; anything else without stored names gets (None, None): label == category id.
-    """
-    metadata = read_checkpoint_metadata(path)
-    class_names = metadata.get("class_names")
-    mapping = metadata.get("label_to_category_id")
-    if mapping:
-        mapping = {int(k): int(v) for k, v in mapping.items()}
-    if class_names is None and getattr(getattr(cfg, "model", None), "num_classes", None) == 91:
-        class_names = list(COCO_CATEGORY_NAMES)
-    return (list(class_names) if class_names is not None else None), (mapping or None)
-
-
-def read_checkpoint_metadata(path: str | Path) -> dict[str, Any]:
-    """The small top-level fields of a native checkpoint (no weights); {} for other files.
-
-    The file is memory-mapped, so this costs little even for a large checkpoint.
-    """
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 - load_model has already given the clear error for bad files
-        return {}
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != "maskrcnn":
-        return {}
-    return {k: checkpoint[k] for k in ("class_names", "label_to_category_id") if k in checkpoint}

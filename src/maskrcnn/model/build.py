@@ -32,10 +32,10 @@ from maskrcnn.model.mask_head import (
 from maskrcnn.model.mask_rcnn import MaskRCNN
 from maskrcnn.model.roi_heads import RoIHeads, RoIPooler
 from maskrcnn.model.rpn import RegionProposalNetwork, RPNHead
+from maskrcnn.model.test_augment import TestTimeAugmentation
 from maskrcnn.model.transform import ImageTransform
 from maskrcnn.ops.anchors import AnchorGenerator
 from maskrcnn.ops.boxes import BoxCoder
-from maskrcnn.ops.masks import MASK_PASTES
 from maskrcnn.ops.matcher import Matcher
 
 BOX_HEADS = ("2fc", "4conv1fc", "res5")
@@ -65,7 +65,6 @@ def check_model_config(cfg: ModelConfig, num_feature_levels: int | None = None) 
     _choice(heads.mask_head, MASK_HEADS, "roi_heads.mask_head")
     _choice(heads.pooler, POOLERS, "roi_heads.pooler")
     _choice(heads.mask_loss, MASK_LOSSES, "roi_heads.mask_loss")
-    _choice(heads.mask_paste, MASK_PASTES, "roi_heads.mask_paste")
     if heads.box_head == "res5" and cfg.backbone.layout != "c4":
         raise ModelConfigError(
             f"model.roi_heads.box_head: 'res5' needs model.backbone.layout 'c4', got {cfg.backbone.layout!r}"
@@ -90,10 +89,6 @@ def check_model_config(cfg: ModelConfig, num_feature_levels: int | None = None) 
         )
     if not cfg.transform.min_size:
         raise ModelConfigError("model.transform.min_size: expected at least one size")
-    if not 0.0 <= heads.mask_threshold < 1.0:
-        raise ModelConfigError(
-            f"model.roi_heads.mask_threshold: expected a probability in [0, 1), got {heads.mask_threshold}"
-        )
     if heads.mask_positives_per_image < 0:
         raise ModelConfigError(
             "model.roi_heads.mask_positives_per_image: expected 0 (every foreground RoI) or a positive "
@@ -201,8 +196,6 @@ def build_roi_heads(cfg: ModelConfig, feature_names: list[str], in_channels: int
         score_thresh=heads.score_thresh,
         nms_thresh=heads.nms_thresh,
         detections_per_img=heads.detections_per_img,
-        mask_threshold=heads.mask_threshold,
-        mask_paste=heads.mask_paste,
         mask_loss_kind=heads.mask_loss,
     )
 
@@ -226,7 +219,24 @@ def build_model(cfg: ModelConfig) -> MaskRCNN:
             image_std=t.image_std,
             size_divisible=t.size_divisible,
             fixed_scale=t.fixed_scale,
-            mask_paste=cfg.roi_heads.mask_paste,
         ),
-        test_augment=cfg.test_augment,
+        mask_paste=cfg.roi_heads.mask_paste,
+        mask_threshold=cfg.roi_heads.mask_threshold,
     )
+
+
+def with_test_augment(model: MaskRCNN, mode: str) -> nn.Module:
+    """What runs at inference: `model` itself for model.test_augment "none", else the model
+    wrapped in test-time augmentation (model/test_augment.py). Checkpoints hold the model's
+    state only; the wrapper adds none."""
+    return model if mode == "none" else TestTimeAugmentation(model, mode)
+
+
+def inner_model(model: nn.Module) -> MaskRCNN | None:
+    """The MaskRCNN inside DistributedDataParallel (.module) and test-time augmentation
+    (.model); None for a module that holds none (a stand-in model)."""
+    while not isinstance(model, MaskRCNN):
+        model = getattr(model, "module", None) or getattr(model, "model", None)
+        if not isinstance(model, nn.Module):
+            return None
+    return model

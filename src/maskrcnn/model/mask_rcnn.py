@@ -6,20 +6,42 @@ N instances (targets) or detections of one image.
 Input: a list of B images, each (3, H, W) float in [0, 1] (sizes may differ).
 Training (with targets): a dict of five scalar losses. Inference: a list of B
 `Detections` (boxes xyxy in original pixels, scores, labels, masks (N, H, W) probabilities).
+
+The model owns its inference settings (how masks are pasted, the mask threshold that
+whoever binarises reads) and passes them down as arguments; a caller's per-call requests
+(`InferenceOptions`: a fixed resize, larger budgets, unpasted masks) come in through
+`forward`. Inference runs in three public steps, `detect_boxes` -> `predict_masks` ->
+`postprocess`, which test-time augmentation (model/test_augment.py) wraps from outside.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
+from maskrcnn.model.inference_options import (
+    DEFAULT_OPTIONS,
+    DetectionBudgets,
+    InferenceOptions,
+)
 from maskrcnn.model.roi_heads import RoIHeads
 from maskrcnn.model.rpn import RegionProposalNetwork
-from maskrcnn.model.test_augment import orientations, predict_augmented
 from maskrcnn.model.transform import ImageTransform
-from maskrcnn.structures import Detections, Targets
+from maskrcnn.structures import Detections, RoIDetections, Targets
 
 LOSS_NAMES = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss_mask")
+
+
+@dataclass
+class BoxPass:
+    """One inference pass up to the boxes: what the mask head and postprocess need next."""
+
+    levels: list[Tensor]  # the pooled feature levels, (B, C, Hl, Wl) each
+    image_sizes: list[tuple[int, int]]  # each image's (h, w) after resizing
+    original_sizes: list[tuple[int, int]]  # each image's (H, W) as given
+    detections: list[RoIDetections]  # per image, boxes in resized pixels, no masks yet
 
 
 class MaskRCNN(nn.Module):
@@ -30,40 +52,75 @@ class MaskRCNN(nn.Module):
         rpn: RegionProposalNetwork,
         roi_heads: RoIHeads,
         transform: ImageTransform,
-        test_augment: str = "none",
+        mask_paste: str = "torchvision",
+        mask_threshold: float = 0.5,
     ) -> None:
         super().__init__()
         self.transform = transform
         self.backbone = backbone
         self.rpn = rpn
         self.roi_heads = roi_heads
-        orientations(test_augment)  # a clear error for an unknown mode
-        # inference on flipped / transposed copies, merged (model.test_augment; test_augment.py)
-        self.test_augment = test_augment
+        # model.roi_heads.mask_paste: "exact" aligns the grids and pastes pixel-exactly (ops/exact_paste.py)
+        self.mask_paste = mask_paste
+        # model.roi_heads.mask_threshold: masks stay probabilities here; whoever binarises reads this
+        self.mask_threshold = mask_threshold
 
     @property
     def num_classes(self) -> int:
         """Classes including background, as the box predictor outputs them."""
         return int(self.roi_heads.box_predictor.cls_score.out_features)
 
+    def budgets(self) -> DetectionBudgets:
+        """The model's own inference budgets (model.rpn.*_nms_top_n_test, roi_heads.detections_per_img)."""
+        return DetectionBudgets(self.rpn.pre_nms_top_n[1], self.rpn.post_nms_top_n[1], self.roi_heads.detections_per_img)
+
     def forward(
-        self, images: list[Tensor], targets: list[Targets] | None = None
+        self, images: list[Tensor], targets: list[Targets] | None = None, options: InferenceOptions = DEFAULT_OPTIONS
     ) -> dict[str, Tensor] | list[Detections]:
         check_images(images)
-        if self.training:
-            if targets is None:
-                raise ValueError("MaskRCNN in training mode needs targets (one Targets per image)")
-            check_targets(targets, images, self.num_classes, need_masks=self.roi_heads.mask_on)
-        elif self.test_augment != "none":
-            return predict_augmented(self, images, self.test_augment)
-        batch, resized_targets = self.transform(images, targets if self.training else None)
+        if not self.training:
+            boxes = self.detect_boxes(images, options)
+            detections = self.predict_masks(boxes.levels, boxes.detections, boxes.image_sizes)
+            return self.postprocess(detections, boxes.image_sizes, boxes.original_sizes, options)
+        if targets is None:
+            raise ValueError("MaskRCNN in training mode needs targets (one Targets per image)")
+        check_targets(targets, images, self.num_classes, need_masks=self.roi_heads.mask_on)
+        batch, resized_targets = self.transform(images, targets)
         features = self.backbone(batch.tensor)  # name -> (B, C, Hl, Wl)
-        gt_boxes = [t.boxes for t in resized_targets] if resized_targets is not None else None
+        gt_boxes = [t.boxes for t in resized_targets]
         proposals, rpn_losses = self.rpn(batch, list(features.values()), gt_boxes)
-        detections, head_losses = self.roi_heads(features, proposals, batch.image_sizes, resized_targets)
-        if self.training:
-            return {**rpn_losses, **head_losses}
-        return self.transform.postprocess(detections, batch.image_sizes, batch.original_sizes)
+        _, head_losses = self.roi_heads(features, proposals, batch.image_sizes, resized_targets)
+        return {**rpn_losses, **head_losses}
+
+    def detect_boxes(self, images: list[Tensor], options: InferenceOptions = DEFAULT_OPTIONS) -> BoxPass:
+        """Inference up to the boxes: transform, backbone, RPN, box head (no masks yet)."""
+        budgets = options.budgets or self.budgets()
+        batch, _ = self.transform(images, scale=options.resize_scale)
+        features = self.backbone(batch.tensor)  # name -> (B, C, Hl, Wl)
+        budget = (budgets.pre_nms_top_n, budgets.post_nms_top_n)
+        proposals, _ = self.rpn(batch, list(features.values()), None, budget)
+        levels = [features[name] for name in self.roi_heads.feature_names]
+        detections = self.roi_heads.detect_boxes(levels, proposals, batch.image_sizes, budgets.detections_per_img)
+        return BoxPass(levels, batch.image_sizes, batch.original_sizes, detections)
+
+    def predict_masks(
+        self, levels: list[Tensor], detections: list[RoIDetections], image_sizes: list[tuple[int, int]]
+    ) -> list[RoIDetections]:
+        """(D, M, M) mask probabilities for each image's detections (aligned for the exact paste)."""
+        if not self.roi_heads.mask_on:
+            return detections
+        return self.roi_heads.predict_masks(levels, detections, image_sizes, align_grids=self.mask_paste == "exact")
+
+    def postprocess(
+        self,
+        detections: list[RoIDetections],
+        image_sizes: list[tuple[int, int]],
+        original_sizes: list[tuple[int, int]],
+        options: InferenceOptions = DEFAULT_OPTIONS,
+    ) -> list[Detections]:
+        """Boxes back to each image's pixels; masks pasted the model's way unless options say not to."""
+        paste = self.mask_paste if options.paste_masks else None
+        return self.transform.postprocess(detections, image_sizes, original_sizes, paste)
 
 
 def check_images(images: list[Tensor]) -> None:

@@ -95,20 +95,6 @@ class RoIPooler(nn.Module):
         )
 
 
-def model_mask_paste(model: nn.Module) -> str:
-    """How the model's mask grids become image masks: model.roi_heads.mask_paste
-    ("torchvision" for a model without RoI heads)."""
-    heads = getattr(getattr(model, "module", model), "roi_heads", None)
-    return str(getattr(heads, "mask_paste", "torchvision"))
-
-
-def model_mask_threshold(model: nn.Module) -> float:
-    """The mask probability above which a pixel is in an instance: the model's
-    model.roi_heads.mask_threshold (0.5, torchvision's, for a model without RoI heads)."""
-    heads = getattr(getattr(model, "module", model), "roi_heads", None)  # DistributedDataParallel: .module
-    return float(getattr(heads, "mask_threshold", 0.5))
-
-
 class RoIHeads(nn.Module):
     """Box branch (+ mask branch) on top of the proposals.
 
@@ -136,8 +122,6 @@ class RoIHeads(nn.Module):
         detections_per_img: int,
         mask_loss_kind: str = "sigmoid",
         mask_positives_per_image: int = 0,
-        mask_threshold: float = 0.5,
-        mask_paste: str = "torchvision",
     ) -> None:
         super().__init__()
         self.feature_names = list(feature_names)
@@ -157,9 +141,6 @@ class RoIHeads(nn.Module):
         self.detections_per_img = detections_per_img
         self.mask_loss_kind = mask_loss_kind
         self.mask_positives_per_image = mask_positives_per_image  # 0: every foreground RoI
-        # the masks stay probabilities here; whoever binarises them reads this (model_mask_threshold)
-        self.mask_threshold = mask_threshold
-        self.mask_paste = mask_paste  # "exact": predicted grids are aligned to their boxes (ops/exact_paste.py)
 
     @property
     def mask_on(self) -> bool:
@@ -265,9 +246,16 @@ class RoIHeads(nn.Module):
     # ---- inference --------------------------------------------------------------------
 
     def detect(
-        self, class_logits: Tensor, box_deltas: Tensor, proposals: list[Tensor], image_sizes: list[tuple[int, int]]
+        self,
+        class_logits: Tensor,
+        box_deltas: Tensor,
+        proposals: list[Tensor],
+        image_sizes: list[tuple[int, int]],
+        detections_per_img: int | None = None,
     ) -> list[RoIDetections]:
-        """Softmax, per-class decode, clip, drop background/low/small, per-class NMS, top-n."""
+        """Softmax, per-class decode, clip, drop background/low/small, per-class NMS, top-n
+        (n: `detections_per_img`, None: the heads' own)."""
+        top_n = self.detections_per_img if detections_per_img is None else detections_per_img
         num_classes = class_logits.shape[-1]
         boxes = self.box_coder.decode(box_deltas, torch.cat(proposals))  # (R, K*4) -> (R, K, 4)
         scores = F.softmax(class_logits, dim=-1)  # (R, K)
@@ -283,28 +271,37 @@ class RoIHeads(nn.Module):
             image_boxes, image_scores, labels = image_boxes[keep], image_scores[keep], labels[keep]
             keep = remove_small_boxes(image_boxes, 1e-2)
             image_boxes, image_scores, labels = image_boxes[keep], image_scores[keep], labels[keep]
-            keep = batched_nms(image_boxes, image_scores, labels, self.nms_thresh)[: self.detections_per_img]
+            keep = batched_nms(image_boxes, image_scores, labels, self.nms_thresh)[:top_n]
             results.append(RoIDetections(boxes=image_boxes[keep], scores=image_scores[keep], labels=labels[keep]))
         return results
 
     def detect_boxes(
-        self, levels: list[Tensor], proposals: list[Tensor], image_sizes: list[tuple[int, int]]
+        self,
+        levels: list[Tensor],
+        proposals: list[Tensor],
+        image_sizes: list[tuple[int, int]],
+        detections_per_img: int | None = None,
     ) -> list[RoIDetections]:
         """Inference up to the boxes: pool, box head, detect (no masks yet)."""
         pooled = self.shared_head(self.box_pooler(levels, proposals, image_sizes))
         class_logits, box_deltas = self.box_predictor(self.box_head(pooled))
-        return self.detect(class_logits.float(), box_deltas.float(), proposals, image_sizes)
+        return self.detect(class_logits.float(), box_deltas.float(), proposals, image_sizes, detections_per_img)
 
     def predict_masks(
-        self, features: list[Tensor], detections: list[RoIDetections], image_sizes: list[tuple[int, int]]
+        self,
+        features: list[Tensor],
+        detections: list[RoIDetections],
+        image_sizes: list[tuple[int, int]],
+        align_grids: bool = False,
     ) -> list[RoIDetections]:
-        """One mask-head pass over all detections of the batch -> (D, M, M) probabilities each."""
+        """One mask-head pass over all detections of the batch -> (D, M, M) probabilities each.
+        `align_grids`: resample each grid to where training put it (for the exact paste)."""
         assert self.mask_pooler is not None and self.mask_head is not None and self.mask_predictor is not None
         pooled = self.shared_head(self.mask_pooler(features, [d.boxes for d in detections], image_sizes))
         mask_logits = self.mask_predictor(self.mask_head(pooled)).float()  # (sum D, K, M, M)
         labels = torch.cat([d.labels for d in detections])
         probs = mask_probabilities(mask_logits, labels, self.mask_loss_kind)  # (sum D, M, M)
-        if self.mask_paste == "exact":
+        if align_grids:
             probs = align_mask_grids(probs, torch.cat([d.boxes for d in detections]))
         return [
             RoIDetections(boxes=d.boxes, scores=d.scores, labels=d.labels, masks=m)
@@ -318,7 +315,9 @@ class RoIHeads(nn.Module):
         image_sizes: list[tuple[int, int]],
         targets: list[ResizedTargets] | None = None,
     ) -> tuple[list[RoIDetections], dict[str, Tensor]]:
-        """Training: ([], losses). Inference: (detections in resized-image pixels, {})."""
+        """Training: ([], losses). Inference: (detections in resized-image pixels, {}), with
+        the heads' own budget and unaligned grids (MaskRCNN.forward passes its settings to
+        detect_boxes / predict_masks instead)."""
         levels = [features[name] for name in self.feature_names]
         if self.training:
             if targets is None:

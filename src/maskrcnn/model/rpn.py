@@ -109,15 +109,25 @@ class RegionProposalNetwork(nn.Module):
         per_level = self.anchor_generator(padded_size, feature_sizes, features[0].device, torch.float32)
         return torch.cat(per_level, dim=0), [int(a.shape[0]) for a in per_level]
 
+    def budget(self) -> tuple[int, int]:
+        """(proposals per level before NMS, per image after NMS) of the current mode."""
+        mode = 0 if self.training else 1
+        return self.pre_nms_top_n[mode], self.post_nms_top_n[mode]
+
     def select_proposals(
-        self, boxes: Tensor, logits: Tensor, image_sizes: list[tuple[int, int]], anchors_per_level: list[int]
+        self,
+        boxes: Tensor,
+        logits: Tensor,
+        image_sizes: list[tuple[int, int]],
+        anchors_per_level: list[int],
+        budget: tuple[int, int],
     ) -> tuple[list[Tensor], list[Tensor]]:
         """Per level top-k on logits, sigmoid, clip, drop small/low boxes, NMS per level, top-n.
 
-        boxes (B, T, 4) decoded, logits (B, T) -> per image (P, 4) boxes and (P,) scores.
+        boxes (B, T, 4) decoded, logits (B, T) -> per image (P, 4) boxes and (P,) scores;
+        `budget`: (k per level before NMS, n per image after).
         """
-        pre_n = self.pre_nms_top_n[0] if self.training else self.pre_nms_top_n[1]
-        post_n = self.post_nms_top_n[0] if self.training else self.post_nms_top_n[1]
+        pre_n, post_n = budget
         logits = logits.detach()
         top_indices, top_levels = [], []
         offset = 0
@@ -182,9 +192,14 @@ class RegionProposalNetwork(nn.Module):
         return {"loss_objectness": objectness, "loss_rpn_box_reg": box_reg}
 
     def forward(
-        self, images: ImageBatch, features: list[Tensor], gt_boxes: list[Tensor] | None = None
+        self,
+        images: ImageBatch,
+        features: list[Tensor],
+        gt_boxes: list[Tensor] | None = None,
+        budget: tuple[int, int] | None = None,
     ) -> tuple[list[Tensor], dict[str, Tensor]]:
-        """features per level (B, C, Hl, Wl) -> proposals per image (P, 4) (+ losses in training)."""
+        """features per level (B, C, Hl, Wl) -> proposals per image (P, 4) (+ losses in training).
+        `budget`: proposals per level before / per image after NMS (None: this mode's own)."""
         level_logits, level_deltas = self.head(features)
         anchors, anchors_per_level = self.anchors(images, features)  # (T, 4)
         logits, deltas = flatten_head_outputs(level_logits, level_deltas)  # (B, T), (B, T, 4)
@@ -193,7 +208,9 @@ class RegionProposalNetwork(nn.Module):
         decoded = self.box_coder.decode(
             deltas.detach().reshape(-1, 4), anchors.repeat(num_images, 1)
         ).view(num_images, -1, 4)  # (B*T, 1, 4) -> (B, T, 4)
-        proposals, _ = self.select_proposals(decoded, logits, images.image_sizes, anchors_per_level)
+        proposals, _ = self.select_proposals(
+            decoded, logits, images.image_sizes, anchors_per_level, budget or self.budget()
+        )
         losses: dict[str, Tensor] = {}
         if self.training:
             if gt_boxes is None:

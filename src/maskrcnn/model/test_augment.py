@@ -3,6 +3,8 @@
 Shape glossary: B images; D detections of one image after merging; A orientations;
 M mask side; h, w an image's size after the model's resize.
 
+`TestTimeAugmentation` wraps a MaskRCNN (built by model/build.py `with_test_augment`;
+the model never imports it) and runs the model's own inference steps on each copy.
 `model.test_augment` (config) picks the copies: "none" (one pass), "flips" (the image,
 mirrored left-right, up-down, and both: 4 passes) or "dihedral" (those 4 and their
 transposes: all 8 orientations, for images with no up or left, such as microscopy).
@@ -28,25 +30,18 @@ mirrored with it); a transpose swaps x and y (and the grid's rows and columns).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from maskrcnn.errors import UserError
+from maskrcnn.config import check_test_augment
+from maskrcnn.model.inference_options import DEFAULT_OPTIONS, InferenceOptions
+from maskrcnn.model.mask_rcnn import BoxPass, MaskRCNN
 from maskrcnn.ops.boxes import box_iou
 from maskrcnn.ops.nms import batched_nms
-from maskrcnn.structures import Detections, RoIDetections
+from maskrcnn.structures import Detections, RoIDetections, Targets
 
-if TYPE_CHECKING:
-    from maskrcnn.model.mask_rcnn import MaskRCNN
-
-TEST_AUGMENT_MODES = ("none", "flips", "dihedral")
 AGREEMENT_IOU = 0.5  # a pass agrees with a merged detection when it has a box this close
-
-
-class TestAugmentError(UserError):
-    """An unknown test-augmentation mode."""
 
 
 @dataclass(frozen=True)
@@ -60,8 +55,7 @@ class Orientation:
 
 
 def orientations(mode: str) -> list[Orientation]:
-    if mode not in TEST_AUGMENT_MODES:
-        raise TestAugmentError(f"model.test_augment: expected one of {', '.join(TEST_AUGMENT_MODES)}, got {mode!r}")
+    check_test_augment(mode)
     flips = [Orientation(False, x, y) for y in (False, True) for x in (False, True)]
     if mode == "none":
         return flips[:1]
@@ -117,57 +111,71 @@ class AugmentedPass:
     """One orientation's run of the model over the batch."""
 
     orientation: Orientation
-    levels: list[Tensor]  # the pooled feature levels, (B, C, Hl, Wl) each
-    image_sizes: list[tuple[int, int]]  # each oriented image's (h, w) after resizing
-    detections: list[RoIDetections]  # per image, boxes in the oriented image, no masks yet
+    boxes: BoxPass  # boxes in the oriented images, no masks yet
+
+
+class TestTimeAugmentation(nn.Module):
+    """A MaskRCNN that, in eval mode, predicts on every orientation of `mode` and merges
+    them; in training mode it is the model itself. Its state is the model's."""
+
+    def __init__(self, model: MaskRCNN, mode: str) -> None:
+        super().__init__()
+        orientations(mode)  # a clear error for an unknown mode
+        self.model = model
+        self.mode = mode
+        self.train(model.training)
+
+    def forward(
+        self, images: list[Tensor], targets: list[Targets] | None = None, options: InferenceOptions = DEFAULT_OPTIONS
+    ) -> dict[str, Tensor] | list[Detections]:
+        if self.model.training:  # the model's own mode decides: the wrapper holds no state
+            return self.model(images, targets)
+        return predict_augmented(self.model, images, self.mode, options)
 
 
 @torch.no_grad()
-def predict_augmented(model: MaskRCNN, images: list[Tensor], mode: str) -> list[Detections]:
+def predict_augmented(
+    model: MaskRCNN, images: list[Tensor], mode: str, options: InferenceOptions = DEFAULT_OPTIONS
+) -> list[Detections]:
     """Inference on every orientation of `mode` (list of B (3, H, W) images), merged."""
-    heads = model.roi_heads
-    passes: list[AugmentedPass] = []
-    for o in orientations(mode):
-        batch, _ = model.transform([orient_image(image, o) for image in images])
-        features = model.backbone(batch.tensor)  # name -> (B, C, Hl, Wl)
-        proposals, _ = model.rpn(batch, list(features.values()), None)
-        levels = [features[name] for name in heads.feature_names]
-        detections = heads.detect_boxes(levels, proposals, batch.image_sizes)
-        passes.append(AugmentedPass(o, levels, batch.image_sizes, detections))
-
-    identity_sizes = passes[0].image_sizes  # each image's (h, w) after resizing, unoriented
+    passes = [
+        AugmentedPass(o, model.detect_boxes([orient_image(image, o) for image in images], options))
+        for o in orientations(mode)
+    ]
+    detections_per_img = (options.budgets or model.budgets()).detections_per_img
+    nms_thresh = model.roi_heads.nms_thresh
+    identity_sizes = passes[0].boxes.image_sizes  # each image's (h, w) after resizing, unoriented
     merged: list[RoIDetections] = []
     for i in range(len(images)):
         per_pass = [  # this image's detections of every pass, in the image's own frame
             RoIDetections(
-                boxes=unorient_boxes(p.detections[i].boxes, p.image_sizes[i], p.orientation),
-                scores=p.detections[i].scores, labels=p.detections[i].labels,
+                boxes=unorient_boxes(p.boxes.detections[i].boxes, p.boxes.image_sizes[i], p.orientation),
+                scores=p.boxes.detections[i].scores, labels=p.boxes.detections[i].labels,
             )
             for p in passes
         ]
         boxes = torch.cat([d.boxes for d in per_pass])  # (A*D', 4)
         scores = torch.cat([d.scores for d in per_pass])
         labels = torch.cat([d.labels for d in per_pass])
-        keep = batched_nms(boxes, scores, labels, heads.nms_thresh)[: heads.detections_per_img]
+        keep = batched_nms(boxes, scores, labels, nms_thresh)[:detections_per_img]
         kept = RoIDetections(boxes=boxes[keep], scores=scores[keep], labels=labels[keep])
         merged.append(rescore_by_agreement(kept, per_pass))
 
-    if heads.mask_on:
+    if model.roi_heads.mask_on:
         summed: list[Tensor | None] = [None] * len(images)
         for p in passes:
             oriented = [
                 RoIDetections(boxes=orient_boxes(d.boxes, identity_sizes[i], p.orientation), scores=d.scores, labels=d.labels)
                 for i, d in enumerate(merged)
             ]
-            for i, d in enumerate(heads.predict_masks(p.levels, oriented, p.image_sizes)):
+            for i, d in enumerate(model.predict_masks(p.boxes.levels, oriented, p.boxes.image_sizes)):
                 grids = unorient_mask_grids(d.masks, p.orientation)  # (D, M, M)
                 summed[i] = grids if summed[i] is None else summed[i] + grids
         merged = [
             RoIDetections(boxes=d.boxes, scores=d.scores, labels=d.labels, masks=total / len(passes))
             for d, total in zip(merged, summed)
         ]
-    original_sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
-    return model.transform.postprocess(merged, identity_sizes, original_sizes)
+    return model.postprocess(merged, identity_sizes, passes[0].boxes.original_sizes, options)
 
 
 def rescore_by_agreement(kept: RoIDetections, per_pass: list[RoIDetections]) -> RoIDetections:

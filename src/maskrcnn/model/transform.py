@@ -15,9 +15,7 @@ stays within `max_size`): the objects keep their pixel scale whatever the image 
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -67,33 +65,6 @@ def thin_image_size(height: int, width: int, scale: float, min_size: int, max_si
     return max(1, math.floor(exact_h)), max(1, math.floor(exact_w))
 
 
-@contextlib.contextmanager
-def tile_mode(transform: "ImageTransform", scale: float) -> Iterator[None]:
-    """Within: images are resized by `scale` times the model's own fixed_scale (1 when it has
-    none: a model trained at fixed_scale 2 sees tiles at the pixel scale it was trained on),
-    and masks are not pasted (postprocess keeps them M x M)."""
-    saved = transform.tile_scale
-    own = transform.fixed_scale if transform.fixed_scale > 0 else 1.0
-    transform.tile_scale = float(scale) * own
-    try:
-        with unpasted_masks(transform):
-            yield
-    finally:
-        transform.tile_scale = saved
-
-
-@contextlib.contextmanager
-def unpasted_masks(transform: "ImageTransform") -> Iterator[None]:
-    """Within: postprocess keeps (N, M, M) mask probabilities (boxes still in original
-    pixels), for callers that paste a few at a time (evaluation of dense images)."""
-    saved = transform.paste_masks
-    transform.paste_masks = False
-    try:
-        yield
-    finally:
-        transform.paste_masks = saved
-
-
 def resize_boxes(boxes: Tensor, old_size: tuple[int, int], new_size: tuple[int, int]) -> Tensor:
     """Scale (N, 4) xyxy boxes from an image of `old_size` (h, w) to one of `new_size`."""
     ratio_h = torch.tensor(new_size[0], dtype=torch.float32, device=boxes.device) / torch.tensor(
@@ -131,10 +102,8 @@ class ImageTransform(nn.Module):
         image_std: list[float],
         size_divisible: int,
         fixed_scale: float = 0.0,
-        mask_paste: str = "torchvision",
     ) -> None:
         super().__init__()
-        self.mask_paste = mask_paste  # model.roi_heads.mask_paste: how postprocess pastes
         if fixed_scale < 0 or not math.isfinite(fixed_scale):
             raise ValueError(f"model.transform.fixed_scale: expected 0 (off) or a positive factor, got {fixed_scale}")
         self.fixed_scale = float(fixed_scale)
@@ -143,9 +112,6 @@ class ImageTransform(nn.Module):
         self.min_size = [int(s) for s in min_size]
         self.max_size = int(max_size)
         self.size_divisible = int(size_divisible)
-        # Tiled prediction (maskrcnn.inference.tiling) sets these for its calls, through `tile_mode`:
-        self.tile_scale: float | None = None  # resize every image by exactly this factor instead
-        self.paste_masks = True  # False: postprocess keeps (N, M, M) masks, boxes in original pixels
         # Not part of the state dict: torchvision's checkpoints do not hold them.
         self.register_buffer("image_mean", torch.tensor(image_mean, dtype=torch.float32), persistent=False)
         self.register_buffer("image_std", torch.tensor(image_std, dtype=torch.float32), persistent=False)
@@ -161,11 +127,18 @@ class ImageTransform(nn.Module):
         std = self.image_std.to(dtype=image.dtype, device=image.device)
         return (image - mean[:, None, None]) / std[:, None, None]
 
-    def resize(self, image: Tensor, target: Targets | None) -> tuple[Tensor, ResizedTargets | None]:
-        """(3, H, W) -> (3, h, w); the target's boxes and masks follow."""
+    def own_scale(self) -> float:
+        """The factor every image is resized by at fixed_scale, else 1 (the model's pixel scale)."""
+        return self.fixed_scale if self.fixed_scale > 0 else 1.0
+
+    def resize(
+        self, image: Tensor, target: Targets | None, scale: float | None = None
+    ) -> tuple[Tensor, ResizedTargets | None]:
+        """(3, H, W) -> (3, h, w); the target's boxes and masks follow. `scale`: exactly this
+        factor (tiled prediction) instead of the model's resize."""
         height, width = image.shape[-2:]
-        if self.tile_scale is not None:  # tiled prediction: exactly this factor
-            scale = float(self.tile_scale)
+        if scale is not None:
+            scale = float(scale)
         elif self.fixed_scale > 0:
             # the same arithmetic with the short side's target set to fixed_scale x short side
             scale = resize_scale_factor(height, width, self.fixed_scale * min(height, width), float(self.max_size))
@@ -196,14 +169,14 @@ class ImageTransform(nn.Module):
         return resized, ResizedTargets(boxes=boxes, labels=target.labels, masks=masks)
 
     def forward(
-        self, images: list[Tensor], targets: list[Targets] | None = None
+        self, images: list[Tensor], targets: list[Targets] | None = None, scale: float | None = None
     ) -> tuple[ImageBatch, list[ResizedTargets] | None]:
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         resized_images: list[Tensor] = []
         resized_targets: list[ResizedTargets] = []
         for i, image in enumerate(images):
             target = targets[i] if targets is not None else None
-            image, target = self.resize(self.normalize(image), target)
+            image, target = self.resize(self.normalize(image), target, scale)
             resized_images.append(image)
             if target is not None:
                 resized_targets.append(target)
@@ -220,13 +193,15 @@ class ImageTransform(nn.Module):
         detections: list[RoIDetections],
         image_sizes: list[tuple[int, int]],
         original_sizes: list[tuple[int, int]],
+        mask_paste: str | None,
     ) -> list[Detections]:
-        """Boxes back to original pixels; (N, M, M) mask probabilities pasted into (N, H, W)."""
+        """Boxes back to original pixels; (N, M, M) mask probabilities pasted into (N, H, W)
+        the `mask_paste` way (the model's setting), or left (N, M, M) when it is None."""
         results = []
         for det, size, original in zip(detections, image_sizes, original_sizes):
             boxes = resize_boxes(det.boxes, size, original)
             masks = det.masks
-            if masks is not None and self.paste_masks:
-                masks = paste_masks(masks, boxes, original, self.mask_paste)  # (N, H, W)
+            if masks is not None and mask_paste is not None:
+                masks = paste_masks(masks, boxes, original, mask_paste)  # (N, H, W)
             results.append(Detections(boxes=boxes, scores=det.scores, labels=det.labels, masks=masks))
         return results

@@ -18,10 +18,11 @@ import torch.nn.functional as F
 from pycocotools import mask as coco_mask
 from torch import Tensor
 
+from maskrcnn.config import MASK_PASTES
 from maskrcnn.ops.exact_paste import blank_pasted_masks, paste_masks_exact
 from maskrcnn.ops.roi_align import roi_align
 
-MASK_PASTES = ("torchvision", "exact")  # model.roi_heads.mask_paste
+
 
 
 def _decode(rle: dict) -> np.ndarray:

@@ -3,9 +3,10 @@ from __future__ import annotations
 import pytest
 
 from maskrcnn.config import load_config
-from maskrcnn.model.build import build_model
 from maskrcnn.inference.tiling.grid import TilingError, tile_grid, tile_starts
-from maskrcnn.inference.tiling.tiled_prediction import BUDGET_CAPS, scaled_budgets
+from maskrcnn.inference.tiling.tiled_prediction import BUDGET_CAPS, tile_budgets
+from maskrcnn.model.build import build_model
+from maskrcnn.model.inference_options import DetectionBudgets
 
 
 @pytest.mark.parametrize("length, tile, overlap, origin", [(1000, 256, 64, 0), (1000, 256, 64, 77), (256, 256, 64, 5),
@@ -28,18 +29,16 @@ def test_grid_rows_and_errors():
         tile_grid(300, 500, 16, 0)
 
 
-def test_budgets_grow_with_the_tile_and_come_back():
+def test_budgets_grow_with_the_tile_and_leave_the_model_alone():
     cfg = load_config("shapes_demo")
     model = build_model(cfg.model).eval()  # budgets 300 / 100 / 30 for its square input
     side = cfg.model.transform.max_size  # the input's side (min_size = max_size)
+    own = model.budgets()
     before = (model.rpn.pre_nms_top_n, model.rpn.post_nms_top_n, model.roi_heads.detections_per_img)
-    with scaled_budgets(model, (2 * side) ** 2):  # 4x the input area
-        assert model.rpn.pre_nms_top_n == (before[0][0], 4 * before[0][1])
-        assert model.rpn.post_nms_top_n == (before[1][0], 4 * before[1][1])
-        assert model.roi_heads.detections_per_img == 4 * before[2]
-    with scaled_budgets(model, 4096 * 4096):  # capped
-        assert model.rpn.post_nms_top_n[1] == BUDGET_CAPS.post_nms_top_n
-        assert model.roi_heads.detections_per_img == BUDGET_CAPS.detections_per_img
-    with scaled_budgets(model, 64 * 64):  # never lowered
-        assert model.roi_heads.detections_per_img == before[2]
+    grown = tile_budgets(model, (2 * side) ** 2)  # 4x the input area
+    assert grown == DetectionBudgets(4 * own.pre_nms_top_n, 4 * own.post_nms_top_n, 4 * own.detections_per_img)
+    capped = tile_budgets(model, 4096 * 4096)
+    assert capped.post_nms_top_n == BUDGET_CAPS.post_nms_top_n
+    assert capped.detections_per_img == BUDGET_CAPS.detections_per_img
+    assert tile_budgets(model, 64 * 64) == own  # never lowered
     assert (model.rpn.pre_nms_top_n, model.rpn.post_nms_top_n, model.roi_heads.detections_per_img) == before

@@ -14,9 +14,8 @@ first.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -33,8 +32,9 @@ from maskrcnn.inference.tiling.instances import (
     detections_to_crops,
 )
 from maskrcnn.inference.tiling.merge import SeamMerger
-from maskrcnn.model.roi_heads import model_mask_paste
-from maskrcnn.model.transform import tile_mode
+from maskrcnn.model.build import inner_model
+from maskrcnn.model.inference_options import DetectionBudgets, InferenceOptions
+from maskrcnn.model.mask_rcnn import MaskRCNN
 from maskrcnn.structures import Detections, image_to_tensor
 
 # A tile's pixels (h, w, 3) uint8 and its window -> instances in tile coordinates.
@@ -110,10 +110,9 @@ def paint_labels(instances: list[CroppedInstance], y0: int, x0: int, y1: int, x1
     return out
 
 
-@contextlib.contextmanager
-def scaled_budgets(model: nn.Module, area: float) -> Iterator[None]:
-    """Within: the per-image budgets (RPN proposals before/after NMS, detections per image)
-    grow with the tile's area over the model's input area (min_size x max_size).
+def tile_budgets(model: MaskRCNN, area: float) -> DetectionBudgets:
+    """The model's per-image budgets (RPN proposals before/after NMS, detections per image),
+    grown with a tile's area over the model's input area (min_size x max_size).
 
     They are sized for the images the model was trained on; a tile at the image's own scale
     can hold many such images' worth of objects (a 1024-px tile: 64 of the demo model's
@@ -121,44 +120,50 @@ def scaled_budgets(model: nn.Module, area: float) -> Iterator[None]:
     to BUDGET_CAPS (the NMS cost grows with the square of the count: uncapped, the demo
     model took 78 s per 1024-px tile instead of 3 s).
     """
-    transform, rpn, heads = model.transform, model.rpn, model.roi_heads
+    transform, own = model.transform, model.budgets()
     ratio = max(1.0, area / (transform.min_size[-1] * transform.max_size))
 
     def grown(value: int, cap: int) -> int:
         return max(value, min(math.ceil(value * ratio), cap))
 
-    saved = (rpn.pre_nms_top_n, rpn.post_nms_top_n, heads.detections_per_img)
-    rpn.pre_nms_top_n = (saved[0][0], grown(saved[0][1], BUDGET_CAPS.pre_nms_top_n))
-    rpn.post_nms_top_n = (saved[1][0], grown(saved[1][1], BUDGET_CAPS.post_nms_top_n))
-    heads.detections_per_img = grown(saved[2], BUDGET_CAPS.detections_per_img)
-    try:
-        yield
-    finally:
-        rpn.pre_nms_top_n, rpn.post_nms_top_n, heads.detections_per_img = saved
+    return DetectionBudgets(
+        pre_nms_top_n=grown(own.pre_nms_top_n, BUDGET_CAPS.pre_nms_top_n),
+        post_nms_top_n=grown(own.post_nms_top_n, BUDGET_CAPS.post_nms_top_n),
+        detections_per_img=grown(own.detections_per_img, BUDGET_CAPS.detections_per_img),
+    )
 
 
 class ModelTileDetector:
-    """A Mask R-CNN as a TileDetector: each tile at `scale` (1.0: its own pixels), masks as crops."""
+    """A Mask R-CNN (or test-time augmentation around one) as a TileDetector: each tile at
+    `scale` (1.0: its own pixels) times the model's fixed_scale, masks as crops. The model
+    is asked through `InferenceOptions`; none of its parts is changed."""
 
-    def __init__(
-        self, model: nn.Module, device: torch.device, *, score_threshold: float, mask_threshold: float, scale: float = 1.0
-    ) -> None:
-        self.model, self.device = model, device
-        self.score_threshold, self.mask_threshold, self.scale = score_threshold, mask_threshold, scale
+    def __init__(self, detector: nn.Module, device: torch.device, *, score_threshold: float, scale: float = 1.0) -> None:
+        self.detector, self.device = detector, device
+        model = inner_model(detector)
+        if model is None:
+            raise TypeError(f"ModelTileDetector: {type(detector).__name__} holds no MaskRCNN")
+        self.model = model  # its settings: resize, budgets, mask paste and threshold
+        self.score_threshold, self.scale = score_threshold, scale
 
     @torch.inference_mode()
     def __call__(self, pixels: np.ndarray, window: TileWindow) -> list[CroppedInstance]:
         tensor = image_to_tensor(np.ascontiguousarray(pixels), self.device)  # (3, h, w)
         area = pixels.shape[0] * pixels.shape[1] * self.scale**2
-        with tile_mode(self.model.transform, self.scale), scaled_budgets(self.model, area):
-            det: Detections = self.model([tensor])[0]  # boxes in tile pixels, masks (N, M, M)
+        options = InferenceOptions(
+            resize_scale=self.scale * self.model.transform.own_scale(),
+            paste_masks=False,  # masks (N, M, M): pasted one crop at a time below
+            budgets=tile_budgets(self.model, area),
+        )
+        det: Detections = self.detector([tensor], options=options)[0]  # boxes in tile pixels
         keep = det.scores >= self.score_threshold
         det = Detections(
             boxes=det.boxes[keep], scores=det.scores[keep], labels=det.labels[keep],
             masks=det.masks[keep] if det.masks is not None else None,
         )
-        paste = model_mask_paste(self.model)
-        return detections_to_crops(det, pixels.shape[0], pixels.shape[1], self.mask_threshold, paste)
+        return detections_to_crops(
+            det, pixels.shape[0], pixels.shape[1], self.model.mask_threshold, self.model.mask_paste
+        )
 
 
 def predict_tiled(
