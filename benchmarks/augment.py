@@ -33,9 +33,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_utils import finish_report, machine_info, summarize_times, time_runs  # noqa: E402
 
 from maskrcnn.config import AugmentConfig, load_config  # noqa: E402
-from maskrcnn.data.geometric import RandomRotate90, RandomScaleJitter, RandomTranspose, RandomVerticalFlip  # noqa: E402
+from maskrcnn.data.geometric import (  # noqa: E402
+    RandomRotate90,
+    RandomScaleJitter,
+    RandomTranspose,
+    RandomVerticalFlip,
+)
 from maskrcnn.data.instance_masks import mask_extents  # noqa: E402
-from maskrcnn.data.photometric import IntensityJitter, RandomGaussianBlur, RandomGaussianNoise  # noqa: E402
+from maskrcnn.data.photometric import (  # noqa: E402
+    IntensityJitter,
+    RandomGaussianBlur,
+    RandomGaussianNoise,
+)
 from maskrcnn.data.transforms import RandomCrop, RandomHorizontalFlip, build_transforms  # noqa: E402
 from maskrcnn.ops.boxes import masks_to_boxes  # noqa: E402
 from maskrcnn.structures import Targets  # noqa: E402

@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_utils import PARITY, finish_report, machine_info  # noqa: E402
 from runtimes import parity_weights  # noqa: E402
 
-from maskrcnn.export.compare import DetectionSet, compare_detections  # noqa: E402
 from maskrcnn.evaluation.agreement import agreement_ap  # noqa: E402
+from maskrcnn.export.compare import DetectionSet, compare_detections  # noqa: E402
 from maskrcnn.inference.predictor import Predictor  # noqa: E402
 
 IMAGES = ("astronaut", "chelsea", "coffee")

@@ -44,11 +44,11 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_utils import (  # noqa: E402
+    PARITY,
+    RssSampler,
     add_malloc_option,
     apply_malloc_option,
-    PARITY,
     finish_report,
-    RssSampler,
     machine_info,
     matmul_gflops,
     mib,

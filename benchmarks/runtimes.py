@@ -39,8 +39,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_utils import PARITY, finish_report, load_average, machine_info  # noqa: E402
 
-from maskrcnn.export.compare import DetectionSet, compare_detections  # noqa: E402
 from maskrcnn.evaluation.agreement import agreement_ap  # noqa: E402
+from maskrcnn.export.compare import DetectionSet, compare_detections  # noqa: E402
 from maskrcnn.inference.precision import cpu_flags  # noqa: E402
 
 RUNTIMES = ("predictor_fp32", "predictor_bf16", "onnxruntime_fp32", "openvino_fp32", "openvino_bf16")

@@ -26,7 +26,13 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_utils import PARITY, finish_report, load_average, machine_info, run_json_child  # noqa: E402
+from bench_utils import (  # noqa: E402
+    PARITY,
+    finish_report,
+    load_average,
+    machine_info,
+    run_json_child,
+)
 from runtimes import parity_weights  # noqa: E402  (the same torchvision-format file)
 
 # Runs in a child process: print {"walls": [...], "ops": {name: seconds}} as JSON.

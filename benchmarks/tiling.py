@@ -135,11 +135,8 @@ def predict_band(predictor: Any, args: argparse.Namespace, out: Path) -> list[di
     """predict_one_tiled on the top args.band_rows rows of the image, read from the full file."""
     from maskrcnn.data.image_source import ImageSource, open_image_source
     from maskrcnn.evaluation.results import predictor_result_rows
-    from maskrcnn.inference.tiling.outputs import (
-        draw_overlay,
-        save_overlay,
-        write_label_image,
-    )
+    from maskrcnn.inference.tiling.outputs import draw_overlay, write_label_image
+    from maskrcnn.visualize.panels import save_image
 
     full = open_image_source(args.image)
     band = ImageSource(full.raw, full.window, f"{args.image} (top {args.band_rows} rows)")
@@ -147,7 +144,7 @@ def predict_band(predictor: Any, args: argparse.Namespace, out: Path) -> list[di
     result = predictor.predict_tiled(band, tile=args.tile, overlap=args.overlap, progress=True)
     rows = predictor_result_rows({"boxes": result.boxes, "labels": result.labels, "scores": result.scores}, image_id=1,
                         file_name=str(args.image), category_id_of=predictor.category_id, rles=result.rles())
-    save_overlay(out / "overlay.png", draw_overlay(band, result, predictor.class_names, 2048))
+    save_image(out / "overlay.png", draw_overlay(band, result, predictor.class_names, 2048))
     write_label_image(result, out / "labels.tif")
     full.close()
     return rows

@@ -196,8 +196,12 @@ def evaluate_canvas(args: argparse.Namespace, predictor: Any, background: str, s
     from maskrcnn.data.image_source import open_image_source
     from maskrcnn.data.shapes_canvas import render_shapes_canvas
     from maskrcnn.inference.tiling.grid import tile_grid
-    from maskrcnn.inference.tiling.outputs import draw_overlay, save_overlay
-    from maskrcnn.inference.tiling.tiled_prediction import ModelTileDetector, predict_tiled
+    from maskrcnn.inference.tiling.outputs import draw_overlay
+    from maskrcnn.inference.tiling.tiled_prediction import (
+        ModelTileDetector,
+        predict_tiled,
+    )
+    from maskrcnn.visualize.panels import save_image
 
     canvas = render_shapes_canvas(args.seed, args.size, args.size, object_scale=args.crop, background=background)
     shapes, side = canvas.instances, args.size
@@ -238,7 +242,7 @@ def evaluate_canvas(args: argparse.Namespace, predictor: Any, background: str, s
         score(setting.name, result.instances, seconds, tile_grid(side, side, setting.tile, setting.overlap, setting.origin).tiles)
         if args.overlays and setting.origin == (0, 0):
             picture = draw_overlay(source, result, predictor.class_names, side)
-            save_overlay(Path(args.workdir) / f"overlay_{background}_{setting.name}.png", picture)
+            save_image(Path(args.workdir) / f"overlay_{background}_{setting.name}.png", picture)
     if args.one_pass:
         with raised_caps(ONE_PASS_CAPS):
             start = time.perf_counter()

@@ -24,7 +24,12 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_utils import add_malloc_option, apply_malloc_option, finish_report, machine_info  # noqa: E402
+from bench_utils import (  # noqa: E402
+    add_malloc_option,
+    apply_malloc_option,
+    finish_report,
+    machine_info,
+)
 
 from maskrcnn.model.inference_opt import InferenceConv2d  # noqa: E402
 from maskrcnn.ops.winograd import winograd_conv3x3, winograd_weight  # noqa: E402

@@ -1,7 +1,14 @@
 import pytest
-
-from maskrcnn.config import Config, ConfigError, builtin_config_names, dump_config, load_config, config_from_dict
 import yaml
+
+from maskrcnn.config import (
+    Config,
+    ConfigError,
+    builtin_config_names,
+    config_from_dict,
+    dump_config,
+    load_config,
+)
 
 
 def test_builtin_names_include_torchvision_models():

@@ -8,7 +8,10 @@ import torch
 
 from maskrcnn.config import load_config
 from maskrcnn.data.build import build_dataset
-from maskrcnn.engine.run_setup import FrozenFromScratchError, check_not_frozen_from_scratch
+from maskrcnn.engine.run_setup import (
+    FrozenFromScratchError,
+    check_not_frozen_from_scratch,
+)
 from maskrcnn.engine.schedule import build_optimizer
 from maskrcnn.engine.train import train_step
 from maskrcnn.model.build import build_model

@@ -8,7 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maskrcnn.analysis.anchor_stats import analyze_anchors, histogram_stats, kmeans_iou, suggest_anchors
+from maskrcnn.analysis.anchor_stats import (
+    analyze_anchors,
+    histogram_stats,
+    kmeans_iou,
+    suggest_anchors,
+)
 from maskrcnn.config import load_config
 
 TINY = [

@@ -5,7 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from maskrcnn.analysis.params import mask_rcnn_stage, overall_total, param_table, stage_totals
+from maskrcnn.analysis.params import (
+    mask_rcnn_stage,
+    overall_total,
+    param_table,
+    stage_totals,
+)
 from maskrcnn.analysis.unet import get_unet, unet_example_input
 from maskrcnn.model.norm import FrozenBatchNorm2d
 

@@ -36,8 +36,8 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
 def test_whole_image_tiles_and_evaluation_give_the_same_exact_masks(checkpoints, tmp_path) -> None:
     from PIL import Image
 
-    from maskrcnn.data.shapes import generate_shapes
     from maskrcnn.commands.evaluate import evaluate_metrics
+    from maskrcnn.data.shapes import generate_shapes
 
     json_path = generate_shapes(tmp_path, 1, image_size=64, seed=3)
     image = np.asarray(Image.open(tmp_path / "images" / "annotations_000000.png").convert("RGB"))
@@ -60,8 +60,7 @@ def test_whole_image_tiles_and_evaluation_give_the_same_exact_masks(checkpoints,
 
 
 def test_an_unknown_paste_stops_in_one_line() -> None:
-    from maskrcnn.config import load_config
-    from maskrcnn.config import ConfigError
+    from maskrcnn.config import ConfigError, load_config
 
     with pytest.raises(ConfigError, match=r"model.roi_heads.mask_paste: unknown value 'nearest'; expected one of torchvision, exact"):
         load_config("shapes_demo", tiny_overrides() + ["model.roi_heads.mask_paste=nearest"])

@@ -95,8 +95,7 @@ def test_bad_thresholds_stop_in_one_line(checkpoint, shapes_set, tmp_path, capsy
                    "--mask-threshold", "0.6"])
     err = capsys.readouterr().err
     assert status == 1 and "--mask-threshold needs --weights" in err and len(err.strip().splitlines()) == 1
-    from maskrcnn.config import load_config
-    from maskrcnn.config import ConfigError
+    from maskrcnn.config import ConfigError, load_config
 
     with pytest.raises(ConfigError, match=r"model.roi_heads.mask_threshold: expected a probability in \[0, 1\), got 1.0"):
         load_config("shapes_demo", tiny_overrides() + ["model.roi_heads.mask_threshold=1.0"])

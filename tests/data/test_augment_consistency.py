@@ -11,9 +11,24 @@ import torch
 
 from maskrcnn.config import AugmentConfig
 from maskrcnn.data import geometric
-from maskrcnn.data.geometric import RandomRotate90, RandomScaleJitter, RandomTranspose, RandomVerticalFlip
-from maskrcnn.data.photometric import IntensityJitter, PhotometricJitter, RandomGaussianBlur, RandomGaussianNoise
-from maskrcnn.data.transforms import Compose, RandomCrop, RandomHorizontalFlip, build_transforms
+from maskrcnn.data.geometric import (
+    RandomRotate90,
+    RandomScaleJitter,
+    RandomTranspose,
+    RandomVerticalFlip,
+)
+from maskrcnn.data.photometric import (
+    IntensityJitter,
+    PhotometricJitter,
+    RandomGaussianBlur,
+    RandomGaussianNoise,
+)
+from maskrcnn.data.transforms import (
+    Compose,
+    RandomCrop,
+    RandomHorizontalFlip,
+    build_transforms,
+)
 from maskrcnn.ops.boxes import masks_to_boxes
 from maskrcnn.structures import Targets
 

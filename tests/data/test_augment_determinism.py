@@ -11,7 +11,11 @@ import torch
 from maskrcnn.config import AugmentConfig, DatasetConfig
 from maskrcnn.data.build import build_dataset
 from maskrcnn.data.loader import build_loader
-from maskrcnn.engine.resume_state import capture_rng_state, cycle_batches, restore_rng_state
+from maskrcnn.engine.resume_state import (
+    capture_rng_state,
+    cycle_batches,
+    restore_rng_state,
+)
 
 EVERYTHING = AugmentConfig(
     horizontal_flip=0.5, vertical_flip=0.5, rotate90=0.5, transpose=0.5, random_crop=0.3, scale_jitter=0.7,

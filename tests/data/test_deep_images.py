@@ -7,7 +7,11 @@ import pytest
 import tifffile
 from PIL import Image
 
-from maskrcnn.data.image_source import ImageTooLargeError, open_image_source, open_raw_image
+from maskrcnn.data.image_source import (
+    ImageTooLargeError,
+    open_image_source,
+    open_raw_image,
+)
 from maskrcnn.data.images import ImageReadError, image_size, read_image
 from maskrcnn.data.intensity import IntensityModeError
 

@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskrcnn.data.images import ImageReadError, image_size, read_image, read_label_image
+from maskrcnn.data.images import (
+    ImageReadError,
+    image_size,
+    read_image,
+    read_label_image,
+)
 
 
 def test_rgb_is_returned_as_is(tmp_path):

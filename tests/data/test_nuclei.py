@@ -10,7 +10,13 @@ from pycocotools import mask as coco_mask
 
 from maskrcnn.config import load_config
 from maskrcnn.data.build import build_dataset
-from maskrcnn.data.nuclei import IMAGE_SIZES, MAX_NUCLEI, generate_nuclei, nuclei_sizes, render_nuclei_image
+from maskrcnn.data.nuclei import (
+    IMAGE_SIZES,
+    MAX_NUCLEI,
+    generate_nuclei,
+    nuclei_sizes,
+    render_nuclei_image,
+)
 
 
 def test_same_seed_same_image_other_seed_other_image():

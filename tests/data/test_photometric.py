@@ -14,7 +14,6 @@ from maskrcnn.data.photometric import (
     gaussian_blur,
     gaussian_kernel1d,
 )
-
 from maskrcnn.structures import Targets
 
 

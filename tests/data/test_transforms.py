@@ -137,8 +137,17 @@ def test_random_crop_never_loses_every_instance():
 
 
 def test_build_transforms_orders_geometry_before_intensity():
-    from maskrcnn.data.geometric import RandomRotate90, RandomScaleJitter, RandomTranspose, RandomVerticalFlip
-    from maskrcnn.data.photometric import IntensityJitter, RandomGaussianBlur, RandomGaussianNoise
+    from maskrcnn.data.geometric import (
+        RandomRotate90,
+        RandomScaleJitter,
+        RandomTranspose,
+        RandomVerticalFlip,
+    )
+    from maskrcnn.data.photometric import (
+        IntensityJitter,
+        RandomGaussianBlur,
+        RandomGaussianNoise,
+    )
 
     config = AugmentConfig(vertical_flip=0.5, rotate90=0.5, transpose=0.5, scale_jitter=0.5, random_crop=0.2,
                            brightness=0.1, gamma=0.2, photometric=True, blur=0.3, noise=0.3)  # fmt: skip

@@ -19,7 +19,13 @@ import pytest
 from pycocotools import mask as coco_mask
 
 from maskrcnn.data.coco import CocoDataset, DatasetError, load_coco_gt
-from maskrcnn.data.validate import RleCountsError, box_outside, decode_counts_string, polygons_outside, rle_problem
+from maskrcnn.data.validate import (
+    RleCountsError,
+    box_outside,
+    decode_counts_string,
+    polygons_outside,
+    rle_problem,
+)
 
 NAN = float("nan")
 

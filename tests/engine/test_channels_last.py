@@ -18,7 +18,6 @@ from maskrcnn.ops.boxes import masks_to_boxes
 from maskrcnn.structures import Targets
 
 
-
 class CountingDataset(torch.utils.data.Dataset):
     """Image i holds (i % 3) + 1 boxes and is brighter with more of them."""
 

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from maskrcnn.config import Config, apply_override
-from maskrcnn.engine.resume_state import load_training_checkpoint
 from maskrcnn.engine.metrics import read_metrics
+from maskrcnn.engine.resume_state import load_training_checkpoint
 from maskrcnn.engine.train import NonFiniteLossError, train
 from maskrcnn.structures import Targets
 

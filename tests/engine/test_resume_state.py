@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from maskrcnn.config import Config, apply_override
+from maskrcnn.engine.metrics import MetricsLog, WindowAverages, read_metrics
 from maskrcnn.engine.resume_state import (
     CheckpointError,
     capture_rng_state,
@@ -15,7 +16,6 @@ from maskrcnn.engine.resume_state import (
     save_checkpoint,
     weights_fingerprint,
 )
-from maskrcnn.engine.metrics import MetricsLog, WindowAverages, read_metrics
 from maskrcnn.visualize.loss_curve import plot_loss_curve
 
 

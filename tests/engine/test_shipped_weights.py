@@ -11,7 +11,11 @@ import torch
 import maskrcnn.shipped_weights as shipped
 from maskrcnn.checkpoints import save_model
 from maskrcnn.config import load_config
-from maskrcnn.engine.init_weights import KIND_NATIVE, InitWeightsError, load_init_weights
+from maskrcnn.engine.init_weights import (
+    KIND_NATIVE,
+    InitWeightsError,
+    load_init_weights,
+)
 from maskrcnn.model.build import build_model
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ship_weights.py"

@@ -11,10 +11,15 @@ from torch import nn
 
 from maskrcnn.config import Config, ConfigError, SolverConfig, apply_override
 from maskrcnn.engine import time_budget
-from maskrcnn.engine.resume_state import load_training_checkpoint
 from maskrcnn.engine.metrics import read_metrics
+from maskrcnn.engine.resume_state import load_training_checkpoint
 from maskrcnn.engine.schedule import check_solver
-from maskrcnn.engine.time_budget import BudgetRecord, TimeBudget, shortened_solver, start_budget
+from maskrcnn.engine.time_budget import (
+    BudgetRecord,
+    TimeBudget,
+    shortened_solver,
+    start_budget,
+)
 from maskrcnn.engine.train import train
 from maskrcnn.structures import Targets
 

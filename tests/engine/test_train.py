@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from maskrcnn.config import Config, apply_override
-from maskrcnn.engine.resume_state import cycle_batches, load_training_checkpoint
 from maskrcnn.engine.metrics import read_metrics
+from maskrcnn.engine.resume_state import cycle_batches, load_training_checkpoint
 from maskrcnn.engine.train import train
 from maskrcnn.structures import Targets
 

@@ -15,8 +15,8 @@ from torch import nn
 from maskrcnn.config import Config, ConfigError, apply_override
 from maskrcnn.data.build import CategoryMismatchError
 from maskrcnn.data.coco import DatasetError
-from maskrcnn.engine.resume_state import load_training_checkpoint
 from maskrcnn.devices import DeviceError
+from maskrcnn.engine.resume_state import load_training_checkpoint
 from maskrcnn.engine.run_setup import (
     FrozenFromScratchError,
     OutputDirError,

@@ -9,7 +9,6 @@ import json
 import numpy as np
 import onnx
 import onnxruntime as ort
-import pytest
 import torch
 
 from maskrcnn.cli import main

@@ -16,7 +16,6 @@ from maskrcnn.checkpoints import (
 from maskrcnn.config import load_config
 from maskrcnn.model.build import build_model
 
-
 TINY = [
     "model.num_classes=3",
     "model.backbone.name=plain",
@@ -175,7 +174,11 @@ def test_a_checkpoint_with_4_kib_flipped_is_refused_and_old_ones_still_load(tmp_
 
 
 def test_training_checkpoints_are_verified_too(tmp_path):
-    from maskrcnn.engine.resume_state import load_training_checkpoint, model_checkpoint, save_checkpoint
+    from maskrcnn.engine.resume_state import (
+        load_training_checkpoint,
+        model_checkpoint,
+        save_checkpoint,
+    )
 
     model, cfg = tiny()
     ckpt = model_checkpoint(model, cfg, iteration=1, optimizer={}, scheduler={}, rng=[])

@@ -30,7 +30,6 @@ from maskrcnn.model.norm import FrozenBatchNorm2d
 from maskrcnn.model.resnet import BasicBlock, Bottleneck
 
 
-
 def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
     """Non-trivial statistics and affine parameters for every (frozen) BatchNorm."""
     generator = torch.Generator().manual_seed(seed)

@@ -11,7 +11,6 @@ from maskrcnn.model.mask_rcnn import LOSS_NAMES
 from maskrcnn.ops.boxes import box_iou
 from maskrcnn.structures import Targets
 
-
 TINY = [
     "model.num_classes=3",
     "model.backbone.name=plain",

@@ -10,10 +10,10 @@ import torch
 from maskrcnn.config import load_config
 from maskrcnn.model.build import build_model, with_test_augment
 from maskrcnn.model.test_augment import (
+    TestTimeAugmentation,
     orient_boxes,
     orient_image,
     orientations,
-    TestTimeAugmentation,
     predict_augmented,
     rescore_by_agreement,
     unorient_boxes,

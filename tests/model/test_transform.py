@@ -8,7 +8,6 @@ import torch
 from maskrcnn.model.transform import ImageTransform, resize_boxes, resize_scale_factor
 from maskrcnn.structures import Detections, Targets
 
-
 MEAN = [0.485, 0.456, 0.406]
 STD = [0.229, 0.224, 0.225]
 

@@ -2,7 +2,14 @@ import math
 
 import torch
 
-from maskrcnn.ops.boxes import BoxCoder, box_area, box_iou, clip_boxes, masks_to_boxes, remove_small_boxes
+from maskrcnn.ops.boxes import (
+    BoxCoder,
+    box_area,
+    box_iou,
+    clip_boxes,
+    masks_to_boxes,
+    remove_small_boxes,
+)
 
 
 def test_box_area_and_iou_hand_computed():

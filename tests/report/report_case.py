@@ -18,11 +18,7 @@ Masks are the boxes filled, so bbox and segm give the same answers.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
-from PIL import Image
 
 GT_BOXES = [
     (1, [10, 10, 20, 20]), (1, [50, 10, 20, 20]), (2, [10, 50, 20, 20]),

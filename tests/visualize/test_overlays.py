@@ -5,15 +5,14 @@ import pytest
 import torch
 
 from maskrcnn.data.coco_names import COCO_CATEGORY_NAMES
+from maskrcnn.visualize.canvas import instance_colors, mask_outline
 from maskrcnn.visualize.overlays import (
     FALSE_POSITIVE_COLOR,
     MATCHED_COLOR,
     draw_gt_vs_pred,
     draw_instances,
-    instance_colors,
-    mask_outline,
-    save_image,
 )
+from maskrcnn.visualize.panels import save_image
 
 
 def square_mask(size: int, x0: int, y0: int, side: int) -> np.ndarray:

@@ -19,7 +19,8 @@ import torch
 
 from maskrcnn.analysis.errors import AnalysisError
 from maskrcnn.structures import Targets, image_to_tensor
-from maskrcnn.visualize.overlays import LEGEND_BACKGROUND, draw_instances, with_title
+from maskrcnn.visualize.overlays import draw_instances
+from maskrcnn.visualize.panels import LEGEND_BACKGROUND, with_title
 
 # Above this many instances a cell leaves out the captions (they would hide the masks).
 MAX_CAPTIONED = 25

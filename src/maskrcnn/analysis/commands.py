@@ -364,7 +364,7 @@ def run_augment(args: argparse.Namespace) -> int:
         draw_augment_grid,
     )
     from maskrcnn.data.build import build_dataset
-    from maskrcnn.visualize.overlays import save_image
+    from maskrcnn.visualize.panels import save_image
 
     check_grid_options(args.samples, args.cell, args.columns)
     cfg = _config(args)

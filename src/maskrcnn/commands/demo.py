@@ -25,16 +25,15 @@ from maskrcnn.commands.evaluate import format_metrics_table
 from maskrcnn.config import ConfigError, apply_override, load_config
 from maskrcnn.data.build import ensure_shapes
 from maskrcnn.data.coco import CocoDataset
+from maskrcnn.devices import resolve_device
 from maskrcnn.engine.train import train
 from maskrcnn.evaluation.model_eval import evaluate_model
-from maskrcnn.devices import resolve_device
 from maskrcnn.inference.predictor import Predictor
-from maskrcnn.model.build import with_test_augment
 from maskrcnn.io_utils import atomic_write_json
-from maskrcnn.visualize.overlays import (
+from maskrcnn.model.build import with_test_augment
+from maskrcnn.visualize.overlays import draw_gt_vs_pred, draw_instances
+from maskrcnn.visualize.panels import (
     display_scale,
-    draw_gt_vs_pred,
-    draw_instances,
     save_image,
     side_by_side,
     with_title,

@@ -27,14 +27,11 @@ from maskrcnn.evaluation.results import predictor_result_rows
 from maskrcnn.inference.predictor import Predictor
 from maskrcnn.inference.tiling.grid import check_tiling
 from maskrcnn.inference.tiling.instances import CroppedInstance, trim
-from maskrcnn.inference.tiling.outputs import (
-    draw_overlay,
-    save_overlay,
-    write_label_image,
-)
+from maskrcnn.inference.tiling.outputs import draw_overlay, write_label_image
 from maskrcnn.inference.tiling.tiled_prediction import TiledPrediction
 from maskrcnn.io_utils import atomic_write_json
-from maskrcnn.visualize.overlays import display_scale, draw_instances, save_image
+from maskrcnn.visualize.overlays import draw_instances
+from maskrcnn.visualize.panels import display_scale, save_image
 
 _TILING, _IMAGES = TilingConfig(), ImageConfig()
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
@@ -190,7 +187,7 @@ def predict_one_tiled(
             result_dict, image_id=index + 1, file_name=str(path), category_id_of=predictor.category_id, rles=result.rles()
         )
         if overlay_path is not None:
-            save_overlay(overlay_path, draw_overlay(source, result, predictor.class_names, _TILING.overlay_max_side))
+            save_image(overlay_path, draw_overlay(source, result, predictor.class_names, _TILING.overlay_max_side))
         if label_path is not None:
             write_label_image(result, label_path)
     finally:

@@ -25,8 +25,8 @@ from torch import nn
 
 from maskrcnn.evaluation.coco_metrics import DEFAULT_DSB_SCORE_THRESHOLD
 from maskrcnn.evaluation.model_eval import evaluate_model
-from maskrcnn.model.build import with_test_augment
 from maskrcnn.io_utils import atomic_write_text
+from maskrcnn.model.build import with_test_augment
 
 
 class WindowAverages:

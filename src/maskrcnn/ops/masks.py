@@ -23,8 +23,6 @@ from maskrcnn.ops.exact_paste import blank_pasted_masks, paste_masks_exact
 from maskrcnn.ops.roi_align import roi_align
 
 
-
-
 def _decode(rle: dict) -> np.ndarray:
     """pycocotools decode without its NumPy 2 DeprecationWarning about `copy=`."""
     with warnings.catch_warnings():

@@ -34,12 +34,8 @@ from maskrcnn.ops.masks import rle_to_mask
 from maskrcnn.report.error_kinds import CORRECT, ERROR_NAMES, IGNORED, ImageOutcome
 from maskrcnn.report.html import Html, esc, image, link, number, page, table, write_page
 from maskrcnn.report.inputs import ImageRecord
-from maskrcnn.visualize.overlays import (
-    draw_gt_vs_pred,
-    draw_instances,
-    side_by_side,
-    with_title,
-)
+from maskrcnn.visualize.overlays import draw_gt_vs_pred, draw_instances
+from maskrcnn.visualize.panels import side_by_side, with_title
 
 MISSING_IMAGE_GREY = 96
 

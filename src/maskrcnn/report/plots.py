@@ -8,28 +8,20 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
+from matplotlib.figure import Figure
 
 from maskrcnn.report.coco_curves import CocoCurves
 from maskrcnn.report.error_kinds import ERROR_KINDS, ErrorBreakdown
+from maskrcnn.visualize.figures import figure_png
 
 ERROR_COLORS = {
     "cls": "#e6550d", "loc": "#3182bd", "both": "#756bb1", "dupe": "#31a354", "bkg": "#de2d26", "miss": "#636363",
 }
 
 
-def _png(fig: object) -> bytes:
-    buffer = io.BytesIO()
-    # Matplotlib's default PNG metadata holds its web address; the report holds none.
-    fig.savefig(buffer, format="png", metadata={"Software": None})  # type: ignore[attr-defined]
-    return buffer.getvalue()
-
-
 def pr_curve_png(curves: CocoCurves, title: str) -> bytes:
     from matplotlib import colormaps
-    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.0, 3.7), dpi=100, layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
@@ -47,11 +39,10 @@ def pr_curve_png(curves: CocoCurves, title: str) -> bytes:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="area under curve",
               title_fontsize=8, frameon=False)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def error_breakdown_png(breakdown: ErrorBreakdown, title: str) -> bytes:
-    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(8.0, 3.0), dpi=100, layout="constrained")
     count_ax, delta_ax = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
@@ -73,4 +64,4 @@ def error_breakdown_png(breakdown: ErrorBreakdown, title: str) -> bytes:
     count_ax.set_title("errors (count)", fontsize=10)
     delta_ax.set_title("AP gained if fixed (dAP x 100)", fontsize=10)
     fig.suptitle(title, fontsize=10)
-    return _png(fig)
+    return figure_png(fig)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
+from matplotlib.figure import Figure
+
 from maskrcnn.io_utils import atomic_write_bytes
+from maskrcnn.visualize.figures import figure_png
 
 LOSS_NAMES = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss_mask")
 
@@ -18,8 +20,6 @@ def plot_loss_curve(records: list[dict[str, Any]], path: str | Path, *, title: s
     if not train:
         return False
     evals = [r for r in records if r.get("type") == "eval"]
-
-    from matplotlib.figure import Figure  # Figure + Agg canvas: no pyplot global state
 
     fig = Figure(figsize=(10, 4.2), dpi=100)
     loss_ax = fig.add_subplot(1, 2, 1)
@@ -61,8 +61,6 @@ def plot_loss_curve(records: list[dict[str, Any]], path: str | Path, *, title: s
     ap_ax.grid(True, alpha=0.3)
     fig.tight_layout()
 
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, figure_png(fig))
     return True
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from pycocotools import mask as coco_mask
 
 from maskrcnn.data.image_source import ArrayImage, ImageSource
 from maskrcnn.data.intensity import IntensityWindow
@@ -17,7 +18,6 @@ from maskrcnn.inference.tiling.grid import TileWindow, tile_grid
 from maskrcnn.inference.tiling.instances import CroppedInstance, crop_to_rle
 from maskrcnn.inference.tiling.tiled_prediction import predict_tiled
 from maskrcnn.ops.masks import mask_to_rle
-from pycocotools import mask as coco_mask
 
 HEIGHT, WIDTH, TILE, OVERLAP = 560, 760, 192, 48
 

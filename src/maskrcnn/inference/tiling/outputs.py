@@ -8,8 +8,7 @@ temporary file renamed into place; a PNG needs the whole label image in memory.
 
 Overlay: the image reduced by an integer factor so that its long side is at most
 `max_side` (block means), instances painted from a reduced label map (colour, outline),
-boxes and captions (none over a crowd: visualize.overlays) when there are at most
-MAX_CAPTIONS instances.
+boxes and captions (visualize/label_overlay.py).
 """
 
 from __future__ import annotations
@@ -31,16 +30,10 @@ from maskrcnn.inference.tiling.tiled_prediction import (
     label_dtype,
     paint_labels,
 )
-from maskrcnn.visualize.overlays import (
-    caption_name,
-    draw_boxes_and_captions,
-    instance_colors,
-    save_image,
-)
+from maskrcnn.visualize.canvas import caption_name
+from maskrcnn.visualize.label_overlay import draw_label_overlay
 
 LABEL_TILE = 512
-MAX_CAPTIONS = 300
-ALPHA = 0.45
 LABEL_FORMATS = ("tif", "png")
 
 
@@ -142,28 +135,10 @@ def reduced_labels(instances: list[CroppedInstance], factor: int, out_h: int, ou
 def draw_overlay(
     source: ImageSource, result: TiledPrediction, class_names: Sequence[str] | None, max_side: int
 ) -> np.ndarray:
-    """The overlay picture: (H/f, W/f, 3) uint8."""
+    """The overlay picture: (H/f, W/f, 3) uint8 (f: the reduction to `max_side`)."""
     factor = reduction_factor(result.height, result.width, max_side)
     picture = reduced_image(source, factor)
     labels = reduced_labels(result.instances, factor, *picture.shape[:2])
-    colors = np.concatenate([np.zeros((1, 3), np.uint8), instance_colors(len(result.instances))])
-    painted = labels > 0
-    blended = picture.astype(np.float32)
-    blended[painted] = blended[painted] * (1 - ALPHA) + colors[labels[painted]] * ALPHA
-    edge = np.zeros_like(painted)
-    edge[1:] |= labels[1:] != labels[:-1]
-    edge[:-1] |= labels[:-1] != labels[1:]
-    edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
-    edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
-    edge &= painted
-    blended[edge] = colors[labels[edge]]
-    picture = np.rint(blended).astype(np.uint8)
-    if 0 < len(result.instances) <= MAX_CAPTIONS:
-        boxes = np.asarray([i.box for i in result.instances], np.float32).reshape(-1, 4) / factor  # (N, 4)
-        texts = [f"{caption_name(i.label, class_names)} {i.score:.2f}" for i in result.instances]
-        picture = draw_boxes_and_captions(picture, boxes, texts, colors[1:])
-    return picture
-
-
-def save_overlay(path: str | Path, picture: np.ndarray) -> None:
-    save_image(path, picture)
+    boxes = np.asarray([i.box for i in result.instances], np.float32).reshape(-1, 4) / factor  # (N, 4)
+    captions = [f"{caption_name(i.label, class_names)} {i.score:.2f}" for i in result.instances]
+    return draw_label_overlay(picture, labels, boxes, captions)
