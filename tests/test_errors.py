@@ -43,3 +43,9 @@ def test_is_user_error(exc, expected):
 def test_error_message_names_the_file():
     assert error_message(FileNotFoundError(2, "No such file or directory", "x.png")) == "x.png: No such file or directory"
     assert error_message(UserError("annotations.json: expected a list")) == "annotations.json: expected a list"
+
+
+def test_no_two_error_classes_share_a_name():
+    # two DeviceError classes once lived in two modules; catching one missed the other
+    names = [c.__name__ for c in _package_exception_classes()]
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []

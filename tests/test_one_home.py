@@ -34,3 +34,12 @@ def test_image_to_tensor_scales_to_unit_range():
 def test_tiff_files_are_closed_in_one_place():
     # data/image_source.py also closes the tifffile objects it opens while probing a file
     assert _files_containing("tif.close()") == ["data/image_source.py"]
+
+
+def test_prediction_files_are_matched_to_the_ground_truth_in_one_place():
+    # `maskrcnn evaluate --predictions` and the report read predictions files the same way
+    assert _files_containing("match_image_ids_by_file_name(") == ["evaluation/prediction_files.py"]
+
+
+def test_coco_result_rows_are_written_in_one_place():
+    assert _files_containing('"score": round(') == ["evaluation/results.py"]

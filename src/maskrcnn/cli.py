@@ -4,7 +4,7 @@ This file only declares the commands and their options; each command's work live
 module that owns the concern, imported when the command runs (so `maskrcnn --help` stays
 fast):
 
-    train         maskrcnn.engine.train.train
+    train         maskrcnn.api.train (which runs maskrcnn.engine.train.train)
     predict       maskrcnn.commands.predict.run_predict
     evaluate      maskrcnn.commands.evaluate.run_evaluate
     demo          maskrcnn.commands.demo.run_demo
@@ -81,24 +81,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     from maskrcnn.commands.image_options import image_option_values
-    from maskrcnn.commands.predict import run_predict
+    from maskrcnn.commands.predict import PredictOptions, run_predict
 
-    run_predict(
-        args.images,
+    options = PredictOptions(
         weights=args.weights,
         config=args.config,
         output=args.output,
         score_threshold=args.score_threshold,
         mask_threshold=args.mask_threshold,
+        mask_paste=args.mask_paste,
+        test_augment=args.test_augment,
         device=args.device,
         batch_size=args.batch_size,
         overlays=not args.no_overlays,
         progress=not args.quiet,
         precision=args.precision,
-        test_augment=args.test_augment,
-        mask_paste=args.mask_paste,
         **image_option_values(args),
     )
+    run_predict(args.images, options)
     return 0
 
 

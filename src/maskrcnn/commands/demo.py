@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from maskrcnn.checkpoints import load_model
 from maskrcnn.commands.evaluate import format_metrics_table
-from maskrcnn.config import ConfigError, apply_override, load_config
+from maskrcnn.config import Config, ConfigError, apply_override, load_config
 from maskrcnn.data.build import ensure_shapes
 from maskrcnn.data.coco import CocoDataset
 from maskrcnn.devices import resolve_device
@@ -31,6 +33,7 @@ from maskrcnn.evaluation.model_eval import evaluate_model
 from maskrcnn.inference.predictor import Predictor
 from maskrcnn.io_utils import atomic_write_json
 from maskrcnn.model.build import with_test_augment
+from maskrcnn.model.mask_rcnn import MaskRCNN
 from maskrcnn.visualize.overlays import draw_gt_vs_pred, draw_instances
 from maskrcnn.visualize.panels import (
     display_scale,
@@ -163,6 +166,68 @@ def _print_table(metrics: dict[str, Any], files: dict[str, str]) -> None:
         print(f"{name:<32}{path}")
 
 
+@dataclass
+class DemoPhases:
+    """Seconds spent in each phase of the demo."""
+
+    data: float = 0.0
+    train_call: float = 0.0  # the training loop, plus model build, final evaluation, saving
+    pictures: float = 0.0
+
+
+@dataclass
+class FinalModel:
+    model: MaskRCNN  # read back from the run's final checkpoint
+    test_augment: str  # its model.test_augment
+    metrics: dict[str, Any]  # on the validation set
+
+
+def evaluate_final_model(
+    cfg: Config, summary: dict[str, Any], val_set: CocoDataset, device: torch.device
+) -> FinalModel:
+    """The trained model read back from its checkpoint, its test-time augmentation, and its
+    metrics: those of the training loop's final evaluation, or evaluated now if it had none."""
+    final_checkpoint = Path(summary.get("final_checkpoint") or Path(cfg.train.output_dir) / "model_final.pt")
+    model, model_cfg = load_model(final_checkpoint, device=device)
+    test_augment = model_cfg.model.test_augment
+    metrics = dict(summary.get("last_eval") or {})
+    if "segm_AP" not in metrics:
+        metrics, _results = evaluate_model(
+            with_test_augment(model, test_augment), val_set, device=device, batch_size=1, progress=True,
+            dsb_score_threshold=cfg.evaluation.dsb_score_threshold,
+        )
+    return FinalModel(model, test_augment, metrics)
+
+
+def demo_record(
+    cfg: Config, metrics: dict[str, Any], summary: dict[str, Any], phases: DemoPhases, device: torch.device, total: float
+) -> dict[str, Any]:
+    """What OUTPUT/metrics.json holds: the metrics, the time of each phase and the run's settings."""
+    record: dict[str, Any] = {
+        k: (v if isinstance(v, int) else float(v))
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+    record.update(
+        {
+            "train_time_s": summary.get("train_time_s"),
+            "train_other_time_s": round(phases.train_call - float(summary.get("train_time_s") or 0.0), 2),
+            "data_time_s": round(phases.data, 2),
+            "pictures_time_s": round(phases.pictures, 2),
+            "total_time_s": round(total, 2),
+            "iterations": summary.get("iterations", cfg.solver.max_iter),  # run: fewer when the time budget cut the plan
+            "train_images": cfg.data.train.num_images,
+            "val_images": cfg.data.val.num_images,
+            "image_size": cfg.data.train.image_size,
+            "device": str(device),
+            "torch_threads": torch.get_num_threads(),
+            "recipe": RECIPE,
+            "checkpoint": str(summary.get("final_checkpoint") or Path(cfg.train.output_dir) / "model_final.pt"),
+        }
+    )
+    return record
+
+
 def run_demo(
     *,
     output: str | Path = "runs/demo",
@@ -175,10 +240,7 @@ def run_demo(
     seed: int = 0,
     num_overlays: int = 6,
 ) -> dict[str, Any]:
-    """Run the demo; returns the metrics written to OUTPUT/metrics.json."""
-    import torch
-
-
+    """Run the demo: data, training, evaluation, pictures; returns the metrics written to OUTPUT/metrics.json."""
     started = time.perf_counter()
     cfg = demo_config(
         output=output, iters=iters, train_images=train_images, val_images=val_images,
@@ -192,60 +254,31 @@ def run_demo(
         f"images of {cfg.data.train.image_size} px, {cfg.solver.max_iter} iterations{budget} on {resolved} "
         f"(torch threads: {torch.get_num_threads()}); output in {out}/"
     )
-
+    phases = DemoPhases()
     tick = time.perf_counter()
     train_json, _ = ensure_shapes(cfg.data.train, "data.train")
     val_json, val_images_dir = ensure_shapes(cfg.data.val, "data.val")
-    data_time = time.perf_counter() - tick
-    print(f"data: {train_json} and {val_json} ({data_time:.1f} s)")
+    phases.data = time.perf_counter() - tick
+    print(f"data: {train_json} and {val_json} ({phases.data:.1f} s)")
 
     tick = time.perf_counter()
     summary = train(cfg)
-    train_call_time = time.perf_counter() - tick  # the loop, plus model build, final evaluation, saving
+    phases.train_call = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    final_checkpoint = Path(summary.get("final_checkpoint") or out / "model_final.pt")
-    model, model_cfg = load_model(final_checkpoint, device=resolved)
-    test_augment = model_cfg.model.test_augment
     val_set = CocoDataset(val_json, val_images_dir)
-    metrics = dict(summary.get("last_eval") or {})  # the training loop's final evaluation
-    if "segm_AP" not in metrics:
-        metrics, _results = evaluate_model(
-            with_test_augment(model, test_augment), val_set, device=resolved, batch_size=1, progress=True,
-            dsb_score_threshold=cfg.evaluation.dsb_score_threshold,
-        )
+    final = evaluate_final_model(cfg, summary, val_set, resolved)
     pictures = _pictures(
-        model, val_set, device=resolved, count=num_overlays, out_dir=out / "overlays",
-        class_names=list(val_set.class_names), test_augment=test_augment,
+        final.model, val_set, device=resolved, count=num_overlays, out_dir=out / "overlays",
+        class_names=list(val_set.class_names), test_augment=final.test_augment,
     )
-    pictures_time = time.perf_counter() - tick
+    phases.pictures = time.perf_counter() - tick
 
-    record: dict[str, Any] = {
-        k: (v if isinstance(v, int) else float(v))
-        for k, v in metrics.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
-    record.update(
-        {
-            "train_time_s": summary.get("train_time_s"),
-            "train_other_time_s": round(train_call_time - float(summary.get("train_time_s") or 0.0), 2),
-            "data_time_s": round(data_time, 2),
-            "pictures_time_s": round(pictures_time, 2),
-            "total_time_s": round(time.perf_counter() - started, 2),
-            "iterations": summary.get("iterations", cfg.solver.max_iter),  # run: fewer when the time budget cut the plan
-            "train_images": cfg.data.train.num_images,
-            "val_images": cfg.data.val.num_images,
-            "image_size": cfg.data.train.image_size,
-            "device": str(resolved),
-            "torch_threads": torch.get_num_threads(),
-            "recipe": RECIPE,
-            "checkpoint": str(final_checkpoint),
-        }
-    )
+    record = demo_record(cfg, final.metrics, summary, phases, resolved, time.perf_counter() - started)
     metrics_path = out / "metrics.json"
     atomic_write_json(metrics_path, record)
     files = {
-        "checkpoint": str(final_checkpoint),
+        "checkpoint": record["checkpoint"],
         "metrics": str(metrics_path),
         "training log": str(out / "metrics.jsonl"),
         "loss plot": str(out / "loss_curve.png"),

@@ -27,7 +27,7 @@ def add_image_options(parser: argparse.ArgumentParser) -> None:
 
 
 def image_option_values(args: argparse.Namespace) -> dict[str, Any]:
-    """The run_predict keyword arguments of these options."""
+    """The PredictOptions fields of these options."""
     return {
         "tile": args.tile,
         "tile_overlap": args.tile_overlap,

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import glob
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from maskrcnn.config import ImageConfig, TilingConfig
 from maskrcnn.data.image_source import open_image_source
@@ -85,111 +87,140 @@ def overlay_names(paths: Sequence[Path]) -> list[str]:
     return names
 
 
-def run_predict(
-    inputs: Sequence[str | Path],
-    *,
-    weights: str | Path,
-    config: str | None = None,
-    output: str | Path = "runs/predict",
-    score_threshold: float = 0.5,
-    mask_threshold: float | None = None,
-    device: str = "auto",
-    batch_size: int = 1,
-    overlays: bool = True,
-    progress: bool = True,
-    precision: str = "fp32",
-    test_augment: str | None = None,
-    mask_paste: str | None = None,
-    tile: int = 0,
-    tile_overlap: int = _TILING.overlap,
-    tile_scale: float = _TILING.scale,
-    label_image: str | None = None,
-    intensity: str = _IMAGES.intensity,
-    max_image_pixels: int | None = _IMAGES.max_image_pixels,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PredictOptions:
+    """Everything `maskrcnn predict` takes besides the images (its CLI options, same defaults)."""
+
+    weights: str | Path
+    config: str | None = None  # built-in config or YAML, for a plain torchvision state dict
+    output: str | Path = "runs/predict"
+    score_threshold: float = 0.5
+    mask_threshold: float | None = None  # None: the checkpoint's model.roi_heads.mask_threshold
+    mask_paste: str | None = None  # None: the checkpoint's model.roi_heads.mask_paste
+    test_augment: str | None = None  # None: the checkpoint's model.test_augment
+    device: str = "auto"
+    batch_size: int = 1
+    overlays: bool = True
+    progress: bool = True
+    precision: str = "fp32"
+    tile: int = 0  # > 0: overlapping tiles of this many image pixels
+    tile_overlap: int = _TILING.overlap
+    tile_scale: float = _TILING.scale
+    label_image: str | None = None  # "tif" | "png": also OUTPUT/labels/<name>
+    intensity: str = _IMAGES.intensity
+    max_image_pixels: int | None = _IMAGES.max_image_pixels
+
+
+@dataclass(frozen=True)
+class ImageOutputs:
+    """Where one input image's pictures go (None: not asked for)."""
+
+    image_id: int  # 1-based position in the sorted input list
+    path: Path
+    overlay: Path | None
+    label_image: Path | None
+
+
+def check_options(options: PredictOptions) -> None:
+    """The options that can be checked before the model loads."""
+    if options.batch_size < 1:
+        raise ImageListError(f"--batch-size: expected a positive integer, got {options.batch_size}")
+    check_mode(options.intensity)
+    if options.tile:
+        check_tiling(options.tile, options.tile_overlap, options.tile_scale)
+
+
+def image_outputs(paths: list[Path], options: PredictOptions) -> list[ImageOutputs]:
+    output = Path(options.output)
+    names = overlay_names(paths)
+    label_suffix = f".{options.label_image}" if options.label_image else ""
+    return [
+        ImageOutputs(
+            image_id=index + 1,
+            path=path,
+            overlay=output / "overlays" / name if options.overlays else None,
+            label_image=output / "labels" / Path(name).with_suffix(label_suffix).name if options.label_image else None,
+        )
+        for index, (path, name) in enumerate(zip(paths, names))
+    ]
+
+
+def run_predict(inputs: Sequence[str | Path], options: PredictOptions) -> dict[str, Any]:
     """Predict on every image; returns {"images", "detections", "predictions", "overlays"}.
 
-    tile > 0: each image in overlapping tiles (`Predictor.predict_tiled`), overlays reduced
-    to TilingConfig.overlay_max_side. label_image "tif"/"png": also OUTPUT/labels/<name>.
+    options.tile > 0: each image in overlapping tiles (`Predictor.predict_tiled`), overlays
+    reduced to TilingConfig.overlay_max_side.
     """
-    from tqdm import tqdm
-
-
-    if batch_size < 1:
-        raise ImageListError(f"--batch-size: expected a positive integer, got {batch_size}")
-    check_mode(intensity)
-    if tile:
-        check_tiling(tile, tile_overlap, tile_scale)
+    check_options(options)
     paths = collect_images(inputs)  # before loading the model: bad paths fail fast
     predictor = Predictor.from_checkpoint(
-        weights, config=config, device=device, score_threshold=score_threshold, mask_threshold=mask_threshold,
-        precision=precision, test_augment=test_augment, mask_paste=mask_paste,
+        options.weights, config=options.config, device=options.device, score_threshold=options.score_threshold,
+        mask_threshold=options.mask_threshold, precision=options.precision, test_augment=options.test_augment,
+        mask_paste=options.mask_paste,
     )
-    output = Path(output)
-    overlay_dir = output / "overlays"
-    names = overlay_names(paths)
-    records: list[dict[str, Any]] = []
-    overlay_paths = [overlay_dir / n if overlays else None for n in names]
-    label_paths = [output / "labels" / Path(n).with_suffix(f".{label_image}").name if label_image else None for n in names]
-    if tile:
-        for index, path in enumerate(paths):
-            records.extend(predict_one_tiled(
-                predictor, path, index=index, tile=tile, overlap=tile_overlap, scale=tile_scale, intensity=intensity,
-                progress=progress, overlay_path=overlay_paths[index], label_path=label_paths[index],
-            ))
+    outputs = image_outputs(paths, options)
+    if options.tile:
+        records = [row for out in outputs for row in predict_one_tiled(predictor, out, options)]
     else:
-        bar = tqdm(total=len(paths), desc="predict", unit="img", disable=not progress)
-        for start in range(0, len(paths), batch_size):
-            chunk = paths[start : start + batch_size]
-            images = [read_image(p, intensity=intensity, max_pixels=max_image_pixels) for p in chunk]
-            results = predictor.predict_batch(images)
-            for index, (path, image, result) in enumerate(zip(chunk, images, results), start=start):
-                records.extend(
-                    predictor_result_rows(result, image_id=index + 1, file_name=str(path), category_id_of=predictor.category_id)
-                )
-                if overlay_paths[index] is not None:
-                    picture = draw_instances(
-                        image, result["boxes"], result["labels"], result["scores"], result["masks"],
-                        predictor.class_names, scale=display_scale(*image.shape[:2]),
-                    )
-                    save_image(overlay_paths[index], picture)
-                if label_paths[index] is not None:
-                    write_label_image(dense_to_tiled(result), label_paths[index])
-            bar.update(len(chunk))
-        bar.close()
-    predictions_path = output / "predictions.json"
+        records = predict_whole_images(predictor, outputs, options)
+    predictions_path = Path(options.output) / "predictions.json"
     atomic_write_json(predictions_path, records, indent=None)
-    summary = {
+    overlay_dir = Path(options.output) / "overlays"
+    print(f"{len(paths)} image(s), {len(records)} detection(s) with score >= {options.score_threshold:g}")
+    print(f"predictions: {predictions_path}")
+    if options.overlays:
+        print(f"overlays:    {overlay_dir}/")
+    if options.label_image:
+        print(f"labels:      {Path(options.output) / 'labels'}/")
+    return {
         "images": len(paths),
         "detections": len(records),
         "predictions": str(predictions_path),
-        "overlays": str(overlay_dir) if overlays else None,
+        "overlays": str(overlay_dir) if options.overlays else None,
     }
-    print(f"{len(paths)} image(s), {len(records)} detection(s) with score >= {score_threshold:g}")
-    print(f"predictions: {predictions_path}")
-    if overlays:
-        print(f"overlays:    {overlay_dir}/")
-    if label_image:
-        print(f"labels:      {output / 'labels'}/")
-    return summary
 
 
-def predict_one_tiled(
-    predictor: Any, path: Path, *, index: int, tile: int, overlap: int, scale: float, intensity: str,
-    progress: bool, overlay_path: Path | None, label_path: Path | None,
-) -> list[dict[str, Any]]:
+def predict_whole_images(predictor: Predictor, outputs: list[ImageOutputs], options: PredictOptions) -> list[dict[str, Any]]:
+    """Whole-image prediction, options.batch_size images per model call: the COCO rows;
+    overlays and label images written."""
+    records: list[dict[str, Any]] = []
+    bar = tqdm(total=len(outputs), desc="predict", unit="img", disable=not options.progress)
+    for start in range(0, len(outputs), options.batch_size):
+        chunk = outputs[start : start + options.batch_size]
+        images = [read_image(o.path, intensity=options.intensity, max_pixels=options.max_image_pixels) for o in chunk]
+        for out, image, result in zip(chunk, images, predictor.predict_batch(images)):
+            records.extend(predictor_result_rows(
+                result, image_id=out.image_id, file_name=str(out.path), category_id_of=predictor.category_id
+            ))  # fmt: skip
+            if out.overlay is not None:
+                picture = draw_instances(
+                    image, result["boxes"], result["labels"], result["scores"], result["masks"],
+                    predictor.class_names, scale=display_scale(*image.shape[:2]),
+                )
+                save_image(out.overlay, picture)
+            if out.label_image is not None:
+                write_label_image(dense_to_tiled(result), out.label_image)
+        bar.update(len(chunk))
+    bar.close()
+    return records
+
+
+def predict_one_tiled(predictor: Predictor, out: ImageOutputs, options: PredictOptions) -> list[dict[str, Any]]:
     """Tiled prediction of one image file: its COCO rows; overlay and label image written."""
-    source = open_image_source(path, intensity)  # no pixel limit: read by regions
+    source = open_image_source(out.path, options.intensity)  # no pixel limit: read by regions
     try:
-        result = predictor.predict_tiled(source, tile=tile, overlap=overlap, scale=scale, progress=progress)
+        result = predictor.predict_tiled(
+            source, tile=options.tile, overlap=options.tile_overlap, scale=options.tile_scale, progress=options.progress
+        )
         result_dict = {"boxes": result.boxes, "labels": result.labels, "scores": result.scores}
         rows = predictor_result_rows(
-            result_dict, image_id=index + 1, file_name=str(path), category_id_of=predictor.category_id, rles=result.rles()
+            result_dict, image_id=out.image_id, file_name=str(out.path), category_id_of=predictor.category_id,
+            rles=result.rles(),
         )
-        if overlay_path is not None:
-            save_image(overlay_path, draw_overlay(source, result, predictor.class_names, _TILING.overlay_max_side))
-        if label_path is not None:
-            write_label_image(result, label_path)
+        if out.overlay is not None:
+            save_image(out.overlay, draw_overlay(source, result, predictor.class_names, _TILING.overlay_max_side))
+        if out.label_image is not None:
+            write_label_image(result, out.label_image)
     finally:
         source.close()
     return rows

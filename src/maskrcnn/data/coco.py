@@ -87,9 +87,18 @@ def load_coco_json(path: str | Path) -> dict[str, Any]:
             raise DatasetError(f"{path}: missing top-level key {key!r} (a COCO file has images, annotations, categories)")
         if not isinstance(data[key], list):
             raise DatasetError(f"{path}: {key!r} must be a list, got {type(data[key]).__name__}")
-    name = path.name
+    category_ids = _check_categories(data["categories"], path.name)
+    image_ids = _check_images(data["images"], path.name)
+    annotation_ids: set[int] = set()
+    for i, ann in enumerate(data["annotations"]):
+        _check_annotation(ann, i, path.name, image_ids, category_ids, annotation_ids)
+    return data
+
+
+def _check_categories(categories: list[Any], name: str) -> set[int]:
+    """The category ids, each checked."""
     category_ids: set[int] = set()
-    for i, cat in enumerate(data["categories"]):
+    for i, cat in enumerate(categories):
         if not isinstance(cat, dict) or not _is_int(cat.get("id")):
             raise DatasetError(f"{name}: categories[{i}]: expected an object with an integer 'id'")
         if cat["id"] in category_ids:
@@ -99,8 +108,13 @@ def load_coco_json(path: str | Path) -> dict[str, Any]:
         category_ids.add(cat["id"])
     if not category_ids:
         raise DatasetError(f"{name}: 'categories' is empty; at least one category is needed")
+    return category_ids
+
+
+def _check_images(images: list[Any], name: str) -> set[int]:
+    """The image ids, each image checked."""
     image_ids: set[int] = set()
-    for i, img in enumerate(data["images"]):
+    for i, img in enumerate(images):
         if not isinstance(img, dict) or not _is_int(img.get("id")):
             raise DatasetError(f"{name}: images[{i}]: expected an object with an integer 'id'")
         if img["id"] in image_ids:
@@ -111,47 +125,52 @@ def load_coco_json(path: str | Path) -> dict[str, Any]:
             if key in img and (not _is_int(img[key]) or img[key] <= 0):
                 raise DatasetError(f"{name}: image id {img['id']}: {key!r} must be a positive integer, got {img[key]!r}")
         image_ids.add(img["id"])
-    annotation_ids: set[int] = set()
-    for i, ann in enumerate(data["annotations"]):
-        if not isinstance(ann, dict):
-            raise DatasetError(f"{name}: annotations[{i}]: expected an object")
-        where = f"{name}: annotation id {ann['id']}" if "id" in ann else f"{name}: annotations[{i}]"
-        if "id" in ann:
-            if not _is_int(ann["id"]):
-                raise DatasetError(f"{name}: annotations[{i}]: 'id' must be an integer, got {ann['id']!r}")
-            if ann["id"] in annotation_ids:
-                raise DatasetError(f"{where}: duplicate annotation id")
-            annotation_ids.add(ann["id"])
-        if not _is_int(ann.get("image_id")):
-            raise DatasetError(f"{where}: 'image_id' must be an integer")
-        if ann["image_id"] not in image_ids:
-            raise DatasetError(f"{where}: image_id {ann['image_id']} not in images")
-        if not _is_int(ann.get("category_id")):
-            raise DatasetError(f"{where}: 'category_id' must be an integer")
-        if ann["category_id"] not in category_ids:
-            raise DatasetError(
-                f"{where}: category_id {ann['category_id']} not in categories (ids {sorted(category_ids)})"
-            )
-        bbox = ann.get("bbox")
-        if bbox is not None and (not isinstance(bbox, list) or len(bbox) != 4 or not all(map(_is_number, bbox))):
-            raise DatasetError(f"{where}: 'bbox' must be [x, y, width, height] numbers, got {bbox!r}")
-        if "area" in ann and ann["area"] is not None and not _is_number(ann["area"]):
-            raise DatasetError(f"{where}: 'area' must be a number, got {ann['area']!r}")
-        bad_field = non_finite_field(ann)
-        if bad_field is not None:  # a corrupt export: NaN/inf never describe a real object
-            raise DatasetError(f"{where}: {bad_field!r} holds NaN or infinity; expected finite numbers")
-        segm = ann.get("segmentation")
-        if segm is not None and not isinstance(segm, (list, dict)):
-            raise DatasetError(f"{where}: 'segmentation' must be a list of polygons or an RLE object")
-        if isinstance(segm, dict):
-            if "counts" not in segm or "size" not in segm:
-                raise DatasetError(f"{where}: RLE 'segmentation' needs 'counts' and 'size'")
-            counts, size = segm["counts"], segm["size"]
-            if not (isinstance(counts, str) or (isinstance(counts, list) and all(map(_is_int, counts)))):
-                raise DatasetError(f"{where}: RLE 'counts' must be a string or a list of integers")
-            if not (isinstance(size, list) and len(size) == 2 and all(map(_is_int, size))):
-                raise DatasetError(f"{where}: RLE 'size' must be [height, width], got {size!r}")
-    return data
+    return image_ids
+
+
+def _check_annotation(
+    ann: Any, i: int, name: str, image_ids: set[int], category_ids: set[int], annotation_ids: set[int]
+) -> None:
+    """One annotation's ids, box, area and segmentation; its id joins `annotation_ids`."""
+    if not isinstance(ann, dict):
+        raise DatasetError(f"{name}: annotations[{i}]: expected an object")
+    where = f"{name}: annotation id {ann['id']}" if "id" in ann else f"{name}: annotations[{i}]"
+    if "id" in ann:
+        if not _is_int(ann["id"]):
+            raise DatasetError(f"{name}: annotations[{i}]: 'id' must be an integer, got {ann['id']!r}")
+        if ann["id"] in annotation_ids:
+            raise DatasetError(f"{where}: duplicate annotation id")
+        annotation_ids.add(ann["id"])
+    if not _is_int(ann.get("image_id")):
+        raise DatasetError(f"{where}: 'image_id' must be an integer")
+    if ann["image_id"] not in image_ids:
+        raise DatasetError(f"{where}: image_id {ann['image_id']} not in images")
+    if not _is_int(ann.get("category_id")):
+        raise DatasetError(f"{where}: 'category_id' must be an integer")
+    if ann["category_id"] not in category_ids:
+        raise DatasetError(f"{where}: category_id {ann['category_id']} not in categories (ids {sorted(category_ids)})")
+    bbox = ann.get("bbox")
+    if bbox is not None and (not isinstance(bbox, list) or len(bbox) != 4 or not all(map(_is_number, bbox))):
+        raise DatasetError(f"{where}: 'bbox' must be [x, y, width, height] numbers, got {bbox!r}")
+    if "area" in ann and ann["area"] is not None and not _is_number(ann["area"]):
+        raise DatasetError(f"{where}: 'area' must be a number, got {ann['area']!r}")
+    bad_field = non_finite_field(ann)
+    if bad_field is not None:  # a corrupt export: NaN/inf never describe a real object
+        raise DatasetError(f"{where}: {bad_field!r} holds NaN or infinity; expected finite numbers")
+    _check_segmentation(ann.get("segmentation"), where)
+
+
+def _check_segmentation(segm: Any, where: str) -> None:
+    if segm is not None and not isinstance(segm, (list, dict)):
+        raise DatasetError(f"{where}: 'segmentation' must be a list of polygons or an RLE object")
+    if isinstance(segm, dict):
+        if "counts" not in segm or "size" not in segm:
+            raise DatasetError(f"{where}: RLE 'segmentation' needs 'counts' and 'size'")
+        counts, size = segm["counts"], segm["size"]
+        if not (isinstance(counts, str) or (isinstance(counts, list) and all(map(_is_int, counts)))):
+            raise DatasetError(f"{where}: RLE 'counts' must be a string or a list of integers")
+        if not (isinstance(size, list) and len(size) == 2 and all(map(_is_int, size))):
+            raise DatasetError(f"{where}: RLE 'size' must be [height, width], got {size!r}")
 
 
 # ---------------------------------------------------------------------------------------
