@@ -36,8 +36,8 @@ def evaluate_model(
     max_dets: int | None = None,
     mask_threshold: float | None = None,
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """Run `model` (a MaskRCNN, or test-time augmentation around one) in eval mode over a CocoDataset (its augmentations switched off meanwhile)
-    and score it: COCO bbox and segm AP plus `dsb_score` (masks of detections scoring >=
+    """Run `model` (a MaskRCNN, or test-time augmentation around one) in eval mode over a
+    CocoDataset (its augmentations switched off meanwhile) and score it: COCO bbox and segm AP plus `dsb_score` (masks of detections scoring >=
     dsb_score_threshold). COCO maxDets: 100, and also `max_dets` (default: the model's
     detections_per_img) when above 100. Masks are binarised above `mask_threshold` (default:
     the model's model.roi_heads.mask_threshold).
@@ -53,6 +53,7 @@ def evaluate_model(
     base = inner_model(model)  # None: a stand-in model that returns full-size masks
     if mask_threshold is None:
         mask_threshold = base.mask_threshold if base is not None else 0.5
+    mask_paste = base.mask_paste if base is not None else "torchvision"
 
     was_training = model.training
     saved_transforms = getattr(dataset, "transforms", None)
@@ -74,7 +75,7 @@ def evaluate_model(
                 results.extend(
                     detections_to_coco_results(
                         detections, infos, dataset.label_to_category_id, mask_threshold, unpasted_image_sizes=sizes,
-                        mask_paste=base.mask_paste if base is not None else "torchvision",
+                        mask_paste=mask_paste,
                     )
                 )
     finally:

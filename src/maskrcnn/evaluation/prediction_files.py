@@ -11,17 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from maskrcnn.config import EvaluationConfig
 from maskrcnn.data.coco import DatasetError, load_coco_gt, read_json_file
 from maskrcnn.data.validate import is_finite_number, rle_problem
 from maskrcnn.errors import UserError
 from maskrcnn.evaluation.coco_metrics import (
+    DEFAULT_DSB_SCORE_THRESHOLD,
     STANDARD_MAX_DETS,
     coco_evaluate,
     dsb_score_from_coco,
 )
-
-DEFAULT_DSB_SCORE_THRESHOLD = EvaluationConfig().dsb_score_threshold
 
 
 class PredictionFileError(UserError):

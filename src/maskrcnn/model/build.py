@@ -236,7 +236,8 @@ def inner_model(model: nn.Module) -> MaskRCNN | None:
     """The MaskRCNN inside DistributedDataParallel (.module) and test-time augmentation
     (.model); None for a module that holds none (a stand-in model)."""
     while not isinstance(model, MaskRCNN):
-        model = getattr(model, "module", None) or getattr(model, "model", None)
+        inner = getattr(model, "module", None)
+        model = inner if inner is not None else getattr(model, "model", None)
         if not isinstance(model, nn.Module):
             return None
     return model
