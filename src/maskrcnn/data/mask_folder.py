@@ -157,7 +157,7 @@ def import_masks(
         raise DatasetError(f"{source}: folder not found")
     output_json = Path(output_json)
     prepare_output_file(output_json, "COCO JSON (--output)")  # before the work, not after
-    if output_json.exists() and not _written_by_import_masks(output_json):
+    if output_json.exists() and not written_by_import_masks(output_json):
         raise DatasetError(
             f"{output_json}: exists and was not written by import-masks; give another --output or move it away"
         )
@@ -209,7 +209,7 @@ def import_masks(
     }
 
 
-def _written_by_import_masks(path: Path) -> bool:
+def written_by_import_masks(path: Path) -> bool:
     """Whether `path` is a COCO JSON that import_masks wrote (its info.description says so)."""
     import json
 
