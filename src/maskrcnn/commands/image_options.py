@@ -20,6 +20,9 @@ def add_image_options(parser: argparse.ArgumentParser) -> None:
                        help="resize factor applied to every tile before the model (1: the image's own pixels)")
     group.add_argument("--label-image", nargs="?", const="tif", default=None, choices=("tif", "png"),
                        help="also write labels/<name>.tif|png: one integer per instance, 0 background")
+    group.add_argument("--geojson", action="store_true",
+                       help="also write geojson/<name>.geojson: one polygon per instance, map coordinates for a "
+                            "georeferenced GeoTIFF (needs maskrcnn[geo]; docs/geojson.md)")
     group.add_argument("--intensity", default=image.intensity, choices=("auto", "dtype", "range", "percentile"),
                        help="how 16-bit / float images become 0..255 (maskrcnn.data.intensity)")
     group.add_argument("--max-image-pixels", type=int, default=image.max_image_pixels, metavar="N",
@@ -33,6 +36,7 @@ def image_option_values(args: argparse.Namespace) -> dict[str, Any]:
         "tile_overlap": args.tile_overlap,
         "tile_scale": args.tile_scale,
         "label_image": args.label_image,
+        "geojson": args.geojson,
         "intensity": args.intensity,
         "max_image_pixels": args.max_image_pixels,
     }

@@ -4,6 +4,8 @@
                                 bbox [x, y, w, h], score, segmentation (RLE, str counts)
     OUTPUT/overlays/<name>.png  one picture per image (masks, contours, boxes, captions)
     OUTPUT/labels/<name>.tif    with --label-image: one integer per instance (or .png)
+    OUTPUT/geojson/<name>.geojson  with --geojson: one polygon Feature per instance
+                                (map coordinates for a georeferenced GeoTIFF; docs/geojson.md)
 
 image_id is the 1-based position of the image in the sorted input list; `maskrcnn
 evaluate --predictions` maps predictions to ground truth by file_name when it can.
@@ -21,11 +23,13 @@ import numpy as np
 from tqdm import tqdm
 
 from maskrcnn.config import ImageConfig, TilingConfig
+from maskrcnn.data.georeference import read_georeference
 from maskrcnn.data.image_source import open_image_source
 from maskrcnn.data.images import read_image
 from maskrcnn.data.intensity import check_mode
 from maskrcnn.errors import UserError
 from maskrcnn.evaluation.results import predictor_result_rows
+from maskrcnn.inference.geojson_output import require_shapely, write_geojson
 from maskrcnn.inference.predictor import Predictor
 from maskrcnn.inference.tiling.grid import check_tiling
 from maskrcnn.inference.tiling.instances import CroppedInstance, trim
@@ -107,6 +111,7 @@ class PredictOptions:
     tile_overlap: int = _TILING.overlap
     tile_scale: float = _TILING.scale
     label_image: str | None = None  # "tif" | "png": also OUTPUT/labels/<name>
+    geojson: bool = False  # also OUTPUT/geojson/<name>.geojson
     intensity: str = _IMAGES.intensity
     max_image_pixels: int | None = _IMAGES.max_image_pixels
 
@@ -119,6 +124,7 @@ class ImageOutputs:
     path: Path
     overlay: Path | None
     label_image: Path | None
+    geojson: Path | None = None
 
 
 def check_options(options: PredictOptions) -> None:
@@ -128,6 +134,8 @@ def check_options(options: PredictOptions) -> None:
     check_mode(options.intensity)
     if options.tile:
         check_tiling(options.tile, options.tile_overlap, options.tile_scale)
+    if options.geojson:
+        require_shapely()
 
 
 def image_outputs(paths: list[Path], options: PredictOptions) -> list[ImageOutputs]:
@@ -140,6 +148,7 @@ def image_outputs(paths: list[Path], options: PredictOptions) -> list[ImageOutpu
             path=path,
             overlay=output / "overlays" / name if options.overlays else None,
             label_image=output / "labels" / Path(name).with_suffix(label_suffix).name if options.label_image else None,
+            geojson=output / "geojson" / Path(name).with_suffix(".geojson").name if options.geojson else None,
         )
         for index, (path, name) in enumerate(zip(paths, names))
     ]
@@ -172,6 +181,8 @@ def run_predict(inputs: Sequence[str | Path], options: PredictOptions) -> dict[s
         print(f"overlays:    {overlay_dir}/")
     if options.label_image:
         print(f"labels:      {Path(options.output) / 'labels'}/")
+    if options.geojson:
+        print(f"geojson:     {Path(options.output) / 'geojson'}/")
     return {
         "images": len(paths),
         "detections": len(records),
@@ -198,8 +209,12 @@ def predict_whole_images(predictor: Predictor, outputs: list[ImageOutputs], opti
                     predictor.class_names, scale=display_scale(*image.shape[:2]),
                 )
                 save_image(out.overlay, picture)
-            if out.label_image is not None:
-                write_label_image(dense_to_tiled(result), out.label_image)
+            if out.label_image is not None or out.geojson is not None:
+                crops = dense_to_tiled(result)
+                if out.label_image is not None:
+                    write_label_image(crops, out.label_image)
+                if out.geojson is not None:
+                    write_geojson(crops, out.geojson, predictor.class_names, predictor.category_id, read_georeference(out.path))
         bar.update(len(chunk))
     bar.close()
     return records
@@ -221,6 +236,8 @@ def predict_one_tiled(predictor: Predictor, out: ImageOutputs, options: PredictO
             save_image(out.overlay, draw_overlay(source, result, predictor.class_names, _TILING.overlay_max_side))
         if out.label_image is not None:
             write_label_image(result, out.label_image)
+        if out.geojson is not None:
+            write_geojson(result, out.geojson, predictor.class_names, predictor.category_id, read_georeference(out.path))
     finally:
         source.close()
     return rows
