@@ -274,6 +274,10 @@ class TrainConfig:
     # maths with other float rounding; 15-20 % less CPU time per iteration for the small
     # shapes_demo model (oneDNN convolutions; docs/recipes.md)
     channels_last: bool = False
+    # also write TensorBoard event files into output_dir (losses, lr, iteration time, the
+    # evaluation metrics, validation pictures at each evaluation): `tensorboard --logdir runs/`;
+    # needs the optional extra maskrcnn[tensorboard] (docs/training.md)
+    tensorboard: bool = False
 
 
 @dataclass(frozen=True)

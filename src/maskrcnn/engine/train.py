@@ -58,6 +58,7 @@ from maskrcnn.engine.run_setup import (
     with_init_weights,
 )
 from maskrcnn.engine.schedule import check_solver, reschedule
+from maskrcnn.engine.tensorboard_log import tensorboard_logging
 from maskrcnn.engine.time_budget import (
     describe_shortening,
     describe_stop,
@@ -321,8 +322,9 @@ def train(
     finished = False
     try:
         run = setup_run(cfg, resume=resume, info=info, device=device, model=model, train_set=train_set, val_set=val_set)
-        train_time = run_loop(run)
-        summary = finish_run(run, train_time)
+        with tensorboard_logging(run):  # a no-op unless train.tensorboard
+            train_time = run_loop(run)
+            summary = finish_run(run, train_time)
         finished = True
         return summary
     finally:
