@@ -214,3 +214,15 @@ def test_cli_import_yolo_and_never_overwrites(tmp_path, capsys):
     assert "2 images, 4 instances (cell 2, debris 2)" in out
     assert cli_main(["import-masks", str(tmp_path), "--layout", "yolo", "--category", "x"]) == 1
     assert "--category applies to layouts dsb and labels" in capsys.readouterr().err
+
+
+def test_cli_import_labelme_with_a_class_list(tmp_path, capsys):
+    _write_labelme(_coco_truth(), tmp_path / "lm")
+    (tmp_path / "classes.txt").write_text("debris\ncell\n")  # the list's order gives the ids
+    args = ["import-masks", str(tmp_path / "lm"), "--layout", "labelme", "--classes", str(tmp_path / "classes.txt"),
+            "--output", str(tmp_path / "lm" / "annotations.json")]
+    assert cli_main(args) == 0
+    assert "2 images, 4 instances (debris 2, cell 2)" in capsys.readouterr().out
+    data = json.loads((tmp_path / "lm" / "annotations.json").read_text())
+    assert data["categories"][0] == {"id": 1, "name": "debris", "supercategory": "debris"}
+    assert cli_main(args) == 0  # its own file: written again

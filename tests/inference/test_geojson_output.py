@@ -8,6 +8,7 @@ import tifffile
 
 from maskrcnn.data.georeference import GeoReference, read_georeference
 from maskrcnn.inference.geojson_output import (
+    class_color,
     geometry_to_geojson,
     mask_to_geometry,
     prediction_features,
@@ -87,7 +88,7 @@ def test_geotiff_scale_and_tiepoint_give_map_coordinates_that_invert_to_pixels(t
     assert collection["crs"]["properties"]["name"] == "urn:ogc:def:crs:EPSG::32633"
     first, second = collection["features"]
     assert first["properties"] == {"class_name": "tree", "category_id": 10, "score": 0.9,
-                                   "objectType": "detection", "classification": {"name": "tree"}}
+                                   "objectType": "detection", "classification": {"name": "tree", "color": class_color(1)}}
     pixel_geometry = geometry_to_geojson(mask_to_geometry(masks["ring"]))
     for map_ring, pixel_ring in zip(first["geometry"]["coordinates"], pixel_geometry["coordinates"]):
         inverted = georef.to_pixels(np.array(map_ring))
@@ -112,3 +113,20 @@ def test_plain_images_have_no_georeference(tmp_path):
     assert read_georeference(tmp_path / "plain.tif") is None
     collection = prediction_features(TiledPrediction(8, 8, []), str, int, None)
     assert collection == {"type": "FeatureCollection", "features": []}
+
+
+def test_the_docs_examples_are_the_same_polygons_in_pixels_and_in_map_coordinates():
+    """docs/examples (scripts/make_geojson_example.py): the UTM file inverts to the pixel file."""
+    import json
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parents[2] / "docs" / "examples"
+    pixels = json.loads((examples / "nuclei_pixels.geojson").read_text())
+    utm = json.loads((examples / "nuclei_utm33n.geojson").read_text())
+    assert "crs" not in pixels and utm["crs"]["properties"]["name"] == "urn:ogc:def:crs:EPSG::32633"
+    georef = GeoReference(0.5, 0.0, 500000.0, 0.0, -0.5, 4649776.0, 32633)  # the script's tags
+    assert len(pixels["features"]) == len(utm["features"]) > 0
+    for a, b in zip(pixels["features"], utm["features"]):
+        assert a["properties"] == b["properties"]
+        back = shapely.transform(shapely.geometry.shape(b["geometry"]), georef.to_pixels)
+        assert back.symmetric_difference(shapely.geometry.shape(a["geometry"])).area < 1e-6

@@ -214,7 +214,7 @@ def predict_whole_images(predictor: Predictor, outputs: list[ImageOutputs], opti
                 if out.label_image is not None:
                     write_label_image(crops, out.label_image)
                 if out.geojson is not None:
-                    write_geojson(crops, out.geojson, predictor.class_names, predictor.category_id, read_georeference(out.path))
+                    write_geojson(crops, out.geojson, predictor.class_name, predictor.category_id, read_georeference(out.path))
         bar.update(len(chunk))
     bar.close()
     return records
@@ -237,7 +237,7 @@ def predict_one_tiled(predictor: Predictor, out: ImageOutputs, options: PredictO
         if out.label_image is not None:
             write_label_image(result, out.label_image)
         if out.geojson is not None:
-            write_geojson(result, out.geojson, predictor.class_names, predictor.category_id, read_georeference(out.path))
+            write_geojson(result, out.geojson, predictor.class_name, predictor.category_id, read_georeference(out.path))
     finally:
         source.close()
     return rows

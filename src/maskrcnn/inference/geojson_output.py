@@ -12,7 +12,7 @@ its CRS (what QGIS reads), and the collection names the CRS by its EPSG code whe
 file has one (the pre-RFC 7946 "crs" member, which QGIS and GDAL read).
 
 Properties: class_name, category_id, score; and QuPath's objectType ("detection") and
-classification ({"name": class_name}) so that QuPath's File > Import objects shows the class.
+classification ({"name": class_name, "color": [r, g, b]}) so that QuPath shows the class.
 
 The polygons come from shapely (GEOS): each run of mask pixels in a row is a 1-pixel-high
 rectangle, and their union is the outline; collinear points are removed. shapely is the
@@ -21,7 +21,7 @@ optional extra `maskrcnn[geo]`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from maskrcnn.data.georeference import GeoReference
 from maskrcnn.errors import UserError
 from maskrcnn.inference.tiling.tiled_prediction import TiledPrediction
 from maskrcnn.io_utils import atomic_write_json
+from maskrcnn.visualize.canvas import instance_colors
 
 COORDINATE_DECIMALS = 6  # map units; pixel coordinates are whole numbers
 
@@ -46,6 +47,11 @@ def require_shapely() -> Any:
     except ImportError:
         raise MissingGeoExtraError("--geojson needs shapely: pip install 'maskrcnn[geo]'") from None
     return shapely
+
+
+def class_color(label: int) -> list[int]:
+    """One colour per class (the overlays' palette): [r, g, b] 0..255."""
+    return instance_colors(label + 1)[label].tolist()
 
 
 def mask_to_geometry(mask: np.ndarray, y0: int = 0, x0: int = 0) -> Any:
@@ -111,7 +117,7 @@ def prediction_features(
                 "category_id": category_id(instance.label),
                 "score": round(float(instance.score), 5),
                 "objectType": "detection",
-                "classification": {"name": name},
+                "classification": {"name": name, "color": class_color(instance.label)},
             },
         })  # fmt: skip
     collection: dict[str, Any] = {"type": "FeatureCollection", "features": features}
@@ -123,14 +129,10 @@ def prediction_features(
 def write_geojson(
     result: TiledPrediction,
     path: str | Path,
-    class_names: Sequence[str] | None,
+    class_name: Callable[[int], str],
     category_id: Callable[[int], int],
     georef: GeoReference | None = None,
 ) -> Path:
     """Write one image's FeatureCollection to `path` (atomically)."""
-
-    def class_name(label: int) -> str:
-        return class_names[label] if class_names is not None and 0 <= label < len(class_names) else str(label)
-
     atomic_write_json(path, prediction_features(result, class_name, category_id, georef), indent=None)
     return Path(path)
