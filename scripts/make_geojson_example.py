@@ -19,14 +19,14 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import shapely  # noqa: E402
-import tifffile  # noqa: E402
-from PIL import Image  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import shapely
+import tifffile
+from PIL import Image
 
-from maskrcnn.data.nuclei import render_nuclei_image  # noqa: E402
-from maskrcnn.shipped_weights import resolve_weights  # noqa: E402
+from maskrcnn.data.nuclei import render_nuclei_image
+from maskrcnn.shipped_weights import resolve_weights
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "docs" / "examples"

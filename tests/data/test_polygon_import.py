@@ -209,9 +209,12 @@ def test_cli_import_yolo_and_never_overwrites(tmp_path, capsys):
     (tmp_path / "mine.json").write_text("{}")
     assert cli_main(["import-masks", str(tmp_path), "--layout", "yolo", "--output", str(tmp_path / "mine.json")]) == 1
     assert "was not written by import-masks" in capsys.readouterr().err
-    assert cli_main(["import-masks", str(tmp_path), "--layout", "yolo"]) == 0
-    out = capsys.readouterr().out
-    assert "2 images, 4 instances (cell 2, debris 2)" in out
+    assert cli_main(["import-masks", str(tmp_path), "--layout", "yolo"]) == 0  # data.yaml found in SOURCE
+    assert "2 images, 4 instances (cell 2, debris 2)" in capsys.readouterr().out
+    args = ["import-masks", str(tmp_path), "--layout", "yolo", "--classes", str(tmp_path / "data.yaml"),
+            "--output", str(tmp_path / "annotations.json")]
+    assert cli_main(args) == 0  # as docs/train-your-own-data.md writes it
+    assert "2 images, 4 instances (cell 2, debris 2)" in capsys.readouterr().out
     assert cli_main(["import-masks", str(tmp_path), "--layout", "yolo", "--category", "x"]) == 1
     assert "--category applies to layouts dsb and labels" in capsys.readouterr().err
 
