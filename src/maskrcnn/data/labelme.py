@@ -25,6 +25,7 @@ from typing import Any
 
 from maskrcnn.data.coco import DatasetError, read_json_file
 from maskrcnn.data.images import image_size
+from maskrcnn.data.mask_folder import written_by_import_masks
 from maskrcnn.data.polygon_import import (
     PolygonInstance,
     PolygonSample,
@@ -109,7 +110,10 @@ def import_labelme(
     if not source.is_dir():
         raise DatasetError(f"{source}: folder not found")
     check_output(output_json)
-    files = sorted(p for p in source.glob("*.json") if p.resolve() != output_json.resolve())
+    # every JSON but the COCO files import-masks wrote (its own output among them)
+    files = sorted(
+        p for p in source.glob("*.json") if p.resolve() != output_json.resolve() and not written_by_import_masks(p)
+    )
     if not files:
         raise DatasetError(f"{source}: no LabelMe .json files found (layout 'labelme')")
     skipped: Counter[str] = Counter()

@@ -64,6 +64,8 @@ class ValidationPictures:
     @torch.no_grad()
     def draw(self, model: nn.Module) -> Iterator[tuple[str, np.ndarray]]:
         """(tag, (H, W, 3) uint8 picture) per image; the model's mode and the random state are kept."""
+        if not self.indices:
+            return
         base = inner_model(model)
         mask_threshold = base.mask_threshold if base is not None else 0.5
         was_training = model.training
