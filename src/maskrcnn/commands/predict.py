@@ -154,6 +154,15 @@ def image_outputs(paths: list[Path], options: PredictOptions) -> list[ImageOutpu
     ]
 
 
+def load_predictor(options: PredictOptions) -> Predictor:
+    """The Predictor that `options` ask for (also the napari plugin's, so both give one answer)."""
+    return Predictor.from_checkpoint(
+        options.weights, config=options.config, device=options.device, score_threshold=options.score_threshold,
+        mask_threshold=options.mask_threshold, precision=options.precision, test_augment=options.test_augment,
+        mask_paste=options.mask_paste,
+    )
+
+
 def run_predict(inputs: Sequence[str | Path], options: PredictOptions) -> dict[str, Any]:
     """Predict on every image; returns {"images", "detections", "predictions", "overlays"}.
 
@@ -162,11 +171,7 @@ def run_predict(inputs: Sequence[str | Path], options: PredictOptions) -> dict[s
     """
     check_options(options)
     paths = collect_images(inputs)  # before loading the model: bad paths fail fast
-    predictor = Predictor.from_checkpoint(
-        options.weights, config=options.config, device=options.device, score_threshold=options.score_threshold,
-        mask_threshold=options.mask_threshold, precision=options.precision, test_augment=options.test_augment,
-        mask_paste=options.mask_paste,
-    )
+    predictor = load_predictor(options)
     outputs = image_outputs(paths, options)
     if options.tile:
         records = [row for out in outputs for row in predict_one_tiled(predictor, out, options)]
