@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo install clean bench browser
+.PHONY: test demo install clean bench browser qt
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,22 @@ browser:
 	    echo "chromium is missing: the browser tests will skip (fail with CI set); install it: sudo apt-get install chromium"; \
 	  fi; }
 
+# The napari plugin's tests (tests/napari_plugin) draw headless: Qt's offscreen platform, with
+# OpenGL (Mesa) through a private Xvfb. These are the Debian packages of the X server and of the
+# libraries Qt and OpenGL load there (read from /proc/PID/maps of a test run). As root with
+# apt-get (a CI machine) missing ones are installed; elsewhere this says how. Under CI=1 the
+# napari tests fail without them.
+QT_PACKAGES := xvfb libgl1 libglx-mesa0 libopengl0 libglib2.0-0 libfontconfig1 libx11-6 libx11-xcb1 libxext6
+qt:
+	@[ "$$(uname)" != Linux ] || dpkg -s $(QT_PACKAGES) >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(QT_PACKAGES); \
+	  else \
+	    echo "Xvfb or Qt's libraries are missing: the napari tests will skip (fail with CI set); install them: sudo apt-get install $(QT_PACKAGES)"; \
+	  fi; }
+
 # lint-imports: the layers of docs/architecture.md (pyproject.toml [tool.importlinter]).
-test: $(STAMP) browser
+test: $(STAMP) browser qt
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q tests
 

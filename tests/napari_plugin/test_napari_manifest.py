@@ -38,3 +38,19 @@ def test_napari_sample_is_a_generated_nuclei_image():
 
     [(pixels, kwargs)] = generated_nuclei()
     assert pixels.shape == (256, 256, 3) and pixels.dtype.name == "uint8" and kwargs["rgb"] is True
+
+
+def test_napari_plugin_is_imported_by_nothing_else_in_the_package():
+    # napari and Qt come with the napari extra only: nothing outside the plugin may import it
+    package = REPO / "src" / "maskrcnn"
+    plugin = package / "napari_plugin"
+    importers = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if plugin not in path.parents and "napari_plugin" in path.read_text(encoding="utf-8")
+    ]
+    assert importers == []
+    qt_free = ("layer_pixels.py", "segmentation.py", "sample.py")  # testable and usable without Qt
+    for name in qt_free:
+        text = (plugin / name).read_text(encoding="utf-8")
+        assert "import napari" not in text and "qtpy" not in text and "magicgui" not in text, name

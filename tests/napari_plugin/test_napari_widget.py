@@ -147,3 +147,5 @@ def test_napari_widget_reports_a_3d_stack_and_a_bad_checkpoint_in_one_line(napar
         assert message.startswith("maskrcnn: ") and "\n" not in message and words in message
         assert "unexpected" not in message  # a user's mistake, worded as the CLI words it
     assert widget.run_button.enabled and len(napari_viewer.layers) == 2
+    widget.weights.value = "nuclei_synthetic"  # a shipped name, as train.init_weights takes it
+    assert Path(widget.options().weights) == WEIGHTS

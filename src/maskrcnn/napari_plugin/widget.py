@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import napari
@@ -42,13 +43,13 @@ from maskrcnn.napari_plugin.layer_pixels import (
     plane_of,
 )
 from maskrcnn.napari_plugin.segmentation import PredictorCache, Segmentation, segment
-from maskrcnn.shipped_weights import resolve_weights
+from maskrcnn.shipped_weights import resolve_weights, shipped_weight_names
 
 LOG = logging.getLogger(__name__)
 DEFAULT_WEIGHTS = "nuclei_synthetic"  # shipped inside the package (maskrcnn.shipped_weights)
 AS_TRAINED = "as trained"  # test-time augmentation: the checkpoint's own model.test_augment
 DEFAULTS = PredictOptions(weights=DEFAULT_WEIGHTS)  # the `maskrcnn predict` defaults, one owner
-POINT_SIZE = 6  # pixels of the image
+POINT_SIZE = 3  # pixels of the image: a dot that leaves the instance visible
 
 
 class _ProgressRelay(QObject):
@@ -62,6 +63,14 @@ def user_message(exc: BaseException) -> str:
     if is_user_error(exc):
         return f"maskrcnn: {error_message(exc)}"
     return f"maskrcnn: unexpected error ({type(exc).__name__}): {exc}"
+
+
+def weights_path(value: str | Path) -> Path:
+    """The checkpoint field's file; a shipped name (the file edit makes it absolute) when no such file exists."""
+    path = Path(value)
+    if path.exists() or path.name not in shipped_weight_names():
+        return path
+    return resolve_weights(path.name)
 
 
 class Failure(NamedTuple):
@@ -137,7 +146,7 @@ class SegmentWidget(Container):
         """The widget's fields as `maskrcnn predict` options (no files written)."""
         augment = self.test_augment.value
         return PredictOptions(
-            weights=resolve_weights(str(self.weights.value)),
+            weights=weights_path(self.weights.value),
             score_threshold=float(self.score_threshold.value),
             test_augment=None if augment == AS_TRAINED else augment,
             tile=int(self.tile.value),
@@ -198,10 +207,10 @@ class SegmentWidget(Container):
         placement = {"scale": layer.scale[-2:], "translate": layer.translate[-2:]}
         self.viewer.add_labels(result.labels, name=labels_name, **placement)
         self.viewer.add_points(
-            result.centres, name=points_name, size=POINT_SIZE, face_color="yellow", border_width=0,
+            result.centres, name=points_name, size=POINT_SIZE, face_color="white", border_width=0,
             features={"score": result.scores, "class": result.class_names,
                       "label": np.arange(1, len(result.scores) + 1)},
-            text={"string": "{score:.2f}", "size": 8, "color": "white", "anchor": "upper_left"},
+            text={"string": "{score:.2f}", "size": 7, "color": "white", "anchor": "upper_left"},
             **placement,
         )  # fmt: skip
         tiles = f" in {result.tiles} tiles" if result.tiles else ""
