@@ -101,10 +101,11 @@ class CountingPredictor:
 
 def test_twenty_concurrent_requests_all_answered_one_model_call_at_a_time(tiny_predictor):
     from maskrcnn.serve.app import ServeInfo, create_app
+    from maskrcnn.serve.limits import UploadLimits
     from maskrcnn.serve.server import BackgroundServer
 
     counting = CountingPredictor(tiny_predictor)
-    app = create_app(counting, ServeInfo(model="tiny.pt", device="cpu"))
+    app = create_app(counting, ServeInfo(model="tiny.pt", device="cpu"), UploadLimits(max_queue=20))  # all held
     # Five images of different sizes, each sent four times under its own file name: an answer
     # given to the wrong request shows in its size or its name.
     sizes = [(48 + 8 * k, 96 - 6 * k) for k in range(5)]

@@ -8,7 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from maskrcnn.errors import UserError
-from maskrcnn.serve.limits import MAX_IMAGE_PIXELS, MAX_UPLOAD_BYTES
+from maskrcnn.serve.limits import (
+    MAX_IMAGE_PIXELS,
+    MAX_QUEUE,
+    MAX_UPLOAD_BYTES,
+    READ_TIMEOUT_SECONDS,
+)
 
 
 class ServeDependencyError(UserError):
@@ -38,6 +43,10 @@ def run_serve(args: argparse.Namespace) -> int:
         raise ServeOptionError(f"--threads: expected 0 (PyTorch's default) or a positive number, got {args.threads}")
     if args.max_upload_mb <= 0 or args.max_megapixels <= 0:
         raise ServeOptionError("--max-upload-mb and --max-megapixels: expected positive numbers")
+    if args.max_queue < 1:
+        raise ServeOptionError(f"--max-queue: expected 1 or more, got {args.max_queue}")
+    if not args.read_timeout > 0:
+        raise ServeOptionError(f"--read-timeout: expected a positive number of seconds, got {args.read_timeout}")
     from maskrcnn.serve.server import bind_socket, is_loopback, make_server, socket_url
 
     sock = bind_socket(args.host, args.port)  # before loading the model: a busy port fails fast
@@ -54,7 +63,10 @@ def run_serve(args: argparse.Namespace) -> int:
         # the page filters with its slider, API callers with ?score_threshold=.
         predictor = Predictor.from_checkpoint(args.weights, config=args.config, device=args.device, score_threshold=0.0)
         limits = UploadLimits(
-            max_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=int(args.max_megapixels * 1_000_000)
+            max_bytes=int(args.max_upload_mb * 1024 * 1024),
+            max_pixels=int(args.max_megapixels * 1_000_000),
+            max_queue=args.max_queue,
+            read_timeout_seconds=args.read_timeout,
         )
         app = create_app(predictor, ServeInfo(model=Path(args.weights).name, device=str(predictor.device)), limits)
         url = socket_url(sock)
@@ -80,7 +92,7 @@ def register(subparsers: Any) -> None:
         description=(
             "Serve a model: open the printed URL, drop images, move the score slider, download "
             "COCO JSON or PNG. API: POST /predict (multipart file or image/* body) -> COCO results; "
-            "GET /health. One model call at a time; concurrent requests wait their turn."
+            "GET /health. One model call at a time; up to --max-queue requests are held, more get 503."
         ),
     )
     p.add_argument("--weights", required=True, help="native checkpoint, or a torchvision state dict with --config")
@@ -93,5 +105,9 @@ def register(subparsers: Any) -> None:
                    help="largest request body accepted (413 above)")
     p.add_argument("--max-megapixels", type=float, default=MAX_IMAGE_PIXELS / 1_000_000,
                    help="largest image accepted, width x height (413 above)")
+    p.add_argument("--max-queue", type=int, default=MAX_QUEUE,
+                   help="most /predict requests held at once (read, decoded, waiting or at the model); 503 above")
+    p.add_argument("--read-timeout", type=float, default=READ_TIMEOUT_SECONDS,
+                   help="seconds a request body may take to arrive (408 after)")
     p.add_argument("--access-log", action="store_true", help="print one line per request")
     p.set_defaults(func=run_serve)

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from maskrcnn.errors import UserError
+from maskrcnn.serve.limits import MAX_CONNECTIONS
 
 
 class ServeAddressError(UserError):
@@ -57,7 +58,11 @@ def is_loopback(host: str) -> bool:
 def make_server(app: Any, *, log_level: str = "warning", access_log: bool = False) -> Any:
     import uvicorn
 
-    config = uvicorn.Config(app, log_level=log_level, access_log=access_log, lifespan="off")
+    # limit_concurrency: past MAX_CONNECTIONS open connections uvicorn itself answers 503; each
+    # holds at most 64 KiB of an unread body (uvicorn's flow control), so their memory is bounded.
+    config = uvicorn.Config(
+        app, log_level=log_level, access_log=access_log, lifespan="off", limit_concurrency=MAX_CONNECTIONS
+    )
     return uvicorn.Server(config)
 
 

@@ -9,6 +9,7 @@ Anything else is refused with a JSON error before the model sees it.
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from maskrcnn.data.images import pil_to_rgb_array
 from maskrcnn.errors import UserError
@@ -27,9 +28,10 @@ from maskrcnn.serve.limits import UploadLimits
 class UploadError(UserError):
     """A request the server refuses; `status` is the HTTP status code (4xx) to answer with."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, close: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        self.close = close  # answer with `Connection: close`: the rest of the body is not wanted
 
 
 @dataclass(frozen=True)
@@ -38,18 +40,27 @@ class Upload:
     file_name: str
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The whole body, refusing (413) as soon as it is known to pass `max_bytes`."""
+async def read_body(request: Request, max_bytes: int, timeout_seconds: float) -> bytes:
+    """The whole body, refusing (413) as soon as it is known to pass `max_bytes`, and (408)
+    when it has not all arrived within `timeout_seconds` (a client trickling it)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise UploadError(413, f"upload of {int(declared)} bytes is over the limit of {max_bytes} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:  # a chunked body has no declared length: count as it arrives
-            raise UploadError(413, f"upload is over the limit of {max_bytes} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_bytes:  # a chunked body has no declared length: count as it arrives
+                    raise UploadError(413, f"upload is over the limit of {max_bytes} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise UploadError(
+            408, f"the request body did not arrive within {timeout_seconds:g} s ({size} bytes came)", close=True
+        ) from None
+    except ClientDisconnect:  # nobody is left to answer; no traceback in the log
+        raise UploadError(400, f"the client disconnected after {size} bytes of the body", close=True) from None
     return b"".join(chunks)
 
 
@@ -67,7 +78,7 @@ async def extract_upload(request: Request, limits: UploadLimits) -> Upload:
             415,
             f"content type {shown!r}: expected multipart/form-data with an image file, or an image/* body",
         )
-    body = await read_body(request, limits.max_bytes)
+    body = await read_body(request, limits.max_bytes, limits.read_timeout_seconds)
     if not body:
         raise UploadError(400, "empty body: send an image file")
     if media_type.startswith("image/"):
@@ -77,6 +88,7 @@ async def extract_upload(request: Request, limits: UploadLimits) -> Upload:
         form = await MultiPartParser(request.headers, _single_chunk(body), max_files=1, max_fields=20).parse()
     except MultiPartException as exc:
         raise UploadError(400, f"malformed multipart body: {exc.message}") from None
+    del body  # the file's bytes are read below: one copy of the upload at a time
     try:
         files = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
         if not files:
@@ -104,7 +116,9 @@ def decode_image(upload: Upload, max_pixels: int) -> np.ndarray:
             image.load()
             # Upright as every viewer (and the page's browser) shows it: phone JPEGs store
             # their rotation in EXIF. `maskrcnn predict` reads the stored pixels as they are.
-            return pil_to_rgb_array(ImageOps.exif_transpose(image))
+            # In place: no copy of an image that needs no turning (limits.DECODING_BYTES_PER_PIXEL).
+            ImageOps.exif_transpose(image, in_place=True)
+            return pil_to_rgb_array(image)
     except UploadError:
         raise
     except Image.DecompressionBombError:  # only past PIL's own limit, with --max-megapixels above it
