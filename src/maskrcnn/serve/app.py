@@ -34,6 +34,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from maskrcnn.serve import api_description
 from maskrcnn.serve.admission import AdmissionMiddleware, RequestQueue
 from maskrcnn.serve.limits import MAX_CONNECTIONS, UploadLimits
 from maskrcnn.serve.results import prediction_payload
@@ -184,7 +185,7 @@ def create_app(predictor: ModelLike, info: ServeInfo, limits: UploadLimits | Non
             "memory_bound_bytes": limits.memory_bound()._asdict(),
         }
 
-    @app.post("/predict")
+    @app.post("/predict", openapi_extra=api_description.PREDICT)
     async def predict(request: Request) -> Response:
         score_threshold = parse_score_threshold(request)
         upload = await extract_upload(request, limits)
