@@ -53,7 +53,11 @@ def main() -> None:
         result = predictor(image)
         direct.append(time.perf_counter() - start)
 
-    app = create_app(predictor, ServeInfo(model=Path(args.weights).name, device="cpu"))
+    from maskrcnn.serve.limits import UploadLimits
+
+    # Room for every client at once: this measures the model's share, not the 503s (serve_load.py does).
+    limits = UploadLimits(max_queue=max(args.clients, 1))
+    app = create_app(predictor, ServeInfo(model=Path(args.weights).name, device="cpu"), limits)
     with BackgroundServer(app) as server:
         url = server.url + "/predict"
         post_file(url, "warm.png", body)
