@@ -260,3 +260,31 @@ def test_the_queue_never_holds_more_than_max_queue(tiny_predictor, max_queue):
         for thread in threads:
             thread.join(timeout=60)
     assert sorted(statuses) == [200] * max_queue + [503] * 4
+
+
+def test_a_waiting_request_whose_client_left_is_skipped_at_its_turn(tiny_predictor):
+    held = HeldPredictor(tiny_predictor)
+    app = create_app(held, ServeInfo(model="tiny.pt", device="cpu"), UploadLimits(max_queue=3))
+    body = png_bytes(shapes_image(40, 48, seed=9))
+    answers: list = []
+    records = Records()
+    with BackgroundServer(app) as server:
+        logger = logging.getLogger("uvicorn.error")
+        logger.addHandler(records)
+        try:
+            first = threading.Thread(target=lambda: answers.append(post_file(server.url + "/predict", "a.png", body)))
+            first.start()
+            assert held.entered.wait(timeout=30)
+            sock = raw_head(server.url, len(body))  # the whole body, then gone while it waits
+            sock.sendall(body)
+            wait_for(lambda: request(server.url + "/health").body["queue_length"] == 2)
+            sock.close()
+            time.sleep(0.2)
+            held.release.set()
+            first.join(timeout=60)
+            wait_for(lambda: request(server.url + "/health").body["queue_length"] == 0)
+        finally:
+            logger.removeHandler(records)
+    assert answers[0].status == 200
+    assert app.state.runner.calls == 1  # the model never ran for the client that had gone
+    assert [r.getMessage() for r in records.records if r.levelno >= logging.WARNING or r.exc_info] == []

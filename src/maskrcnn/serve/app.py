@@ -63,6 +63,29 @@ class ServeInfo:
     device: str
 
 
+class SecurityHeadersMiddleware:
+    """Pure ASGI: adds SECURITY_HEADERS to every answer. (Not Starlette's BaseHTTPMiddleware,
+    whose wrapped `receive` hides a client's disconnect from `Request.is_disconnected`.)"""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.headers = [(name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                names = {name for name, _ in self.headers}
+                kept = [(n, v) for n, v in message.get("headers", []) if n.lower() not in names]
+                message = dict(message, headers=kept + self.headers)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def static_dir() -> Path:
     return Path(str(resources.files("maskrcnn.serve") / "static"))
 
@@ -134,12 +157,7 @@ def create_app(predictor: ModelLike, info: ServeInfo, limits: UploadLimits | Non
     app.state.queue = queue
     app.state.limits = limits
 
-    @app.middleware("http")
-    async def add_security_headers(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
-        response.headers.update(SECURITY_HEADERS)
-        return response
-
+    app.add_middleware(SecurityHeadersMiddleware)
     # Added last, so outermost: a request past the bound is answered before anything else
     # touches it (it adds the security headers itself).
     app.add_middleware(AdmissionMiddleware, queue=queue, headers=SECURITY_HEADERS)
