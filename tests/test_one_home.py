@@ -42,4 +42,5 @@ def test_prediction_files_are_matched_to_the_ground_truth_in_one_place():
 
 
 def test_coco_result_rows_are_written_in_one_place():
+    # other outputs (GeoJSON) round scores with results.SCORE_DECIMALS, never a literal
     assert _files_containing('"score": round(') == ["evaluation/results.py"]

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from maskrcnn.data.georeference import GeoReference
+from maskrcnn.evaluation.results import SCORE_DECIMALS
 from maskrcnn.errors import UserError
 from maskrcnn.inference.tiling.tiled_prediction import TiledPrediction
 from maskrcnn.io_utils import atomic_write_json
@@ -115,7 +116,7 @@ def prediction_features(
             "properties": {
                 "class_name": name,
                 "category_id": category_id(instance.label),
-                "score": round(float(instance.score), 5),
+                "score": round(float(instance.score), SCORE_DECIMALS),
                 "objectType": "detection",
                 "classification": {"name": name, "color": class_color(instance.label)},
             },
