@@ -42,5 +42,12 @@ def test_prediction_files_are_matched_to_the_ground_truth_in_one_place():
 
 
 def test_coco_result_rows_are_written_in_one_place():
-    # other outputs (GeoJSON) round scores with results.SCORE_DECIMALS, never a literal
-    assert _files_containing('"score": round(') == ["evaluation/results.py"]
+    assert _files_containing('"bbox": [round(') == ["evaluation/results.py"]
+    # other outputs (GeoJSON) round scores with the writer's SCORE_DECIMALS, never their own
+    score_rounding = [
+        line.strip()
+        for path in PACKAGE.rglob("*.py")
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if '"score": round(' in line
+    ]
+    assert score_rounding and all("SCORE_DECIMALS" in line for line in score_rounding)
