@@ -224,7 +224,7 @@ def _add_mask_threshold(p: argparse.ArgumentParser) -> None:
 def _add_mask_paste(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mask-paste", default=None, choices=["torchvision", "exact"],
                    help="how mask grids become image masks: torchvision's paste (one pixel larger) or exact "
-                        "(None: the checkpoint's model.roi_heads.mask_paste; docs/recipes.md, nuclei round 8)")
+                        "(None: the checkpoint's model.roi_heads.mask_paste; docs/recipes.md)")
 
 
 def _add_test_augment(p: argparse.ArgumentParser) -> None:
@@ -279,9 +279,9 @@ def _add_demo(sub: Any) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, default=0, help="seed for data generation and training")
     p.add_argument("--threads", type=int, default=2,
-                   help="PyTorch CPU threads (0: PyTorch's default). On an idle 2-core CPU two train the recipe's "
-                        "1800 iterations in the time one needs for 1200; on a busy CPU give 1 (two threads that "
-                        "wait for each other can be many times slower)")
+                   help="PyTorch CPU threads (0: PyTorch's default). On an idle 2-core CPU two threads train about "
+                        "1.5x the iterations of one in the recipe's 480 s budget; on a busy CPU give 1 (two threads "
+                        "that wait for each other can be many times slower)")
     p.add_argument("--overlays", type=int, default=6, help="validation images to draw")
     p.set_defaults(func=_cmd_demo)
 
