@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo install clean bench browser
+.PHONY: test demo install clean bench browser pictures
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test: $(STAMP) browser
 
 demo: $(STAMP)
 	$(VENV)/bin/maskrcnn demo --output runs/demo
+
+# Redraw every picture in docs/images from the current recipes (trains runs/demo when missing).
+pictures: $(STAMP)
+	$(PY) scripts/make_doc_pictures.py --demo-dir runs/demo
 
 bench: $(STAMP)
 	$(PY) benchmarks/ops.py
