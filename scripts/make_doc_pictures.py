@@ -11,6 +11,8 @@ records the recipe it came from, that recipe's hash and the command
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from picture_provenance import stamp  # noqa: E402
+from picture_provenance import stamp
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = REPO / "docs" / "images"
@@ -56,16 +58,16 @@ class Pictures:
         keep(self.demo / "loss_curve.png", "demo_loss_curve.png", "shapes_demo", "make demo (runs/demo/loss_curve.png)")
 
     def report(self) -> None:
-        weights = self.demo / "model_final.pt"
-        command = (f"python scripts/report_screenshots.py --weights {weights} --images {self.demo / 'data' / 'images'} "
-                   f"--annotations {self.demo / 'data' / 'val.json'} --output OUT")
+        # paths relative to the working folder: the report prints the weights' path
+        demo = Path(os.path.relpath(self.demo))
+        args = ["--weights", str(demo / "model_final.pt"), "--images", str(demo / "data" / "images"),
+                "--annotations", str(demo / "data" / "val.json")]
         out = self.work / "report_shots"
-        subprocess.run([sys.executable, str(REPO / "scripts" / "report_screenshots.py"), "--weights", str(weights),
-                        "--images", str(self.demo / "data" / "images"), "--annotations", str(self.demo / "data" / "val.json"),
+        subprocess.run([sys.executable, str(REPO / "scripts" / "report_screenshots.py"), *args,
                         "--output", str(out), "--height", "1700"], check=True)
-        relative = command.replace(str(self.demo), "runs/demo")
-        keep(out / "report_index.png", "report_index.png", "shapes_demo", relative)
-        keep(out / "report_image_page.png", "report_image_page.png", "shapes_demo", relative)
+        command = "python scripts/report_screenshots.py " + " ".join(args) + " --height 1700"
+        keep(out / "report_index.png", "report_index.png", "shapes_demo", command)
+        keep(out / "report_image_page.png", "report_image_page.png", "shapes_demo", command)
 
     def serve(self) -> None:
         images = [str(self.demo / "data" / "images" / name) for name in ("val_000000.png", "val_000003.png")]
@@ -82,7 +84,7 @@ class Pictures:
         from maskrcnn.data.shapes_canvas import render_shapes_canvas
         from maskrcnn.inference.tiling.grid import tile_grid
 
-        canvas = render_shapes_canvas(5, 640, 640, background="gradient").image
+        canvas = render_shapes_canvas(5, 640, 640, background="gradient").pixels
         Image.fromarray(canvas).save(self.work / "canvas.png")
         tile, overlap = 256, 64
         command = run(["predict", "canvas.png", "--weights", str(self.demo / "model_final.pt"), "--tile", str(tile),
@@ -128,16 +130,14 @@ class Pictures:
 
     def guide(self) -> None:
         """The pictures of docs/train-your-own-data.md: its first two blocks make the data."""
-        import re
-
         guide = (REPO / "docs" / "train-your-own-data.md").read_text()
         blocks = re.findall(r"^```bash run[^\n]*\n(.*?)^```", guide, re.MULTILINE | re.DOTALL)[:2]
         folder = self.work / "guide"
         folder.mkdir()
-        env_path = f"{Path(sys.executable).parent}:{__import__('os').environ.get('PATH', '')}"
+        env_path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
         for block in blocks:
             subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=folder, check=True,
-                           env={**__import__("os").environ, "PATH": env_path})
+                           env={**os.environ, "PATH": env_path})
         command = run(["analyze", "anchors", "--annotations", "train/annotations.json", "--config", "nuclei",
                        "--output", "analysis"], cwd=folder)
         keep(folder / "analysis" / "anchor_histograms.png", "guide_anchor_histograms.png", "nuclei", command)
@@ -159,7 +159,7 @@ class Pictures:
         predictor = Predictor.from_checkpoint(str(REPO / "src" / "maskrcnn" / "weights" / "nuclei_synthetic.pt"),
                                               device="cpu", score_threshold=0.5)
         gt_rows, pair_rows = [], []
-        for index in (0, 2):
+        for index in (3, 5, 6):  # fluorescence, histology, brightfield
             pixels, masks, style = render_nuclei_image(1, index, sizes=((256, 256),))
             gt = np.stack(masks) if masks else np.zeros((0, *pixels.shape[:2]), bool)
             boxes = np.array([[m.nonzero()[1].min(), m.nonzero()[0].min(), m.nonzero()[1].max() + 1,
@@ -178,7 +178,7 @@ class Pictures:
                    "Predictor.from_checkpoint('nuclei_synthetic'), score >= 0.5)")
         for rows, name in ((gt_rows, "nuclei_synthetic.png"), (pair_rows, "nuclei_predictions.png")):
             gap = np.full((8, rows[0].shape[1], 3), 255, np.uint8)
-            picture = np.concatenate([rows[0], gap, rows[1]], axis=0)
+            picture = np.concatenate([part for row in rows for part in (row, gap)][:-1], axis=0)
             Image.fromarray(picture).save(self.work / name)
             keep(self.work / name, name, "nuclei", command)
 

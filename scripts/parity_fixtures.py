@@ -80,9 +80,9 @@ def record(out: Path) -> None:
                 "checksum": weights_module.checksum(state_dict), "keys": keys}
         (folder / "spec.json").write_text(json.dumps(spec))
         captured: dict = {}
-        model.transform.register_forward_hook(lambda m, i, o: captured.__setitem__("batch", o[0]))
-        model.backbone.register_forward_hook(lambda m, i, o: captured.__setitem__("features", o))
-        model.rpn.register_forward_hook(lambda m, i, o: captured.__setitem__("proposals", o[0]))
+        model.transform.register_forward_hook(lambda m, i, o, c=captured: c.__setitem__("batch", o[0]))
+        model.backbone.register_forward_hook(lambda m, i, o, c=captured: c.__setitem__("features", o))
+        model.rpn.register_forward_hook(lambda m, i, o, c=captured: c.__setitem__("proposals", o[0]))
         expected = {}
         for image_name in IMAGES:
             array = np.asarray(Image.open(FIXTURES / "images" / image_name).convert("RGB"), np.float32) / 255.0

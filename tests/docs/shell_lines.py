@@ -128,14 +128,14 @@ REGISTRY: dict[str, AsWritten | StandIn | CoveredBy] = {
         "tests/serve/test_serve_api.py::test_score_threshold_keeps_the_higher_scores"),
     "curl -s --data-binary @shapes.png -H 'Content-Type: image/png' 'http://127.0.0.1:8000/predict?file_name=shapes.png'":
         CoveredBy("tests/serve/test_serve_api.py::test_multipart_and_raw_body_give_the_predictors_detections"),
-    "maskrcnn predict runs/demo/data/images --weights runs/demo/model_final.pt --output runs/predict "
+    "maskrcnn predict 'runs/demo/data/images/val_*.png' --weights runs/demo/model_final.pt --output runs/predict "
     "--score-threshold 0.05": AsWritten(needs=("demo",), extra="--threads 1 --quiet"),
     "maskrcnn evaluate --predictions runs/predict/predictions.json --annotations runs/demo/data/val.json "
     "--images runs/demo/data/images --report runs/report_from_file": AsWritten(needs=("demo_predictions",),
                                                                               extra="--quiet"),
     "python benchmarks/report.py --images 1000": StandIn(
-        script='python "$MASKRCNN_REPO/benchmarks/report.py" --images 20',
-        why="the benchmark at 20 images instead of 1000"),
+        script='python "$MASKRCNN_REPO/benchmarks/report.py" --images 8',
+        why="the benchmark at 8 images instead of 1000"),
     "python benchmarks/tiling_accuracy.py --weights runs/tilebench/demo/model_final.pt --workdir runs/tilebench/final "
     "--overlays --save-canvas --json r.json": StandIn(
         script='python "$MASKRCNN_REPO/benchmarks/tiling_accuracy.py" --weights runs/demo/model_final.pt '
@@ -146,8 +146,9 @@ REGISTRY: dict[str, AsWritten | StandIn | CoveredBy] = {
     "--set solver.lr=0.01 --set solver.max_time_s=2700 --set solver.max_iter=20000 --set data.val.num_images=32": StandIn(
         script='python "$MASKRCNN_REPO/benchmarks/accuracy.py" --recipes nuclei --threads 1 --output runs/pretrain '
                "--set train.init_weights= --set solver.lr=0.01 --set solver.max_time_s=2700 --set solver.max_iter=20000 "
-               "--set data.val.num_images=32 --iters 2 --set data.train.num_images=2 --set data.val.num_images=1 "
-               "--set data.train.image_size=256 --set data.val.image_size=256 --set model.test_augment=none",
+               "--set data.val.num_images=32 --set solver.max_iter=2 --set solver.warmup_iters=1 "
+               "--set data.train.num_images=2 --set data.val.num_images=1 --set data.train.image_size=256 "
+               "--set data.val.image_size=256 --set model.test_augment=none",
         why="45 minutes on 200 generated images: the test trains 2 iterations on 2"),
     "python scripts/ship_weights.py runs/pretrain/nuclei/model_final.pt nuclei_synthetic --replace": StandIn(
         script="python - <<'EOF'\n"

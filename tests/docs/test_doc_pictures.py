@@ -16,7 +16,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IMAGES = REPO_ROOT / "docs" / "images"
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
-from picture_provenance import KEYS, read, recipe_hash, stamp  # noqa: E402
+from picture_provenance import KEYS, read, recipe_hash, stamp
 
 PICTURES = sorted(IMAGES.glob("*.png"))
 
@@ -26,6 +26,9 @@ def test_every_picture_was_drawn_from_the_current_recipe(picture):
     record = read(picture)
     missing = [key for key in KEYS if not record.get(key)]
     assert not missing, f"{picture.name} does not say what made it ({missing}): redraw it with `make pictures`"
+    assert not re.search(r"(?<![\w.])/(?:work|home|root|tmp|Users)/", record["maskrcnn.command"]), (
+        f"{picture.name}: its command names a path of the machine it was drawn on"
+    )
     assert record["maskrcnn.recipe_hash"] == recipe_hash(record["maskrcnn.recipe"]), (
         f"{picture.name} was drawn from another version of the {record['maskrcnn.recipe']} recipe: "
         "redraw it with `make pictures`"
@@ -34,7 +37,8 @@ def test_every_picture_was_drawn_from_the_current_recipe(picture):
 
 def test_every_picture_is_shown_and_every_shown_picture_exists():
     pages = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
-    shown = {Path(ref).name for page in pages for ref in re.findall(r"images/([\w.-]+\.png)", page.read_text())}
+    shown_by = re.compile(r"!\[[^\]]*\]\(([^)\s]+\.png)\)|<img src=\"([^\"]+\.png)\"")  # markdown and HTML pictures
+    shown = {Path(a or b).name for page in pages for a, b in shown_by.findall(page.read_text())}
     present = {p.name for p in PICTURES}
     assert shown <= present, f"pages show pictures that are not there: {sorted(shown - present)}"
     assert present <= shown, f"pictures no page shows: {sorted(present - shown)}"
