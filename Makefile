@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo install clean bench browser qt
+.PHONY: test demo install clean bench browser qt pictures
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ test: $(STAMP) browser qt
 
 demo: $(STAMP)
 	$(VENV)/bin/maskrcnn demo --output runs/demo
+
+# Redraw every picture in docs/images from the current recipes (trains runs/demo when missing).
+pictures: $(STAMP)
+	$(PY) scripts/make_doc_pictures.py --demo-dir runs/demo
 
 bench: $(STAMP)
 	$(PY) benchmarks/ops.py

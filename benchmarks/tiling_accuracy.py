@@ -212,8 +212,8 @@ def evaluate_canvas(args: argparse.Namespace, predictor: Any, background: str, s
         from PIL import Image
 
         Image.fromarray(canvas.pixels).save(Path(args.workdir) / f"canvas_{background}_{side}.png")
-    detector = ModelTileDetector(predictor.model, predictor.device, score_threshold=args.score_threshold,
-                                 mask_threshold=predictor.mask_threshold)
+    # the model holds its mask threshold and paste
+    detector = ModelTileDetector(predictor.model, predictor.device, score_threshold=args.score_threshold)
     megapixels = side * side / 1e6
     runs: dict[str, dict[str, Any]] = {}
 

@@ -224,13 +224,26 @@ def _add_mask_threshold(p: argparse.ArgumentParser) -> None:
 def _add_mask_paste(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mask-paste", default=None, choices=["torchvision", "exact"],
                    help="how mask grids become image masks: torchvision's paste (one pixel larger) or exact "
-                        "(None: the checkpoint's model.roi_heads.mask_paste; docs/recipes.md, nuclei round 8)")
+                        "(None: the checkpoint's model.roi_heads.mask_paste; docs/recipes.md)")
 
 
 def _add_test_augment(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-augment", default=None, choices=["none", "flips", "dihedral"],
                    help="none, flips (4 passes) or dihedral (8: flips and transposes): predict on mirrored copies "
                         "and merge them (None: the checkpoint's model.test_augment; docs/training.md)")
+
+
+class _DeprecatedSpelling(argparse.Action):
+    """An option's old name: stores its value as the new name does and says so on stderr."""
+
+    def __init__(self, *args: Any, new_name: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.new_name = new_name
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        print(f"maskrcnn: note: {option_string} is deprecated here, use {self.new_name}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def _add_evaluate(sub: Any) -> None:
@@ -245,10 +258,13 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--config", default=None, help="built-in config for a plain torchvision state dict")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=1, help="images per model call")
-    p.add_argument("--dsb-score-threshold", "--score-threshold", dest="dsb_score_threshold", type=float,
+    p.add_argument("--dsb-score-threshold", dest="dsb_score_threshold", type=float,
                    default=None, metavar="T",
                    help="detections scoring at least T count for the Data Science Bowl score "
                         "(None: the config's evaluation.dsb_score_threshold)")
+    # The old spelling: in `predict`, --score-threshold filters detections; here it never did.
+    p.add_argument("--score-threshold", dest="dsb_score_threshold", type=float, metavar="T",
+                   action=_DeprecatedSpelling, new_name="--dsb-score-threshold", help=argparse.SUPPRESS)
     p.add_argument("--max-dets", type=int, default=None, metavar="N",
                    help="COCO maxDets reported beside the standard 100 (None: the model's "
                         "detections_per_img; for --predictions the most results of one image and category)")
@@ -279,9 +295,9 @@ def _add_demo(sub: Any) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, default=0, help="seed for data generation and training")
     p.add_argument("--threads", type=int, default=2,
-                   help="PyTorch CPU threads (0: PyTorch's default). On an idle 2-core CPU two train the recipe's "
-                        "1800 iterations in the time one needs for 1200; on a busy CPU give 1 (two threads that "
-                        "wait for each other can be many times slower)")
+                   help="PyTorch CPU threads (0: PyTorch's default). On an idle 2-core CPU two threads train about "
+                        "1.5x the iterations of one in the recipe's 480 s budget; on a busy CPU give 1 (two threads "
+                        "that wait for each other can be many times slower)")
     p.add_argument("--overlays", type=int, default=6, help="validation images to draw")
     p.set_defaults(func=_cmd_demo)
 

@@ -271,7 +271,7 @@ class TrainConfig:
     # dict, or a torchvision ImageNet ResNet/ResNeXt state dict (backbone only); "": random
     init_weights: str = ""
     # train with the weights and activations in channels-last (NHWC) memory layout: the same
-    # maths with other float rounding; 15-20 % less CPU time per iteration for the small
+    # maths with other float rounding; about 11 % less CPU time per iteration for the small
     # shapes_demo model (oneDNN convolutions; docs/recipes.md)
     channels_last: bool = False
     # also write TensorBoard event files into output_dir (losses, lr, iteration time, the

@@ -196,3 +196,20 @@ def test_dsb_score_threshold_option_and_config_key(tiny_checkpoint, shapes_set, 
     assert json.loads((tmp_path / "b.json").read_text())["dsb_score_threshold"] == 0.75
     status, _, err = run_cli([*common, "--dsb-score-threshold", "2"], capsys)
     one_line_error(status, err, "--dsb-score-threshold", "[0, 1]")
+
+
+def test_old_score_threshold_spelling_still_sets_the_dsb_threshold_with_a_note(capsys):
+    """In `predict`, --score-threshold filters detections; `evaluate` calls its DSB threshold
+    --dsb-score-threshold and takes the old spelling with a one-line deprecation note."""
+    from maskrcnn.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["evaluate", "--annotations", "gt.json", "--score-threshold", "0.3"])
+    assert args.dsb_score_threshold == 0.3
+    err = capsys.readouterr().err
+    assert err.strip() == "maskrcnn: note: --score-threshold is deprecated here, use --dsb-score-threshold"
+    args = parser.parse_args(["evaluate", "--annotations", "gt.json", "--dsb-score-threshold", "0.4"])
+    assert args.dsb_score_threshold == 0.4 and capsys.readouterr().err == ""
+    assert parser.parse_args(["evaluate", "--annotations", "gt.json"]).dsb_score_threshold is None
+    evaluate_help = parser._subparsers._group_actions[0].choices["evaluate"].format_help()
+    assert "--dsb-score-threshold" in evaluate_help and "--score-threshold" not in evaluate_help.replace("--dsb-score", "")

@@ -11,7 +11,7 @@ box-head and mask-head matmuls run in bfloat16. What decides which boxes survive
 float32: the RPN objectness and box-delta 1x1 convs, the class scores and box deltas of
 the box predictor (`keep_heads_float32`), box decoding, NMS, score thresholds, RoIAlign
 and mask pasting. On a CPU without those instructions PyTorch emulates bfloat16 and it is
-several times slower than float32 (round 1 measured 27 s against 2 s), so it is refused.
+several times slower than float32 (27 s against 2 s on an AVX2 CPU), so it is refused.
 """
 
 from __future__ import annotations
