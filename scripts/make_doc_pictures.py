@@ -105,6 +105,38 @@ class Pictures:
              + " (canvas.png: maskrcnn.data.shapes_canvas.render_shapes_canvas(5, 640, 640, background='gradient'); "
              "tile edges drawn)")
 
+    # --- the tools of the field ------------------------------------------------------------------
+    def napari(self) -> None:
+        """The napari widget after a run of the shipped nuclei model (trained by the nuclei recipe)."""
+        out = self.work / "napari_widget.png"
+        display = [] if os.environ.get("DISPLAY") else ["xvfb-run", "-a"]  # napari's canvas needs OpenGL on an X display
+        subprocess.run([*display, sys.executable, str(REPO / "docs" / "napari_screenshot.py"), "--output", str(out)],
+                       check=True)
+        keep(out, "napari_widget.png", "nuclei", "python docs/napari_screenshot.py")
+
+    def geojson(self) -> None:
+        """docs/examples/*.geojson and their picture, from the shipped nuclei model."""
+        subprocess.run([sys.executable, str(REPO / "scripts" / "make_geojson_example.py")], check=True)
+        stamp(IMAGES / "geojson_example.png", "nuclei", "python scripts/make_geojson_example.py")
+
+    def tensorboard(self) -> None:
+        """TensorBoard's scalars and one validation picture of a short run of the demo recipe."""
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        command = run(["train", "--config", "shapes_demo", "--output", "runs/shapes", "--set", "train.tensorboard=true",
+                       "--set", "train.eval_period=100", "--set", "solver.max_iter=300", "--threads", "2"],
+                      cwd=self.work)
+        subprocess.run([sys.executable, str(REPO / "scripts" / "tensorboard_screenshot.py"), "runs/"], check=True,
+                       cwd=self.work)
+        stamp(IMAGES / "tensorboard_scalars.png", "shapes_demo",
+              command + "; python scripts/tensorboard_screenshot.py runs/")
+        events = EventAccumulator(str(self.work / "runs" / "shapes"), size_guidance={"images": 0})
+        events.Reload()
+        tag = sorted(events.Tags()["images"])[0]
+        (self.work / "val.png").write_bytes(events.Images(tag)[-1].encoded_image_string)
+        keep(self.work / "val.png", "tensorboard_val_picture.png", "shapes_demo",
+             command + f" (TensorBoard's Images tab, {tag}, last evaluation)")
+
     # --- analysis tools ----------------------------------------------------------------------
     def analysis(self) -> None:
         from maskrcnn.data.shapes import generate_shapes
@@ -194,7 +226,7 @@ def main() -> None:
                         help="a finished `maskrcnn demo` output; trained there when missing")
     parser.add_argument("--only", nargs="+", default=None,
                         choices=["demo_overlays", "demo_loss_curve", "report", "serve", "tiled", "analysis", "guide",
-                                 "nuclei"])
+                                 "nuclei", "napari", "geojson", "tensorboard"])
     args = parser.parse_args()
     IMAGES.mkdir(parents=True, exist_ok=True)
     demo = args.demo_dir.resolve()
@@ -204,9 +236,10 @@ def main() -> None:
             "analysis": pictures.analysis, "guide": pictures.guide, "nuclei": pictures.nuclei,
             "demo_overlays": pictures.demo_overlays, "demo_loss_curve": pictures.demo_loss_curve,
             "tiled": pictures.tiled, "report": pictures.report, "serve": pictures.serve,
+            "napari": pictures.napari, "geojson": pictures.geojson, "tensorboard": pictures.tensorboard,
         }
         chosen = args.only or list(steps)
-        if any(name not in ("analysis", "guide", "nuclei") for name in chosen):
+        if any(name not in ("analysis", "guide", "nuclei", "napari", "geojson", "tensorboard") for name in chosen):
             ensure_demo(demo)
         for name in chosen:
             steps[name]()

@@ -161,4 +161,24 @@ REGISTRY: dict[str, AsWritten | StandIn | CoveredBy] = {
                "EOF",
         why="it writes into the package's weights folder: the test writes a toy model into a folder of its own",
         needs=("demo",)),
+    # --- extras and formats ----------------------------------------------------------------
+    "pip install 'maskrcnn[geo]'": CoveredBy("tests/test_optional_extras.py::test_extras_are_not_base_requirements"),
+    "pip install 'maskrcnn[tensorboard]'": CoveredBy("tests/test_optional_extras.py::test_extras_are_not_base_requirements"),
+    "pip install -e '.[napari]'": CoveredBy(
+        "tests/napari_plugin/test_napari_manifest.py::test_napari_entry_point_and_package_data_name_the_manifest"),
+    "napari nuclei.png -w maskrcnn": CoveredBy(
+        "tests/napari_plugin/test_napari_widget.py::test_napari_widget_gives_the_label_image_of_maskrcnn_predict"),
+    "maskrcnn predict images/ --weights run/model_final.pt --output predictions --geojson": CoveredBy(
+        "tests/cli/test_cli_geojson.py::test_predict_geojson_matches_the_predicted_masks"),
+    "maskrcnn predict big_orthophoto.tif --weights run/model_final.pt --output predictions --geojson --tile 1024 "
+    "--tile-overlap 128": CoveredBy("tests/cli/test_cli_geojson.py::test_predict_geojson_matches_the_predicted_masks"),
+    "maskrcnn import-masks labelme_folder --layout labelme --output labelme_folder/annotations.json": CoveredBy(
+        "tests/data/test_polygon_import.py::test_cli_import_labelme_with_a_class_list"),
+    "maskrcnn import-masks yolo_set --layout yolo --classes yolo_set/data.yaml --output yolo_set/annotations.json":
+        CoveredBy("tests/data/test_polygon_import.py::test_cli_import_yolo_and_never_overwrites"),
+    "maskrcnn train --config shapes_demo --output runs/shapes --set train.tensorboard=true --set train.eval_period=100":
+        CoveredBy("tests/engine/test_tensorboard_log.py::test_tiny_run_writes_scalars_and_pictures"),
+    "tensorboard --logdir runs/": CoveredBy("tests/engine/test_tensorboard_log.py::test_tiny_run_writes_scalars_and_pictures"),
+    "python benchmarks/serve_load.py --weights runs/demo/model_final.pt --seconds 60 --clients 8 --json serve_load.json":
+        CoveredBy("tests/serve/test_serve_load_benchmark.py::test_the_load_benchmark_runs_and_reports"),
 }

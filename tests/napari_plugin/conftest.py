@@ -24,7 +24,7 @@ def _ci() -> bool:
 
 @pytest.fixture(scope="session")
 def virtual_display():
-    """DISPLAY for this session: the one given, else a private Xvfb's."""
+    """DISPLAY for the test run: the one given, else a private Xvfb's."""
     if os.environ.get("DISPLAY"):
         yield os.environ["DISPLAY"]
         return
