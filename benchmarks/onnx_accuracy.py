@@ -30,14 +30,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_utils import finish_report, machine_info  # noqa: E402
+from bench_utils import finish_report, machine_info
 
-from maskrcnn.commands.evaluate import evaluate_checkpoint, evaluate_predictions_file  # noqa: E402
-from maskrcnn.export.compare import DetectionSet, compare_detections  # noqa: E402
-from maskrcnn.export.onnx_export import export_checkpoint  # noqa: E402
-from maskrcnn.export.onnx_results import onnx_coco_results  # noqa: E402
-from maskrcnn.io_utils import atomic_write_json  # noqa: E402
-from maskrcnn.ops.masks import rle_to_mask  # noqa: E402
+from maskrcnn.commands.evaluate import evaluate_checkpoint, evaluate_predictions_file
+from maskrcnn.export.compare import DetectionSet, compare_detections
+from maskrcnn.export.onnx_export import export_checkpoint
+from maskrcnn.export.onnx_results import onnx_coco_results
+from maskrcnn.io_utils import atomic_write_json
+from maskrcnn.ops.masks import rle_to_mask
 
 METRICS = ("bbox_AP", "bbox_AP50", "bbox_AP75", "segm_AP", "segm_AP50", "segm_AP75", "dsb_score")
 

@@ -8,7 +8,9 @@ import torch
 
 from maskrcnn.export import exact_paste
 from maskrcnn.export.agreement import rescore_by_agreement
-from maskrcnn.model.test_augment import rescore_by_agreement as model_rescore_by_agreement
+from maskrcnn.model.test_augment import (
+    rescore_by_agreement as model_rescore_by_agreement,
+)
 from maskrcnn.ops import exact_paste as model_exact_paste
 from maskrcnn.structures import RoIDetections
 

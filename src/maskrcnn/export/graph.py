@@ -53,6 +53,7 @@ from maskrcnn.model.test_augment import (
 )
 from maskrcnn.ops.poolers import assign_levels
 
+
 class ExportError(UserError):
     """A model or option that the export cannot represent."""
 
