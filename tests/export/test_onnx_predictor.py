@@ -4,7 +4,8 @@ detections on a tiny seeded model are the Predictor's with the same settings (sa
 detections, median mask IoU >= 0.99), on a tall and a wide image (neither the traced size);
 the file's metadata and the command's output say which paste and which test-time mode the
 graph holds. (The exact paste in one pass is the same graph minus the merge; its pieces are
-checked against the model's in test_exact_paste_graph.py.)"""
+checked against the model's in test_exact_paste_graph.py.) The graph with the 8 "dihedral"
+orientations is checked in PyTorch against the model's test-time augmentation."""
 
 from __future__ import annotations
 
@@ -63,3 +64,25 @@ def test_onnx_runtime_gives_the_predictors_detections(tiny_checkpoint_factory, t
         assert report.reference == 5, report.summary()  # detections_per_img: a real comparison
         assert report.matched == report.reference == report.candidate, report.summary()
         assert report.median_mask_iou >= 0.99, report.summary()
+
+
+def test_the_graph_runs_dihedral_test_time_augmentation_as_the_model(tiny_checkpoint_factory):
+    """The 8 orientations in PyTorch (the exported file runs the same graph): transposed
+    passes of a wide image are tall, and their pooling scales follow the model's."""
+    from maskrcnn.export.graph import ExportableMaskRCNN
+    from maskrcnn.model.build import with_test_augment
+
+    torch.set_num_threads(1)
+    _, model = tiny_checkpoint_factory(["model.roi_heads.mask_paste=exact", "model.roi_heads.score_thresh=0.0"])
+    graph = ExportableMaskRCNN(model, test_augment="dihedral").eval()
+    augmented = with_test_augment(model, "dihedral")
+    for height, width, seed in IMAGE_SIZES:
+        image = seeded_image(height, width, seed)
+        with torch.no_grad():
+            (expected,) = augmented([torch.from_numpy(image).permute(2, 0, 1).float() / 255.0])
+            boxes, labels, scores, masks = graph(torch.from_numpy(image))
+        assert len(boxes) == 5
+        torch.testing.assert_close(boxes, expected.boxes, atol=1e-4, rtol=0)
+        torch.testing.assert_close(scores, expected.scores, atol=1e-5, rtol=0)
+        assert torch.equal(labels, expected.labels)
+        torch.testing.assert_close(masks, expected.masks, atol=1e-4, rtol=0)
