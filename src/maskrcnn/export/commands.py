@@ -43,8 +43,9 @@ def register(subparsers: Any) -> None:
         "export",
         help="write the model's whole inference path to an ONNX file (ONNX Runtime, OpenVINO)",
         description=(
-            "Export resize, normalisation, backbone, RPN, RoI heads, mask head and mask pasting to one "
-            "ONNX file that takes an (H, W, 3) uint8 RGB image of any size. See docs/export.md."
+            "Export resize, normalisation, backbone, RPN, RoI heads, mask head, mask pasting (the model's "
+            "paste) and test-time augmentation to one ONNX file that takes an (H, W, 3) uint8 RGB image of "
+            "any size and gives `maskrcnn predict`'s answer. See docs/export.md."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
