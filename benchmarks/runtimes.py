@@ -1,14 +1,17 @@
 """Our Predictor against the deployment runtimes on our own exported ONNX file, as JSON.
 
-    python benchmarks/runtimes.py [--images astronaut chelsea coffee] [--repeats 3] [--threads 2]
-        [--weights FILE --config NAME] [--onnx FILE] [--json PATH]
+    python benchmarks/runtimes.py [--images astronaut chelsea coffee | --image-files FILE...] [--repeats 3]
+        [--threads 2] [--weights FILE --config NAME] [--test-augment none|flips|dihedral] [--onnx FILE] [--json PATH]
 
 One process, one interleaved run (the order of the runtimes rotates every round, so a
 burst of load from elsewhere hits all of them): our Predictor in float32 and in bfloat16
 (--precision bf16), ONNX Runtime (CPU, float32) on the file `maskrcnn export` writes,
 OpenVINO on the same file with INFERENCE_PRECISION_HINT f32 and bf16. Weights: the R50-FPN
 parity fixtures (../shared/parity/make_weights.py) unless --weights is given; images: the
-parity images at full size (resized to 800 px by the model). Every runtime gets the same
+parity images at full size (resized to 800 px by the model), or --image-files. The file is
+exported with the checkpoint's mask paste and test-time augmentation (or --test-augment,
+which the Predictors then use too), so every runtime computes the same thing; the report
+records what the file holds (its metadata). Every runtime gets the same
 (H, W, 3) uint8 image and `--threads` threads; each call is timed from the image to
 thresholded NumPy outputs.
 
@@ -70,7 +73,9 @@ def onnx_outputs_to_prediction(boxes: np.ndarray, labels: np.ndarray, scores: np
     return {"boxes": boxes, "labels": labels.astype(np.int64), "scores": scores, "masks": masks > 0.5}
 
 
-def build_runners(weights: Path, config: str | None, onnx_path: Path, threads: int) -> dict[str, Callable[[np.ndarray], Prediction]]:
+def build_runners(
+    weights: Path, config: str | None, onnx_path: Path, threads: int, test_augment: str | None = None
+) -> dict[str, Callable[[np.ndarray], Prediction]]:
     import onnxruntime as ort
     import openvino as ov
 
@@ -78,9 +83,13 @@ def build_runners(weights: Path, config: str | None, onnx_path: Path, threads: i
 
     runners: dict[str, Callable[[np.ndarray], Prediction]] = {}
     for precision in ("fp32", "bf16"):
-        predictor = Predictor.from_checkpoint(weights, config=config, device="cpu", score_threshold=0.0, precision=precision)
+        predictor = Predictor.from_checkpoint(
+            weights, config=config, device="cpu", score_threshold=0.0, precision=precision, test_augment=test_augment
+        )
         runners[f"predictor_{precision}"] = predictor
-    runners[DIRECT] = Predictor.from_checkpoint(weights, config=config, device="cpu", score_threshold=0.0, winograd=False)
+    runners[DIRECT] = Predictor.from_checkpoint(
+        weights, config=config, device="cpu", score_threshold=0.0, winograd=False, test_augment=test_augment
+    )
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -116,6 +125,9 @@ def ratio_summary(ratios: list[float]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", nargs="+", default=["astronaut", "chelsea", "coffee"])
+    parser.add_argument("--image-files", nargs="+", default=None, help="image files to use instead of --images")
+    parser.add_argument("--test-augment", choices=("none", "flips", "dihedral"), default=None,
+                        help="for the file and the Predictors (default: the checkpoint's model.test_augment)")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds after one warm-up round")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--weights", default=None, help="checkpoint (default: the R50-FPN parity weights)")
@@ -156,16 +168,25 @@ def main() -> None:
         from maskrcnn.export.onnx_export import export_checkpoint
 
         start = time.perf_counter()
-        export_checkpoint(weights, onnx_path, config=config)
+        export_checkpoint(weights, onnx_path, config=config, test_augment=args.test_augment)
         report["export_s"] = round(time.perf_counter() - start, 1)
     report["onnx_file_mib"] = round(onnx_path.stat().st_size / 2**20, 1)
+    import onnx
+
+    report["onnx_file_metadata"] = {
+        p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props
+        if p.key in ("maskrcnn.mask_paste", "maskrcnn.test_augment", "maskrcnn.mask_threshold")
+    }
 
     import onnxruntime
     import openvino
 
     report["versions"] = {"onnxruntime": onnxruntime.__version__, "openvino": openvino.__version__}
-    runners = build_runners(weights, config, onnx_path, args.threads)
-    images = {name: np.asarray(Image.open(PARITY / "images" / f"{name}.png").convert("RGB")) for name in args.images}
+    runners = build_runners(weights, config, onnx_path, args.threads, args.test_augment)
+    if args.image_files:
+        images = {Path(f).name: np.asarray(Image.open(f).convert("RGB")) for f in args.image_files}
+    else:
+        images = {name: np.asarray(Image.open(PARITY / "images" / f"{name}.png").convert("RGB")) for name in args.images}
 
     # Warm-up round: first-call costs (weight packing, graph compilation), and the outputs compared below.
     outputs: dict[str, dict[str, Prediction]] = {name: {} for name in runtimes}

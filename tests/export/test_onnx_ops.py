@@ -66,3 +66,17 @@ def test_topk_at_most_follows_the_input_length(run_in_onnxruntime):
         expected_values, expected_index = values.topk(min(5, values.shape[0]))
         np.testing.assert_allclose(top_values, expected_values.numpy())
         assert top_index.tolist() == expected_index.tolist()
+
+
+def test_argsort_descending_keeps_the_order_of_ties(run_in_onnxruntime):
+    class Sort(torch.nn.Module):
+        def forward(self, values):
+            return onnx_ops.argsort_descending(values)
+
+    example = torch.tensor([0.5, 0.9, 0.5, 0.1, 0.9, 0.5])  # ties: equal values keep their order
+    other = torch.rand(40, generator=torch.Generator().manual_seed(3))
+    empty = torch.zeros(0)
+    results = run_in_onnxruntime(Sort(), (example,), [(example,), (other,), (empty,)], ["values"])
+    assert results[0][0].tolist() == [1, 4, 0, 2, 5, 3] == onnx_ops.argsort_descending(example).tolist()
+    assert results[1][0].tolist() == other.argsort(descending=True).tolist()
+    assert results[2][0].shape == (0,)

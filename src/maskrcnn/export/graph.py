@@ -11,6 +11,13 @@ including background; D detections; M the predicted mask side.
          masks  (D, H, W) float32 probabilities (threshold at 0.5), or (D, M, M) inside
                 each box when built with paste_masks=False
 
+The masks are pasted the model's way (`model.mask_paste`: torchvision's, or "exact": grids
+aligned and pasted pixel-exactly, export/exact_paste.py). With `test_augment` "flips" or
+"dihedral" the graph runs the model's test-time augmentation (model/test_augment.py): one
+box pass per orientation of the image, the detections mapped back and merged by per-class
+NMS and rescored by agreement (export/agreement.py), then the mask head on every
+orientation's features and the grids averaged.
+
 `ExportableMaskRCNN` reuses the model's modules (backbone, FPN, heads: same weights, same
 code) and redoes the glue between them with operations an exporter can record for any
 image size: sizes as int64 tensors, one image instead of a list, the few special steps
@@ -20,34 +27,52 @@ is left as it is (it stays the fast path).
 
 Differences from the model's own arithmetic, all in float rounding only: per-level RPN NMS
 and per-class NMS use the coordinate-offset form of batched NMS everywhere (the model uses
-it up to 1000 boxes), and masks are pasted over the whole image with bilinear weights
-max(0, 1 - |source - j|) (the model pastes inside each box with the same weights).
+it up to 1000 boxes), and masks are aligned and pasted over the whole image with bilinear
+weights max(0, 1 - |source - j|) (the model pastes inside each box with the same weights).
 """
 
 from __future__ import annotations
 
-import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from maskrcnn.errors import UserError
-from maskrcnn.export import onnx_ops
+from maskrcnn.export import exact_paste, onnx_ops
+from maskrcnn.export.agreement import rescore_by_agreement
 from maskrcnn.model.mask_rcnn import MaskRCNN
+from maskrcnn.model.test_augment import (
+    Orientation,
+    orient_boxes,
+    orient_image,
+    orientations,
+    unorient_boxes,
+    unorient_mask_grids,
+)
 from maskrcnn.ops.poolers import assign_levels
-
-PROBE_SIDE = 256  # a square image size used once to learn each feature level's stride
 
 
 class ExportError(UserError):
     """A model or option that the export cannot represent."""
 
 
+class BoxPass(NamedTuple):
+    """One orientation's run up to the boxes (the graph's counterpart of model.mask_rcnn.BoxPass)."""
+
+    orientation: Orientation
+    features: dict[str, Tensor]  # the pooled levels, name -> (1, C, H_l, W_l)
+    size: Tensor  # (2,) int64 [h, w]: the oriented image after resize
+    boxes: Tensor  # (D, 4) in the oriented, resized image
+    scores: Tensor  # (D,)
+    labels: Tensor  # (D,) int64
+
+
 class ExportableMaskRCNN(nn.Module):
     """forward(image (H, W, 3) uint8) -> (boxes, labels, scores, masks); see the module docstring."""
 
-    def __init__(self, model: MaskRCNN, *, paste_masks: bool = True) -> None:
+    def __init__(self, model: MaskRCNN, *, paste_masks: bool = True, test_augment: str = "none") -> None:
         super().__init__()
         if model.training:
             raise ExportError("export: the model is in training mode; call model.eval() first")
@@ -72,18 +97,12 @@ class ExportableMaskRCNN(nn.Module):
         self.rpn = model.rpn
         self.roi_heads = heads
         self.paste_masks = paste_masks
+        self.mask_paste = model.mask_paste  # "torchvision" or "exact"
+        self.orientations = orientations(test_augment)  # [identity] for "none"
         cells = model.rpn.anchor_generator._cell_anchors(torch.float32, torch.device("cpu"))
         for level, cell in enumerate(cells):
             self.register_buffer(f"cell_anchors_{level}", cell.clone(), persistent=False)  # (A, 4)
         self.num_anchor_levels = len(cells)
-        self.level_scales = self._probe_level_scales()
-
-    @torch.no_grad()
-    def _probe_level_scales(self) -> dict[str, float]:
-        """Feature-to-image scale per feature name (1/4 for P2, ...), as the poolers infer it."""
-        device = self.image_mean.device
-        features = self.backbone(torch.zeros((1, 3, PROBE_SIDE, PROBE_SIDE), device=device))
-        return {name: 2.0 ** round(math.log2(f.shape[-2] / PROBE_SIDE)) for name, f in features.items()}
 
     # ---- image -> padded batch --------------------------------------------------------
 
@@ -100,15 +119,15 @@ class ExportableMaskRCNN(nn.Module):
         return torch.floor(image_size.to(torch.float64) * scale.to(torch.float64)).to(torch.int64)
 
     def preprocess(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(H, W, 3) uint8 -> padded (1, 3, Hp, Wp) float, [H, W] and [h, w] (int64 (2,)).
+        """(3, H, W) uint8 -> padded (1, 3, Hp, Wp) float, [H, W] and [h, w] (int64 (2,)).
 
         The bilinear resize (F.interpolate, align_corners=False, ratio input / output size)
         and the zero padding are one product rows (Hp, H) @ image @ columns (W, Wp): plain
         MatMuls that every runtime computes alike (OpenVINO 2026.4 fails on a Resize whose
         output size is computed at run time).
         """
-        original_size = torch._shape_as_tensor(image)[:2]  # (2,) [H, W]
-        pixels = image.permute(2, 0, 1).to(torch.float32) / 255.0  # (3, H, W) in [0, 1]
+        original_size = torch._shape_as_tensor(image)[1:]  # (2,) [H, W]
+        pixels = image.to(torch.float32) / 255.0  # (3, H, W) in [0, 1]
         normalized = (pixels - self.image_mean) / self.image_std
         size = self.resized_size(original_size)
         stride = self.size_divisible
@@ -159,33 +178,43 @@ class ExportableMaskRCNN(nn.Module):
 
     # ---- RoI heads --------------------------------------------------------------------
 
-    def pool(self, pooler: nn.Module, features: dict[str, Tensor], boxes: Tensor) -> Tensor:
-        """(R, 4) boxes -> (R, C, S, S), each from the level its size selects (FPN eq. 1)."""
-        names = self.roi_heads.feature_names
-        scales = [self.level_scales[name] for name in names]
+    def pool(self, pooler: nn.Module, features: dict[str, Tensor], boxes: Tensor, size: Tensor) -> Tensor:
+        """(R, 4) boxes in an image resized to size [h, w] -> (R, C, S, S), each from the level
+        its size selects (FPN eq. 1).
 
-        def align(name: str, level_boxes: Tensor, scale: float) -> Tensor:
+        Each level's scale is what the model's poolers infer (ops.poolers.infer_scale):
+        2 ** round(log2(H_l / h)), from the level's height and the unpadded height, so it is
+        computed in the graph (a wide image's padding can make it differ from the stride),
+        and the boxes are scaled by it (a power of two: exact) for RoiAlign at scale 1.
+        """
+        names = self.roi_heads.feature_names
+        height = size[0].to(torch.float32)
+        exponents = [  # 0-d float32: -2 for P2 (scale 1/4), ...
+            torch.round(torch.log2(torch._shape_as_tensor(features[name])[2].to(torch.float32) / height))
+            for name in names
+        ]
+
+        def align(name: str, level_boxes: Tensor, exponent: Tensor) -> Tensor:
             batch_index = torch.zeros_like(level_boxes[:, 0], dtype=torch.int64)
             return onnx_ops.roi_align(
-                features[name], level_boxes, batch_index, pooler.output_size, scale, pooler.sampling_ratio,
-                pooler.aligned,
+                features[name], level_boxes * torch.pow(2.0, exponent), batch_index, pooler.output_size, 1.0,
+                pooler.sampling_ratio, pooler.aligned,
             )
 
         if len(names) == 1:
-            return align(names[0], boxes, scales[0])
-        k_min, k_max = int(round(-math.log2(scales[0]))), int(round(-math.log2(scales[-1])))
-        levels = assign_levels(boxes, k_min, k_max, pooler.canonical_scale, pooler.canonical_level)  # (R,)
+            return align(names[0], boxes, exponents[0])
+        levels = assign_levels(boxes, -exponents[0], -exponents[-1], pooler.canonical_scale, pooler.canonical_level)  # (R,)
         pooled, order = [], []
-        for level, (name, scale) in enumerate(zip(names, scales)):
+        for level, (name, exponent) in enumerate(zip(names, exponents)):
             members = torch.where(levels == level)[0]
-            pooled.append(align(name, boxes[members], scale))
+            pooled.append(align(name, boxes[members], exponent))
             order.append(members)
         return torch.cat(pooled)[torch.argsort(torch.cat(order))]  # back to the order of `boxes`
 
     def detect(self, features: dict[str, Tensor], proposals: Tensor, size: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(P, 4) proposals -> boxes (D, 4) in resized pixels, scores (D,), labels (D,) int64."""
         heads = self.roi_heads
-        pooled = heads.shared_head(self.pool(heads.box_pooler, features, proposals))
+        pooled = heads.shared_head(self.pool(heads.box_pooler, features, proposals, size))
         class_logits, box_deltas = heads.box_predictor(heads.box_head(pooled))
         class_logits, box_deltas = class_logits.float(), box_deltas.float()
         num_classes = class_logits.shape[-1]
@@ -199,32 +228,73 @@ class ExportableMaskRCNN(nn.Module):
         keep = batched_nms(boxes, scores, labels, heads.nms_thresh, heads.detections_per_img)
         return boxes[keep], scores[keep], labels[keep]
 
-    def mask_probabilities(self, features: dict[str, Tensor], boxes: Tensor, labels: Tensor) -> Tensor:
+    def mask_probabilities(self, features: dict[str, Tensor], boxes: Tensor, labels: Tensor, size: Tensor) -> Tensor:
         """(D, 4) boxes in resized pixels, (D,) labels -> (D, M, M) probabilities of that class."""
         heads = self.roi_heads
-        pooled = heads.shared_head(self.pool(heads.mask_pooler, features, boxes))
+        pooled = heads.shared_head(self.pool(heads.mask_pooler, features, boxes, size))
         logits = heads.mask_predictor(heads.mask_head(pooled)).float()  # (D, K, M, M)
         if heads.mask_loss_kind == "softmax":
             logits = logits.softmax(dim=1)
         side = logits.shape[-1]
         index = labels.view(-1, 1, 1, 1).expand(-1, 1, side, side)  # (D, 1, M, M)
         chosen = logits.gather(1, index)[:, 0]  # (D, M, M)
-        return chosen if heads.mask_loss_kind == "softmax" else chosen.sigmoid()
+        chosen = chosen if heads.mask_loss_kind == "softmax" else chosen.sigmoid()
+        # exact paste: grids resampled where training put them (the model's align_grids)
+        return exact_paste.align_mask_grids(chosen, boxes) if self.mask_paste == "exact" else chosen
 
     # ---- all of it ----------------------------------------------------------------------
 
-    def forward(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        batch, original_size, size = self.preprocess(image)
+    def box_pass(self, image: Tensor, orientation: Orientation) -> BoxPass:
+        """(3, H, W) uint8 -> one orientation's detections (the model's detect_boxes)."""
+        batch, _, size = self.preprocess(orient_image(image, orientation))
         features = self.backbone(batch)  # name -> (1, C, H_l, W_l)
         proposals = self.propose(batch, list(features.values()), size)
         pooled_features = {name: features[name] for name in self.roi_heads.feature_names}
         boxes, scores, labels = self.detect(pooled_features, proposals, size)
-        probabilities = self.mask_probabilities(pooled_features, boxes, labels)  # (D, M, M)
+        return BoxPass(orientation, pooled_features, size, boxes, scores, labels)
+
+    def merge(self, passes: list[BoxPass]) -> tuple[Tensor, Tensor, Tensor]:
+        """Every pass's detections in the image's resized frame -> merged (boxes, scores, labels),
+        as model.test_augment.predict_augmented merges them."""
+        per_pass = [
+            (unorient_boxes(p.boxes, size_pair(p.size), p.orientation), p.scores, p.labels) for p in passes
+        ]
+        boxes = torch.cat([b for b, _, _ in per_pass])  # (A*D', 4)
+        scores = torch.cat([s for _, s, _ in per_pass])
+        labels = torch.cat([lab for _, _, lab in per_pass])
+        heads = self.roi_heads
+        keep = batched_nms(boxes, scores, labels, heads.nms_thresh, heads.detections_per_img)
+        return rescore_by_agreement(boxes[keep], labels[keep], per_pass)
+
+    def forward(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        image = image.permute(2, 0, 1)  # (3, H, W) uint8
+        original_size = torch._shape_as_tensor(image)[1:]  # (2,) [H, W]
+        passes = [self.box_pass(image, o) for o in self.orientations]
+        size = passes[0].size  # the image's own (unoriented) resized size
+        if len(passes) == 1:
+            boxes, scores, labels = passes[0].boxes, passes[0].scores, passes[0].labels
+        else:
+            boxes, scores, labels = self.merge(passes)
+        probabilities = None  # (D, M, M): the mean over the passes of their grids, mapped back
+        for p in passes:
+            oriented = orient_boxes(boxes, size_pair(size), p.orientation)
+            grids = unorient_mask_grids(self.mask_probabilities(p.features, oriented, labels, p.size), p.orientation)
+            probabilities = grids if probabilities is None else probabilities + grids
+        if len(passes) > 1:
+            probabilities = probabilities / len(passes)
         ratio = original_size.to(torch.float32) / size.to(torch.float32)  # (2,) [h ratio, w ratio]
         boxes = boxes * torch.stack((ratio[1], ratio[0], ratio[1], ratio[0]))  # back to image pixels
-        if self.paste_masks:
+        if self.paste_masks and self.mask_paste == "exact":
+            probabilities = exact_paste.paste_masks_exact(probabilities, boxes, original_size)  # (D, H, W)
+        elif self.paste_masks:
             probabilities = paste_masks(probabilities, boxes, original_size)  # (D, H, W)
         return boxes, labels, scores, probabilities
+
+
+def size_pair(size: Tensor) -> tuple[Tensor, Tensor]:
+    """(2,) int64 [h, w] -> (h, w) float32 scalars, for the model's orientation helpers."""
+    size = size.to(torch.float32)
+    return size[0], size[1]
 
 
 def clip_to_size(boxes: Tensor, size: Tensor) -> Tensor:

@@ -6,8 +6,12 @@ The file takes `image`: (H, W, 3) uint8 RGB of any size, and gives `boxes` (D, 4
 x1 y1 x2 y2 in image pixels, `labels` (D,) int64, `scores` (D,) float32 (highest first,
 every detection above the model's score threshold, at most detections_per_img) and
 `masks`: (D, H, W) float32 probabilities (threshold at 0.5), or with paste_masks=False
-(D, M, M) probabilities inside each box. Class names and the label -> category id map
-go into the file's metadata (`maskrcnn.class_names`, `maskrcnn.label_to_category_id`, JSON).
+(D, M, M) probabilities inside each box. Masks are pasted as the model pastes them
+(`model.roi_heads.mask_paste`), and with test_augment "flips" (or "dihedral") the graph
+runs the model's test-time augmentation, so the file gives the Predictor's answer. Class
+names, the label -> category id map, the paste and the test-time mode go into the file's
+metadata (`maskrcnn.class_names`, `maskrcnn.label_to_category_id` (JSON),
+`maskrcnn.mask_paste`, `maskrcnn.test_augment`).
 
 It uses the TorchScript-based exporter (`dynamo=False`): the graph is traced once on a
 generated image, and every size that depends on the image is computed in the graph
@@ -21,6 +25,7 @@ import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -79,14 +84,16 @@ def export_onnx(
     class_names: Sequence[str] | None = None,
     label_to_category_id: dict[int, int] | None = None,
     config_name: str | None = None,
+    test_augment: str = "none",
 ) -> Path:
-    """Export `model` (eval mode, not prepared for inference) to `output`, atomically."""
+    """Export `model` (eval mode, not prepared for inference) to `output`, atomically;
+    `test_augment` ("none", "flips", "dihedral") puts the model's test-time passes in the graph."""
     import onnx
 
     output = Path(output)
     check_opset(opset)
     check_output_path(output)
-    graph = ExportableMaskRCNN(model.cpu().eval(), paste_masks=paste_masks).eval()
+    graph = ExportableMaskRCNN(model.cpu().eval(), paste_masks=paste_masks, test_augment=test_augment).eval()
     register_onnx_symbolics(opset)
     buffer = io.BytesIO()
     dynamic = {INPUT_NAME: {0: "height", 1: "width"}}
@@ -119,6 +126,8 @@ def export_onnx(
         "maskrcnn.config": config_name or "",
         # the graph gives probabilities; `maskrcnn predict` binarises above this
         "maskrcnn.mask_threshold": repr(float(model.mask_threshold)),
+        "maskrcnn.mask_paste": model.mask_paste,  # torchvision or exact (model.roi_heads.mask_paste)
+        "maskrcnn.test_augment": test_augment,  # none, flips or dihedral (model.test_augment)
     }
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
@@ -134,22 +143,22 @@ def export_checkpoint(
     config: str | None = None,
     paste_masks: bool = True,
     opset: int = DEFAULT_OPSET,
-) -> Path:
-    """Load a checkpoint (native, or torchvision with `config`) and export it."""
+    test_augment: str | None = None,
+    mask_paste: str | None = None,
+) -> ExportedFile:
+    """Load a checkpoint (native, or torchvision with `config`) and export it. `test_augment`
+    and `mask_paste` (None: the checkpoint's model.test_augment, model.roi_heads.mask_paste)
+    are what `maskrcnn predict` takes for the same options."""
     weights = Path(weights)
     if not weights.is_file():
         raise FileNotFoundError(2, "checkpoint file not found", str(weights))
     check_opset(opset)  # before the slow part
     check_output_path(Path(output))
-    loaded = load_checkpoint(weights, config=config, device="cpu", for_inference=False)
+    overrides = [f"{key}={value}" for key, value in (
+        ("model.test_augment", test_augment), ("model.roi_heads.mask_paste", mask_paste)) if value is not None]
+    loaded = load_checkpoint(weights, config=config, device="cpu", for_inference=False, overrides=overrides)
     model, test_augment = loaded.model, loaded.config.model.test_augment
-    if model.mask_paste != "torchvision":
-        print(f"note: model.roi_heads.mask_paste {model.mask_paste} is not in the ONNX graph, which pastes "
-              "masks as torchvision does (about one pixel larger than `maskrcnn predict`'s)")
-    if test_augment != "none":
-        print(f"note: model.test_augment {test_augment} is not in the ONNX graph, which runs one pass "
-              "on the image as it is (detections differ from `maskrcnn predict`'s; use --test-augment none there to compare)")
-    return export_onnx(
+    path = export_onnx(
         model,
         output,
         paste_masks=paste_masks,
@@ -157,4 +166,12 @@ def export_checkpoint(
         class_names=loaded.class_names,
         label_to_category_id=loaded.label_to_category_id,
         config_name=config,
+        test_augment=test_augment,
     )
+    return ExportedFile(path, model.mask_paste, test_augment)
+
+
+class ExportedFile(NamedTuple):
+    path: Path
+    mask_paste: str  # torchvision or exact
+    test_augment: str  # none, flips or dihedral

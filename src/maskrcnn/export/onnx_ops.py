@@ -12,6 +12,8 @@ node becomes (torchvision exports its compiled ops the same way):
     nms               -> NonMaxSuppression (+ Gather of the kept box indices)
     roi_align         -> RoiAlign (opset 16: half_pixel for aligned=True,
                          output_half_pixel for torchvision's aligned=False)
+    argsort_descending -> TopK over the whole length (ONNX breaks ties by the lower
+                         index, which is PyTorch's stable sort)
 
 The image-dependent sizes around them (how many boxes a level has, how many survive) are
 computed in the graph, so the file works for every image size.
@@ -63,6 +65,12 @@ def roi_align(
     return project_roi_align(feature, rois, output_size, spatial_scale, sampling_ratio, aligned).contiguous()
 
 
+@torch.library.custom_op(f"{NAMESPACE}::argsort_descending", mutates_args=())
+def argsort_descending(values: Tensor) -> Tensor:
+    """Indices (N,) int64 that order (N,) values from the largest; equal values keep their order."""
+    return values.argsort(descending=True, stable=True)
+
+
 # ---- the same operators, as ONNX nodes ---------------------------------------------------
 
 
@@ -111,10 +119,17 @@ def _roi_align_onnx(
     )
 
 
+@symbolic_helper.parse_args("v")
+def _argsort_descending_onnx(g: Any, values: Any) -> Any:
+    _, indices = g.op("TopK", values, g.op("Shape", values), axis_i=0, largest_i=1, sorted_i=1, outputs=2)
+    return indices
+
+
 _SYMBOLICS = {
     "topk_at_most": _topk_at_most_onnx,
     "nms": _nms_onnx,
     "roi_align": _roi_align_onnx,
+    "argsort_descending": _argsort_descending_onnx,
 }
 
 
