@@ -40,6 +40,7 @@ from maskrcnn.config import Config, load_config
 from maskrcnn.engine import distributed as du
 from maskrcnn.engine import time_budget
 from maskrcnn.engine.metrics import WindowAverages, read_metrics, run_evaluation
+from maskrcnn.engine.preemption import StopOnSignal
 from maskrcnn.engine.resume_state import (
     BEST_NAME,
     FINAL_NAME,
@@ -193,10 +194,22 @@ def _shared_clock(device: torch.device) -> Callable[[], float]:
     return clock
 
 
-def run_loop(run: TrainingRun) -> float:
+def _save_and_stop(run: TrainingRun, stop: StopOnSignal, done: int) -> None:
+    """A signal asked the run to stop (engine/preemption.py): write last.pt, then end the
+    run with TrainingStopped (every rank, after rank 0 has saved)."""
+    state = training_state(run, done)
+    if run.info.is_main:
+        save_checkpoint(run.out / LAST_NAME, state)
+    du.barrier()
+    raise stop.stopped(run.out / LAST_NAME, done)
+
+
+def run_loop(run: TrainingRun, stop: StopOnSignal | None = None) -> float:
     """Iterations position.iteration .. max_iter - 1, with periodic evaluation and
     checkpoints; returns the training time in seconds. With solver.max_time_s the run
-    may be shortened (and its schedule rebuilt) or stopped early (engine/time_budget.py)."""
+    may be shortened (and its schedule rebuilt) or stopped early (engine/time_budget.py).
+    When `stop` records a SIGTERM / SIGINT the run saves last.pt after the iteration and
+    raises TrainingStopped."""
     cfg, info = run.cfg, run.info
     max_iter = cfg.solver.max_iter
     start_iter = run.position.iteration
@@ -249,6 +262,9 @@ def run_loop(run: TrainingRun) -> float:
                 save_checkpoint(run.out / LAST_NAME, state)
         if kill_after and done == kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
+        if stop is not None and stop.agreed(run.device):
+            bar.close()
+            _save_and_stop(run, stop, done)
         tick = time.perf_counter()
     bar.close()
     run.position.iteration = max_iter
@@ -320,8 +336,9 @@ def train(
     info = du.init_distributed(device)
     finished = False
     try:
-        run = setup_run(cfg, resume=resume, info=info, device=device, model=model, train_set=train_set, val_set=val_set)
-        train_time = run_loop(run)
+        with StopOnSignal() as stop:  # SIGTERM / SIGINT: finish the iteration, save, stop
+            run = setup_run(cfg, resume=resume, info=info, device=device, model=model, train_set=train_set, val_set=val_set)
+            train_time = run_loop(run, stop)
         summary = finish_run(run, train_time)
         finished = True
         return summary
@@ -358,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("MASKRCNN_DEBUG") or not is_user_error(exc):
             raise
         print(f"{parser.prog}: error: {error_message(exc)}", file=sys.stderr)
-        return 1
+        return getattr(exc, "exit_status", 1)
     if du.env_dist_info().is_main:
         print(f"done: {summary.get('iterations')} iterations, output in {summary.get('output_dir')}")
     return 0
