@@ -1,6 +1,8 @@
 """Properties of COCO RLE: masks round-trip through every encoder and decoder of the
 project, and the annotation validator (`rle_problem`) accepts exactly the counts strings
-that pycocotools reads as a mask of the stated size (profiles in tests/conftest.py)."""
+that pycocotools reads as a mask of the stated size (profiles in tests/conftest.py).
+Strings that pycocotools cannot be given safely (a number cut at the end: it reads past the
+string) are checked against the validator alone."""
 
 from __future__ import annotations
 
@@ -82,11 +84,28 @@ def counts_strings(draw) -> tuple[str, int, int]:
     return counts, height, width
 
 
-def runs_pycocotools_reads(counts: str, height: int, width: int) -> list[int]:
-    """The run lengths pycocotools parses from `counts` (its merge of one RLE re-encodes
-    exactly what it read, without decoding pixels; the canonical string then reads alike)."""
-    merged = coco_mask.merge([{"size": [height, width], "counts": counts.encode("ascii")}])
-    return decode_counts_string(merged["counts"])
+def runs_as_pycocotools_reads(counts: str) -> list[int]:
+    """The run lengths pycocotools' rleFrString stores for `counts`: as `decode_counts_string`
+    but in its C types (a 64-bit long per number, stored as a 32-bit unsigned run), so a
+    negative run becomes a huge one instead of an error. Checked against pycocotools' own
+    `area` (the sum of the odd runs) in the test; pycocotools' merge, which would give every
+    run, re-encodes into a buffer of 6 characters a run and overflows it on huge runs."""
+    runs: list[int] = []
+    position = 0
+    while position < len(counts):
+        value, shift, more = 0, 0, True
+        while more:
+            code = ord(counts[position]) - 48
+            value |= (code & 0x1F) << shift
+            more = bool(code & 0x20)
+            position += 1
+            shift += 5
+            if not more and code & 0x10:
+                value |= -1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        runs.append(value % 2**32)
+    return runs
 
 
 @given(counts_strings())
@@ -102,11 +121,13 @@ def test_the_validator_accepts_exactly_what_pycocotools_reads_as_a_mask_of_the_s
         # a number cut short: pycocotools would read past the string's end; the validator refuses it
         assert rle_problem({"size": [height, width], "counts": counts}, height, width) is not None
         return
-    runs = runs_pycocotools_reads(counts, height, width)
+    runs = runs_as_pycocotools_reads(counts)
+    rle = {"size": [height, width], "counts": counts.encode("ascii")}
+    assert int(coco_mask.area(rle)) == sum(runs[1::2]) % 2**32  # read as pycocotools reads it
     accepted = rle_problem({"size": [height, width], "counts": counts}, height, width) is None
     assert accepted == (sum(runs) == height * width), (counts, runs)
     if accepted:
-        decoded = coco_mask.decode({"size": [height, width], "counts": counts.encode("ascii")})
+        decoded = coco_mask.decode(rle)  # safe: the runs fill the mask exactly
         assert decoded.shape == (height, width) and int(decoded.sum()) == sum(runs[1::2])
         assert np.array_equal(rle_to_mask({"size": [height, width], "counts": counts}), decoded)
 
