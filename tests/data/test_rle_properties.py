@@ -112,8 +112,9 @@ def runs_as_pycocotools_reads(counts: str) -> list[int]:
 @example(("0", 2, 2))  # one run of 0 pixels: too short
 @example(("4", 2, 2))  # 4 zeros: the whole 2 x 2 mask
 @example(("13", 2, 2))  # 1 zero, 3 ones
-@example(("1131", 2, 2))  # 1, 1, then 3 + 1 (the delta from two runs before): 1 + 1 + 4 > 4
-@example(("11?", 2, 2))  # '?' = 15 ... with 0x10 the sign: -1 + 1 (the run two before) = 0
+@example(("1131", 2, 2))  # runs 1, 1, 3, then 1 + 1 (a delta to the run two before) = 2: 7 pixels, not 4
+@example(("11?", 2, 2))  # '?' = 15 with the sign bit 0x10: a run of -17
+@example(("32O", 2, 2))  # runs 3, 2, -1 ('O' = 31 with the sign bit): they add up to 4, but a run is negative
 def test_the_validator_accepts_exactly_what_pycocotools_reads_as_a_mask_of_the_size(case):
     counts, height, width = case
     assume(all(len(number) <= 6 for number in numbers_of(counts)))  # pycocotools shifts a 64-bit long
