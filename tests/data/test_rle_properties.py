@@ -113,7 +113,7 @@ def runs_as_pycocotools_reads(counts: str) -> list[int]:
 @example(("4", 2, 2))  # 4 zeros: the whole 2 x 2 mask
 @example(("13", 2, 2))  # 1 zero, 3 ones
 @example(("1131", 2, 2))  # runs 1, 1, 3, then 1 + 1 (a delta to the run two before) = 2: 7 pixels, not 4
-@example(("11?", 2, 2))  # '?' = 15 with the sign bit 0x10: a run of -17
+@example(("11?", 2, 2))  # '?' = 15: runs 1, 1, 15, 17 pixels, not 4
 @example(("32O", 2, 2))  # runs 3, 2, -1 ('O' = 31 with the sign bit): they add up to 4, but a run is negative
 def test_the_validator_accepts_exactly_what_pycocotools_reads_as_a_mask_of_the_size(case):
     counts, height, width = case
