@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -44,8 +44,10 @@ def valid_coco() -> dict[str, Any]:
     }
 
 
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.sampled_from([0, -1, 1, 10**9, 2**31])
+# values that break a field's type or range, then any JSON value
+EDGE_VALUES = [None, True, "", "x", -1, 0, 1.5, 10**9, 2**31, -(2**63), float("nan"), float("inf"), [], {}, [1, 2], {"a": 1}]
+JSON_VALUES = st.sampled_from(EDGE_VALUES) | st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40)
     | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=6),
     lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=6), children, max_size=3),
     max_leaves=8,
@@ -63,8 +65,8 @@ def locations(value: Any, path: tuple = ()) -> Iterator[tuple]:
 @st.composite
 def mutated_files(draw) -> bytes:
     data = valid_coco()
-    text_edit = draw(st.sampled_from(["none", "none", "none", "cut", "byte"]))
-    for _ in range(draw(st.integers(1, 3))):
+    text_edit = draw(st.sampled_from(["none"] * 8 + ["cut", "byte"]))
+    for _ in range(draw(st.integers(1, 4))):
         path = draw(st.sampled_from(list(locations(data))))
         edit = draw(st.sampled_from(["replace", "drop", "add"]))
         if not path:
@@ -142,6 +144,7 @@ def test_the_valid_file_loads(image_folder):
         assert len(CocoDataset(Path(folder) / "a.json", image_folder)) == 2
 
 
+@settings(max_examples=4 * settings().max_examples)  # milliseconds a case: 4 times the profile's
 @given(raw=mutated_files())
 def test_any_mutation_loads_or_stops_with_one_line(image_folder, raw):
     check_loads_or_one_line(raw, image_folder)
