@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from maskrcnn.evaluation.dsb_score import DSB_IOU_THRESHOLDS, dsb_image_score, dsb_score, dsb_score_from_iou
+from maskrcnn.evaluation.dsb_score import (
+    DSB_IOU_THRESHOLDS,
+    dsb_image_score,
+    dsb_score,
+    dsb_score_from_iou,
+)
 
 
 def stack(*pixel_sets: list[int], width: int = 12) -> np.ndarray:

@@ -8,11 +8,11 @@ import numpy as np
 from hypothesis import example, given
 from hypothesis import strategies as st
 from test_seams import GroundTruthPieces
+from tiled_checks import assert_box_is_tight_box_of_mask
 
 from maskrcnn.data.image_source import ArrayImage, ImageSource
 from maskrcnn.data.intensity import IntensityWindow
 from maskrcnn.inference.tiling.tiled_prediction import predict_tiled
-from tiled_checks import assert_box_is_tight_box_of_mask
 
 HEIGHT, WIDTH = 90, 120
 
