@@ -145,6 +145,10 @@ def test_a_signal_sets_the_flag_and_a_second_one_acts_at_once():
          "python -m maskrcnn.engine.train --set solver.lr=0.1 --resume"),
         (["/src/maskrcnn/engine/train.py", "--output", "o"], {"WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2"},
          "torchrun --nproc_per_node=2 -m maskrcnn.engine.train --output o --resume"),
+        # started otherwise (no --resume there): `maskrcnn train` on the config the run wrote
+        (["/venv/bin/maskrcnn", "demo", "--output", "runs/demo"], {},
+         "maskrcnn train --config 'runs/my demo/config.yaml' --output 'runs/my demo' --resume"),
+        (["notebook.py"], {}, "maskrcnn train --config 'runs/my demo/config.yaml' --output 'runs/my demo' --resume"),
     ],
 )
 def test_the_resume_command_is_the_command_line_with_resume(argv, env, expected, monkeypatch):
@@ -152,7 +156,7 @@ def test_the_resume_command_is_the_command_line_with_resume(argv, env, expected,
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    assert resume_command(argv) == expected
+    assert resume_command(argv, output_dir=Path("runs/my demo")) == expected
 
 
 def _agree(rank: int, world: int, port: int, results) -> None:

@@ -87,12 +87,14 @@ class StopOnSignal:
         """The error that ends the run once `last_checkpoint` holds iteration `iteration`."""
         return TrainingStopped(
             f"stopped by {self.requested or 'a signal on another process'} after iteration {iteration}; "
-            f"the run is saved in {last_checkpoint}. Resume it with: {resume_command()}"
+            f"the run is saved in {last_checkpoint}. Resume it with: {resume_command(output_dir=last_checkpoint.parent)}"
         )
 
 
-def resume_command(argv: list[str] | None = None) -> str:
-    """The command line that started this process, with `--resume` added (once)."""
+def resume_command(argv: list[str] | None = None, output_dir: Path | None = None) -> str:
+    """The command line that started this process, with `--resume` added (once). Started
+    otherwise (`maskrcnn demo`, the Python API): `maskrcnn train` on the config.yaml the run
+    wrote into `output_dir`."""
     argv = list(sys.argv if argv is None else argv)
     program, args = argv[0] if argv else "maskrcnn", argv[1:]
     name = Path(program).name
@@ -103,10 +105,11 @@ def resume_command(argv: list[str] | None = None) -> str:
             head = ["torchrun", f"--nproc_per_node={per_node}", "-m", "maskrcnn.engine.train"]
         else:
             head = ["python", "-m", "maskrcnn.engine.train"]
-    elif name == "maskrcnn":
+    elif name == "maskrcnn" and args[:1] == ["train"]:
         head = ["maskrcnn"]
-    else:  # the Python API, or another front door: the command line's equivalent
-        return "maskrcnn train --config <the same config> --output <the same folder> --resume (or train(..., resume=True))"
+    else:  # the Python API, `maskrcnn demo`, ...: the run's own config
+        folder = str(output_dir) if output_dir is not None else "OUTPUT"
+        return shlex.join(["maskrcnn", "train", "--config", f"{folder}/config.yaml", "--output", folder, "--resume"])
     if "--resume" not in args:
         args.append("--resume")
     return shlex.join(head + args)
