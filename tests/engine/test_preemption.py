@@ -25,6 +25,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from maskrcnn import cli, io_utils
+from maskrcnn.config import load_config
+from maskrcnn.data.build import ensure_shapes
 from maskrcnn.engine.preemption import (
     PREEMPTED_EXIT_STATUS,
     StopOnSignal,
@@ -86,9 +88,11 @@ def completed_iterations(out: Path) -> int:
 
 def test_sigterm_at_a_random_iteration_then_resume_gives_the_uninterrupted_weights(tmp_path):
     program, data = maskrcnn_program(), tmp_path / "data"
-    straight = subprocess.run([program, *train_args(tmp_path / "straight", data)], check=False, env=quiet_env(),
-                              capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S)
-    assert straight.returncode == 0, straight.stderr[-2000:]
+    cfg = load_config(None, TINY + [f"data.train.annotations={data}/train.json"])
+    ensure_shapes(cfg.data.train, "data.train")  # generated once, before two runs read it
+    # the uninterrupted run, beside the one to stop (one thread each)
+    straight = subprocess.Popen([program, *train_args(tmp_path / "straight", data)], env=quiet_env(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     signal_after = random.Random().randint(1, MAX_ITER - 3)  # any iteration must do; it is logged on failure
     out = tmp_path / "stopped"
@@ -118,6 +122,8 @@ def test_sigterm_at_a_random_iteration_then_resume_gives_the_uninterrupted_weigh
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resumed from {out / LAST_NAME} at iteration {stopped_at}" in resumed.stderr
 
+    _, straight_err = straight.communicate(timeout=SUBPROCESS_TIMEOUT_S)
+    assert straight.returncode == 0, straight_err[-2000:]
     a = torch.load(tmp_path / "straight" / "model_final.pt", weights_only=True)["model"]
     b = torch.load(out / "model_final.pt", weights_only=True)["model"]
     assert a.keys() == b.keys()
