@@ -222,6 +222,7 @@ def test_touching_objects_stay_apart():
 
 def test_label_image_numbers_instances_by_score(objects):
     result = run(objects)
+    assert_box_is_tight_box_of_mask(result.instances)
     labels = result.label_image()
     assert labels.dtype == np.uint16 and labels.shape == (HEIGHT, WIDTH)
     for k, inst in enumerate(result.instances):
@@ -325,6 +326,7 @@ def test_a_merged_score_is_that_of_the_view_with_the_most_context():
     merger.add_tile(TileWindow(1, 0, 60, 100, 160), [_rect(40, 84, 60, 98, 0.6)])
     (merged,) = merger.pop_finished(None)
     assert merged.score == pytest.approx(0.6)
+    assert_box_is_tight_box_of_mask([merged])
 
 
 def test_a_c_shaped_object_at_the_image_top_keeps_its_whole_box(objects):
