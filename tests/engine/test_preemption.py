@@ -25,7 +25,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from maskrcnn import cli, io_utils
-from maskrcnn.config import load_config
+from maskrcnn.config import dump_config, load_config
 from maskrcnn.data.build import ensure_shapes
 from maskrcnn.engine.preemption import (
     PREEMPTED_EXIT_STATUS,
@@ -68,11 +68,17 @@ def maskrcnn_program() -> str:
     return str(script)
 
 
+def tiny_config(data: Path, *extra: str) -> Path:
+    """TINY (over the built-in defaults, not `maskrcnn train`'s default shapes_demo) as a
+    YAML file beside the data, for `maskrcnn train --config FILE`."""
+    path = data.parent / f"tiny{len(extra)}.yaml"  # not in the generated data's folder
+    if not path.is_file():  # written once: a run started earlier may be reading it
+        path.write_text(dump_config(load_config(None, [*TINY, f"data.train.annotations={data}/train.json", *extra])))
+    return path
+
+
 def train_args(out: Path, data: Path) -> list[str]:
-    args = ["train"]
-    for item in TINY + [f"data.train.annotations={data}/train.json"]:
-        args += ["--set", item]
-    return args + ["--output", str(out)]
+    return ["train", "--config", str(tiny_config(data)), "--output", str(out)]
 
 
 def quiet_env() -> dict[str, str]:
@@ -264,10 +270,8 @@ def test_a_full_disk_during_training_stops_with_one_line_and_last_pt_loads(tmp_p
 
     monkeypatch.setattr(io_utils, "atomic_write_bytes", atomic_write_bytes)
     out = tmp_path / "run"
-    sets = [s for s in TINY if not s.startswith(("solver.max_iter", "train.checkpoint_period", "solver.warmup"))]
-    sets += ["solver.max_iter=4", "solver.warmup_iters=1", "train.checkpoint_period=2",
-             f"data.train.annotations={tmp_path}/data/train.json"]
-    argv = ["train", "--output", str(out)] + [x for s in sets for x in ("--set", s)]
+    config = tiny_config(tmp_path / "data", "solver.max_iter=4", "solver.warmup_iters=1", "train.checkpoint_period=2")
+    argv = ["train", "--config", str(config), "--output", str(out)]
     status = cli.main(argv)
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if "error" in line]
