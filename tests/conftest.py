@@ -5,6 +5,10 @@
   test that built a CPU Predictor or trained would otherwise change the memory behaviour
   of every test after it. `tests/test_runtime.py` checks the setting in subprocesses.
 * torch's intra-op thread count is put back after every test (some set it to 1).
+* hypothesis profiles: `ci` (the default: 25 examples a property, derandomized, so
+  every run tries the same cases and a failure always reproduces; 10 s a case at most, a
+  bound for a loaded machine, not a speed test) and `nightly` (1000 random examples a
+  property, no deadline): `HYPOTHESIS_PROFILE=nightly python -m pytest tests -k property`.
 * fixtures `require_shared` (a function: `require_shared(path)`) and `parity_dir`: data
   from ../shared beside the repo. Without it a test is skipped on a developer machine, but
   fails when the environment variable CI is set, so a CI run can never be green with
@@ -18,12 +22,21 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 
 from maskrcnn.runtime import SYSTEM_MALLOC_ENV
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 os.environ[SYSTEM_MALLOC_ENV] = "1"  # at import, before any test module builds a Predictor
+
+settings.register_profile(
+    "ci", max_examples=25, derandomize=True, deadline=10_000, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("nightly", max_examples=1000, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def require_shared(path: Path, what: str = "parity fixtures") -> None:

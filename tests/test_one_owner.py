@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiled_checks import assert_box_encloses_mask
 from tiny_model import tiny_overrides
 
 from maskrcnn.checkpoints import save_model
@@ -72,6 +73,7 @@ def test_each_setting_reaches_every_output_alike(case, tmp_path, paste, threshol
 
     tiled = predictor.predict_tiled(image, tile=64, overlap=16)  # one tile: the whole image
     assert tiled.tiles == 1 and np.array_equal(tiled.dense_masks(), whole["masks"][order])
+    assert_box_encloses_mask(tiled.boxes, list(tiled.dense_masks()))
 
     options = PredictOptions(
         weights=case["weights"], output=tmp_path / "predict", score_threshold=0.0, mask_paste=paste,

@@ -385,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("MASKRCNN_DEBUG") or not is_user_error(exc):
             raise
         print(f"maskrcnn: error: {error_message(exc)}", file=sys.stderr)
-        return 1
+        return int(getattr(exc, "exit_status", 1))  # a training run stopped by a signal: 75
     return int(status or 0)
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -32,9 +34,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the usual mode
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(_disk_full_message(path, len(data))) from None
         raise
 
 
@@ -50,6 +54,25 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+class DiskFullError(UserError):
+    """The disk (or quota) filled up during an atomic write; the previous file is kept.
+    `situation` names the folder and the space needed; `advice` says what to do."""
+
+    def __init__(self, situation: str, advice: str = "free some space (or choose another folder) and run again") -> None:
+        self.situation = situation
+        super().__init__(f"{situation}; {advice}")
+
+
+def _disk_full_message(path: Path, needed: int) -> str:
+    folder = path.parent.resolve()
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:.1f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    kept = f"the previous {path.name} is kept" if path.exists() else f"no {path.name} was written"
+    return f"{folder}: no space left to write {path.name}: it needs {needed / 2**20:.1f} MiB ({needed} bytes), {free}; {kept}"
 
 
 class OutputPathError(UserError):

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiled_checks import assert_box_encloses_mask
 from tiny_model import tiny_overrides
 
 from maskrcnn import Predictor
@@ -50,6 +51,7 @@ def test_whole_image_tiles_and_evaluation_give_the_same_exact_masks(checkpoints,
             order = np.argsort(-whole["scores"], kind="stable")
             tiled = predictor.predict_tiled(image, tile=64, overlap=16)
             assert tiled.tiles == 1 and np.array_equal(tiled.dense_masks(), whole["masks"][order])
+            assert_box_encloses_mask(tiled.boxes, list(tiled.dense_masks()))
             results: list[dict] = []
             evaluate_metrics(annotations=json_path, weights=path, images=tmp_path / "images", device="cpu",
                              results_out=results)

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import tifffile
 from PIL import Image
+from tiled_checks import assert_box_encloses_mask
 
 from maskrcnn import Predictor
 from maskrcnn.cli import main
@@ -29,6 +30,7 @@ def test_one_tile_equals_whole_image_prediction(tiny_checkpoint):
     order = np.argsort(-whole["scores"], kind="stable")
     np.testing.assert_allclose(tiled.scores, whole["scores"][order], rtol=1e-5)
     np.testing.assert_allclose(tiled.boxes, whole["boxes"][order], atol=1e-3)
+    assert_box_encloses_mask(tiled.boxes, list(tiled.dense_masks()))
     assert np.array_equal(tiled.dense_masks(), whole["masks"][order])
 
 
@@ -54,6 +56,8 @@ def test_predict_tiled_sixteen_bit_tiff_writes_results_labels_and_overlay(tiny_c
     predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", score_threshold=0.0)
     result = predictor.predict_tiled(tmp_path / "field.tif", tile=128, overlap=32)
     assert [r["segmentation"] for r in records] == result.rles()
+    assert result.tiles > 1
+    assert_box_encloses_mask(result.boxes, [rle_to_mask(r) for r in result.rles()])
     x, y, w, h = records[0]["bbox"]
     assert np.allclose([x, y, x + w, y + h], result.boxes[0], atol=0.01)
     assert [r["score"] for r in records] == [round(float(s), 5) for s in result.scores]

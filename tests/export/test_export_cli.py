@@ -66,7 +66,8 @@ def test_user_errors_are_one_line(tiny_checkpoint_factory, tmp_path, capsys):
     foreign.write_text("not ours")
     assert main(["export", "--weights", str(checkpoint), "--output", str(foreign)]) == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith("maskrcnn: error: --output") and "not written by maskrcnn export" in err and "\n" not in err
+    assert err.startswith(f"maskrcnn: error: --output {foreign}: the file exists and was not written by maskrcnn export")
+    assert "\n" not in err
     assert foreign.read_text() == "not ours"
     assert main(["export", "--weights", str(checkpoint), "--format", "tflite"]) == 1
     assert "--format 'tflite': expected onnx" in capsys.readouterr().err

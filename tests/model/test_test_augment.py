@@ -106,6 +106,26 @@ def test_merged_prediction_of_a_mirrored_image_is_the_mirror(mode) -> None:
     torch.testing.assert_close(mirrored.masks[index], found.masks.flip(-1), atol=1e-4, rtol=0)
 
 
+def test_merged_prediction_of_a_transposed_non_square_image_is_the_transpose() -> None:
+    """A 48 x 64 image and its 64 x 48 transpose (padding lies below and right of both, so
+    it transposes too): with every orientation the outputs are transposes of each other.
+    Boxes of the transposed passes mapped back with the unrotated image's size would not be."""
+    model = _tiny_model("dihedral")
+    image = torch.rand(3, 48, 64, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        found = model([image])[0]
+        transposed = model([image.transpose(-2, -1)])[0]
+    assert found.masks.shape[-2:] == (48, 64) and transposed.masks.shape[-2:] == (64, 48)
+    assert 0 < len(found.boxes) == len(transposed.boxes)
+    expected_boxes = found.boxes[:, [1, 0, 3, 2]]  # x1 y1 x2 y2 -> y1 x1 y2 x2
+    same_label = found.labels[:, None] == transposed.labels[None, :]
+    best, index = (box_iou(expected_boxes, transposed.boxes) * same_label).max(dim=1)  # (D,)
+    assert bool((best > 0.999).all()) and torch.equal(index.sort().values, torch.arange(len(index)))
+    torch.testing.assert_close(transposed.boxes[index], expected_boxes, atol=1e-3, rtol=0)
+    torch.testing.assert_close(transposed.scores[index], found.scores, atol=1e-5, rtol=0)
+    torch.testing.assert_close(transposed.masks[index], found.masks.transpose(-2, -1), atol=1e-4, rtol=0)
+
+
 def test_config_rejects_an_unknown_mode() -> None:
     with pytest.raises(ValueError, match="model.test_augment"):
         _tiny_model("rot45")

@@ -97,3 +97,22 @@ def test_no_ground_truth_means_background_and_max_detections(case_coco) -> None:
     breakdown = error_breakdown(coco, records, "bbox", **SETTINGS)
     assert breakdown.counts == {"cls": 0, "loc": 0, "both": 0, "dupe": 0, "bkg": 3, "miss": 0}
     assert breakdown.ap == 0.0 and all(v == 0.0 for v in breakdown.delta_ap.values())
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_an_iou_of_exactly_the_background_threshold_is_localisation_not_background(iou_type) -> None:
+    """g3 is c1 [60,60,20,20] (400 px); a detection [60,60,20,2] covers 40 px of it: IoU
+    40/400 = 0.1 exactly, t_b. Right class: a loc error (IoU_same in [t_b, t_f)); another
+    class: background (IoU with every object <= t_b), not 'both' (which needs > t_b)."""
+    gt = case_gt()
+    gt["annotations"] = [a for a in gt["annotations"] if a["id"] == 4]
+    coco = make_coco(gt)
+    box = [60.0, 60.0, 20.0, 2.0]
+    results = [
+        {"image_id": 1, "category_id": 1, "bbox": box, "score": 0.9, "segmentation": box_rle(box)},
+        {"image_id": 1, "category_id": 2, "bbox": box, "score": 0.8, "segmentation": box_rle(box)},
+    ]
+    records = image_records(coco, results, max_detections=100)
+    outcome = classify_image(coco, records[0], iou_type, **SETTINGS)
+    assert outcome.iou.tolist() == [[0.1], [0.1]]
+    assert outcome.det_kinds == ["loc", "bkg"] and outcome.det_targets == [0, -1]

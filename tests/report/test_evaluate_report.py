@@ -34,7 +34,8 @@ def test_evaluate_report_refuses_a_foreign_folder_before_evaluating(case_files, 
                    str(case_files["predictions"]), "--report", str(folder)])
     captured = capsys.readouterr()
     assert status == 1
-    assert captured.err.startswith("maskrcnn: error: --report") and "not a maskrcnn report" in captured.err
+    assert captured.err.startswith(f"maskrcnn: error: --report {folder}: the folder is not empty and holds no ")
+    assert "(not a maskrcnn report)" in captured.err and captured.err.count("\n") == 1
     assert "AP50" not in captured.out  # stopped before evaluating
     assert [p.name for p in folder.iterdir()] == ["thesis.tex"]
 

@@ -85,7 +85,7 @@ def test_report_without_images_and_boxes_only(tmp_path) -> None:
     names = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
     assert "charts/pr_bbox.png" in names and "charts/pr_segm.png" not in names
     page = next((out / "images").glob("*.html")).read_text()
-    assert "grey canvas" in page
+    assert "no --images folder given: drawn on a grey canvas" in page
     rows = json.loads((out / "report.json").read_text())["thresholds"]
     assert all(r["dsb_score"] is None for r in rows)
 

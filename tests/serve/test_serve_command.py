@@ -91,7 +91,10 @@ def test_bad_or_busy_port_is_one_error_line(tiny_serve_checkpoint, capsys):
     assert len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("option", ["--max-upload-mb=0", "--threads=-1"])
-def test_bad_limits_are_one_error_line(tiny_serve_checkpoint, capsys, option):
+@pytest.mark.parametrize("option, named", [
+    ("--max-upload-mb=0", "maskrcnn: error: --max-upload-mb and --max-megapixels: expected positive numbers"),
+    ("--threads=-1", "maskrcnn: error: --threads: expected 0 (PyTorch's default) or a positive number, got -1"),
+])
+def test_bad_limits_are_one_error_line(tiny_serve_checkpoint, capsys, option, named):
     status, err = run_main(["serve", "--weights", str(tiny_serve_checkpoint), option], capsys)
-    assert status == 1 and err.startswith("maskrcnn: error: --") and len(err.strip().splitlines()) == 1
+    assert status == 1 and err.startswith(named) and len(err.strip().splitlines()) == 1

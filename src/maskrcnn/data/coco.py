@@ -30,11 +30,13 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from pycocotools import mask as coco_mask
 from torch import Tensor
 
 from maskrcnn.data.images import ImageReadError, image_size, read_image
 from maskrcnn.data.mask_patches import MaskPatchCache
 from maskrcnn.data.validate import (
+    COCO_MASK_MAX_PIXELS,
     box_outside,
     non_finite_field,
     polygons_outside,
@@ -199,6 +201,8 @@ def clean_annotation(ann: dict[str, Any], height: int, width: int) -> tuple[dict
     segm = ann.get("segmentation")
     if segm is None or (isinstance(segm, list) and not segm):
         return None, "annotation without segmentation"
+    if height * width > COCO_MASK_MAX_PIXELS:
+        return None, "image over 2^32 - 1 pixels (too large for a COCO mask)"
     if isinstance(segm, list):
         polygons, dropped = _clean_polygons(segm)
         if not polygons:
@@ -212,14 +216,15 @@ def clean_annotation(ann: dict[str, Any], height: int, width: int) -> tuple[dict
             return None, problem
     ann.setdefault("iscrowd", 0)
     if ann.get("bbox") is None or ann.get("area") is None:
-        mask = decode_segmentation(ann["segmentation"], height, width)
+        # from the mask's runs: no (height, width) array, whatever size the JSON states
+        rle = segmentation_rle(ann["segmentation"], height, width)
+        area = int(coco_mask.area(rle))
         if ann.get("bbox") is None:
-            ys, xs = np.nonzero(mask)
-            if len(xs) == 0:
+            if area == 0:
                 return None, "empty mask"
-            ann["bbox"] = [float(xs.min()), float(ys.min()), float(xs.max() + 1 - xs.min()), float(ys.max() + 1 - ys.min())]
+            ann["bbox"] = [float(v) for v in coco_mask.toBbox(rle)]  # x, y, w, h of the pixels
         if ann.get("area") is None:
-            ann["area"] = float(mask.sum())
+            ann["area"] = float(area)
     if box_outside(ann["bbox"], height, width):
         return None, "box far outside the image"
     x, y, w, h = (float(v) for v in ann["bbox"])
@@ -228,6 +233,16 @@ def clean_annotation(ann: dict[str, Any], height: int, width: int) -> tuple[dict
     if x2 - x1 <= 0 or y2 - y1 <= 0:
         return None, "degenerate box (zero width or height)"
     return ann, None
+
+
+def segmentation_rle(segm: list[Any] | dict[str, Any], height: int, width: int) -> dict[str, Any]:
+    """Checked polygons, uncompressed or compressed RLE -> one compressed RLE, no pixel decoded."""
+    if isinstance(segm, list):
+        return coco_mask.merge(coco_mask.frPyObjects(segm, height, width))
+    counts = segm["counts"]
+    if isinstance(counts, list):
+        return coco_mask.frPyObjects({"size": [height, width], "counts": counts}, height, width)
+    return {"size": [height, width], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
 
 
 def decode_segmentation(segm: list[Any] | dict[str, Any], height: int, width: int) -> np.ndarray:

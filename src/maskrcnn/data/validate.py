@@ -16,6 +16,10 @@ from typing import Any
 
 from maskrcnn.errors import UserError
 
+# COCO RLE run lengths are 32-bit: a mask of more pixels cannot be encoded (pycocotools
+# would wrap the counts around).
+COCO_MASK_MAX_PIXELS = 2**32 - 1
+
 # A polygon point may lie outside its image (COCO has a few), but not by more than this many
 # image sides: beyond that the coordinates are not pixels of this image.
 POLYGON_MARGIN_SIDES = 1.0

@@ -40,7 +40,7 @@ from maskrcnn.checkpoints import (
     verify_checksum,
 )
 from maskrcnn.config import Config, config_to_dict
-from maskrcnn.io_utils import atomic_torch_save
+from maskrcnn.io_utils import DiskFullError, atomic_torch_save
 
 LAST_NAME = "last.pt"
 BEST_NAME = "best.pt"
@@ -102,8 +102,14 @@ def model_checkpoint(model: nn.Module, cfg: Config, **extra: Any) -> dict[str, A
 
 
 def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
-    """Write atomically (temporary file, fsync, rename)."""
-    atomic_torch_save(checkpoint, path)
+    """Write atomically (temporary file, fsync, rename). A full disk raises DiskFullError
+    (one line: the folder, the space needed) and leaves the previous file as it was."""
+    try:
+        atomic_torch_save(checkpoint, path)
+    except DiskFullError as exc:
+        if Path(path).name != LAST_NAME or not Path(path).is_file():
+            raise
+        raise DiskFullError(exc.situation, "free some space, then continue the run from it with --resume") from None
 
 
 def remove_stale_temporaries(folder: str | Path, names: tuple[str, ...] = OUTPUT_NAMES) -> list[Path]:

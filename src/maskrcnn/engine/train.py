@@ -23,6 +23,7 @@ on several processes: `torchrun --nproc_per_node=2 -m maskrcnn.engine.train --co
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -40,6 +41,7 @@ from maskrcnn.config import Config, load_config
 from maskrcnn.engine import distributed as du
 from maskrcnn.engine import time_budget
 from maskrcnn.engine.metrics import WindowAverages, read_metrics, run_evaluation
+from maskrcnn.engine.preemption import StopOnSignal
 from maskrcnn.engine.resume_state import (
     BEST_NAME,
     FINAL_NAME,
@@ -194,10 +196,22 @@ def _shared_clock(device: torch.device) -> Callable[[], float]:
     return clock
 
 
-def run_loop(run: TrainingRun) -> float:
+def _save_and_stop(run: TrainingRun, stop: StopOnSignal, done: int) -> None:
+    """A signal asked the run to stop (engine/preemption.py): write last.pt, then end the
+    run with TrainingStopped (every rank, after rank 0 has saved)."""
+    state = training_state(run, done)
+    if run.info.is_main:
+        save_checkpoint(run.out / LAST_NAME, state)
+    du.barrier()
+    raise stop.stopped(run.out / LAST_NAME, done)
+
+
+def run_loop(run: TrainingRun, stop: StopOnSignal | None = None) -> float:
     """Iterations position.iteration .. max_iter - 1, with periodic evaluation and
     checkpoints; returns the training time in seconds. With solver.max_time_s the run
-    may be shortened (and its schedule rebuilt) or stopped early (engine/time_budget.py)."""
+    may be shortened (and its schedule rebuilt) or stopped early (engine/time_budget.py).
+    When `stop` records a SIGTERM / SIGINT the run saves last.pt after the iteration and
+    raises TrainingStopped."""
     cfg, info = run.cfg, run.info
     max_iter = cfg.solver.max_iter
     start_iter = run.position.iteration
@@ -250,6 +264,9 @@ def run_loop(run: TrainingRun) -> float:
                 save_checkpoint(run.out / LAST_NAME, state)
         if kill_after and done == kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
+        if stop is not None and stop.agreed(run.device):
+            bar.close()
+            _save_and_stop(run, stop, done)
         tick = time.perf_counter()
     bar.close()
     run.position.iteration = max_iter
@@ -321,9 +338,12 @@ def train(
     info = du.init_distributed(device)
     finished = False
     try:
-        run = setup_run(cfg, resume=resume, info=info, device=device, model=model, train_set=train_set, val_set=val_set)
-        with tensorboard_logging(run):  # a no-op unless train.tensorboard
-            train_time = run_loop(run)
+        with contextlib.ExitStack() as event_files:  # TensorBoard's writer stays open through finish_run
+            with StopOnSignal() as stop:  # SIGTERM / SIGINT: finish the iteration, save, stop
+                run = setup_run(cfg, resume=resume, info=info, device=device, model=model, train_set=train_set,
+                                val_set=val_set)
+                event_files.enter_context(tensorboard_logging(run))  # a no-op unless train.tensorboard
+                train_time = run_loop(run, stop)
             summary = finish_run(run, train_time)
         finished = True
         return summary
@@ -360,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("MASKRCNN_DEBUG") or not is_user_error(exc):
             raise
         print(f"{parser.prog}: error: {error_message(exc)}", file=sys.stderr)
-        return 1
+        return getattr(exc, "exit_status", 1)
     if du.env_dist_info().is_main:
         print(f"done: {summary.get('iterations')} iterations, output in {summary.get('output_dir')}")
     return 0

@@ -3,6 +3,8 @@
 Objects straddle tile borders and corners, some are larger than the overlap (no tile sees
 them whole) and some are concave. Every object must come out exactly once with mask IoU
 >= 0.9 (the stub is exact, so the merge must give the object back), whatever the grid.
+The stub's boxes are the tight boxes of its pieces, so every merged box must be the tight
+box of its merged mask (`assert_box_is_tight_box_of_mask`, checked on every result here).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 from pycocotools import mask as coco_mask
+from tiled_checks import assert_box_is_tight_box_of_mask
 
 from maskrcnn.data.image_source import ArrayImage, ImageSource
 from maskrcnn.data.intensity import IntensityWindow
@@ -169,23 +172,28 @@ def test_the_objects_do_cross_seams(objects):
     assert len(unseen_whole) >= 3  # larger than the overlap: no tile sees them whole
 
 
-def test_every_object_exactly_once_with_its_mask(objects):
-    result = run(objects)
+@pytest.mark.parametrize("overlap", [OVERLAP, 1])  # 1: a shared area one pixel short is none
+def test_every_object_exactly_once_with_its_mask(objects, overlap):
+    result = run(objects, overlap=overlap)
     assert len(result.instances) == len(objects)
+    assert_box_is_tight_box_of_mask(result.instances)
     ious = iou_matrix(result, objects)  # (N, G)
     assert (ious.max(axis=1) >= 0.9).all() and (ious.max(axis=0) >= 0.9).all()
     assert sorted(ious.argmax(axis=1).tolist()) == list(range(len(objects)))  # a one-to-one match
     assert ious.max(axis=1).min() == 1.0  # the stub is exact, so the merge is too
 
 
-@pytest.mark.parametrize("origin, tile, overlap", [((37, 101), TILE, OVERLAP), ((0, 0), 160, 64), ((90, 5), 256, 40)])
+@pytest.mark.parametrize("origin, tile, overlap", [((37, 101), TILE, OVERLAP), ((0, 0), 160, 64), ((90, 5), 256, 40),
+                                                   ((11, 70), TILE, 1)])
 def test_result_does_not_depend_on_the_seams(objects, origin, tile, overlap):
     def instances(result):
-        return {(i.label, round(i.score, 6), crop_to_rle(i.mask, i.y0, i.x0, HEIGHT, WIDTH)["counts"]) for i in result.instances}
+        return {(i.label, round(i.score, 6), crop_to_rle(i.mask, i.y0, i.x0, HEIGHT, WIDTH)["counts"], tuple(i.box.tolist()))
+                for i in result.instances}
 
     shifted = run(objects, origin=origin, tile=tile, overlap=overlap)
     assert instances(shifted) == instances(run(objects))
     assert len(shifted.instances) == len(objects)
+    assert_box_is_tight_box_of_mask(shifted.instances)
 
 
 def test_errors_at_tile_edges_are_outvoted_by_deeper_tiles(objects):
@@ -195,6 +203,7 @@ def test_errors_at_tile_edges_are_outvoted_by_deeper_tiles(objects):
     # shallowest tile, would keep the bleed.
     result = run(objects, detector=BleedingAtTileBorders)
     assert len(result.instances) == len(objects)
+    assert_box_is_tight_box_of_mask(result.instances)
     ious = iou_matrix(result, objects)
     assert sorted(ious.argmax(axis=1).tolist()) == list(range(len(objects)))
     assert ious.max(axis=1).min() == 1.0
@@ -208,10 +217,12 @@ def test_touching_objects_stay_apart():
     b[100:140, border : border + 30] = True
     result = run([a, b])
     assert len(result.instances) == 2
+    assert_box_is_tight_box_of_mask(result.instances)
 
 
 def test_label_image_numbers_instances_by_score(objects):
     result = run(objects)
+    assert_box_is_tight_box_of_mask(result.instances)
     labels = result.label_image()
     assert labels.dtype == np.uint16 and labels.shape == (HEIGHT, WIDTH)
     for k, inst in enumerate(result.instances):
@@ -235,6 +246,7 @@ def test_a_cut_piece_that_no_neighbour_confirms_is_dropped():
 
     empty: list[np.ndarray] = []
     result = run(empty, detector=WithSpuriousPieces)
+    assert_box_is_tight_box_of_mask(result.instances)
     assert [(i.y0, i.x0) for i in result.instances] == [(60, 60)]
 
 
@@ -262,6 +274,7 @@ def test_a_piece_links_to_one_detection_of_the_neighbour_tile_not_to_a_junk_one_
     junk.mask[15:, 20:50] = False
     merger.add_tile(TileWindow(1, 0, 60, 100, 160), [_rect(40, 60, 60, 80, 0.9), junk, _rect(40, 110, 60, 130, 0.8)])
     found = sorted(merger.pop_finished(None), key=lambda i: i.x0)
+    assert_box_is_tight_box_of_mask(found)
     assert [(i.y0, i.x0, i.mask.shape, bool(i.mask.all())) for i in found] == [(40, 50, (20, 30), True), (40, 110, (20, 20), True)]
 
 
@@ -277,6 +290,7 @@ def test_one_row_of_tiles_merges_objects_across_its_seams():
     source = ImageSource(ArrayImage(np.zeros((height, width, 3), np.uint8)), IntensityWindow(0.0, 255.0))
     result = predict_tiled(GroundTruthPieces(objects), source, tile_size=192, overlap=48)
     assert result.tiles == 4 and len(result.instances) == 3
+    assert_box_is_tight_box_of_mask(result.instances)
     assert sorted((i.y0, i.x0, i.mask.shape, bool(i.mask.all())) for i in result.instances) == [
         (40, x0, (50, 60), True) for x0 in (120, 260, 400)
     ]
@@ -312,3 +326,57 @@ def test_a_merged_score_is_that_of_the_view_with_the_most_context():
     merger.add_tile(TileWindow(1, 0, 60, 100, 160), [_rect(40, 84, 60, 98, 0.6)])
     (merged,) = merger.pop_finished(None)
     assert merged.score == pytest.approx(0.6)
+    assert_box_is_tight_box_of_mask([merged])
+
+
+def test_a_c_shaped_object_at_the_image_top_keeps_its_whole_box(objects):
+    # The C in the seam fixture at x 110..261 starts at row 0; the tile that saw its other
+    # arm deepest saw it start at row 32, and the merged box took that top (the box left
+    # rows 0..31 of the mask out). Its box must be the tight box of the merged mask.
+    result = run(objects)
+    (c_shape,) = [i for i in result.instances if (i.x0, i.x1) == (110, 261)]
+    assert c_shape.y0 == 0 and c_shape.box.tolist() == [110.0, 0.0, 261.0, 91.0]
+
+
+def test_the_merged_box_holds_the_mask_even_where_the_model_box_does_not():
+    # Tile A sees the object whole but its regressed box stops 5 px short of the mask at the
+    # top; B's piece is cut at its left border. The box is A's, moved out to hold every
+    # mask pixel's centre on the side where it did not.
+    from maskrcnn.inference.tiling.merge import SeamMerger
+
+    whole = _rect(40, 50, 60, 90, 0.9)
+    whole.box = np.array([49.6, 45.0, 90.2, 59.8], dtype=np.float32)
+    merger = SeamMerger(100, 160, 0.5)
+    merger.add_tile(TileWindow(0, 0, 0, 100, 100), [whole])
+    merger.add_tile(TileWindow(1, 0, 60, 100, 160), [_rect(40, 60, 60, 90, 0.8)])
+    (merged,) = merger.pop_finished(None)
+    assert merged.box.tolist() == pytest.approx([49.6, 40.0, 90.0, 59.8])
+
+
+def test_two_tiles_that_disagree_split_an_even_overlap_in_the_middle():
+    # A (x 0..100) and B (x 60..160) share x 60..100, 40 px. A sees the object in rows
+    # 40..60, B in rows 44..56. Each pixel takes the tile it lies deeper in: A up to x 79
+    # (20 px from its border against B's 19), B from x 80: 20 columns each.
+    from maskrcnn.inference.tiling.merge import SeamMerger
+
+    merger = SeamMerger(100, 160, 0.5)
+    merger.add_tile(TileWindow(0, 0, 0, 100, 100), [_rect(40, 50, 60, 100, 0.9)])
+    merger.add_tile(TileWindow(1, 0, 60, 100, 160), [_rect(44, 60, 56, 120, 0.9)])
+    (merged,) = merger.pop_finished(None)
+    assert (merged.y0, merged.x0, merged.mask.shape) == (40, 50, (20, 70))
+    rows_per_column = merged.mask.sum(axis=0)  # columns x 50..120
+    assert rows_per_column[: 80 - 50].tolist() == [20] * 30
+    assert rows_per_column[80 - 50 :].tolist() == [12] * 40
+
+
+def test_piece_boxes_move_by_their_tile_offset_in_x_and_in_y():
+    # One object seen whole by a tile at x 300, y 150 (different offsets in x and y): the
+    # stub reports it in tile coordinates, the result holds it in image coordinates.
+    height, width = 400, 500
+    mask = np.zeros((height, width), dtype=bool)
+    mask[170:200, 330:390] = True  # rows 170..200, columns 330..390
+    source = ImageSource(ArrayImage(np.zeros((height, width, 3), np.uint8)), IntensityWindow(0.0, 255.0))
+    result = predict_tiled(GroundTruthPieces([mask]), source, tile_size=128, overlap=32, origin=(150, 300))
+    (found,) = result.instances
+    assert (found.y0, found.x0) == (170, 330) and found.box.tolist() == [330.0, 170.0, 390.0, 200.0]
+    assert result.boxes.tolist() == [[330.0, 170.0, 390.0, 200.0]]

@@ -13,11 +13,12 @@ import numpy as np
 import torch
 from pycocotools import mask as coco_mask
 
+from maskrcnn.data.validate import COCO_MASK_MAX_PIXELS
 from maskrcnn.errors import UserError
 from maskrcnn.ops.masks import paste_masks
 from maskrcnn.structures import Detections
 
-RLE_MAX_PIXELS = 2**32 - 1  # pycocotools counts are 32-bit
+RLE_MAX_PIXELS = COCO_MASK_MAX_PIXELS  # pycocotools counts are 32-bit
 
 
 class RLESizeError(UserError):

@@ -205,18 +205,23 @@ class SeamMerger:
 
     def _merged_box(self, members: list[_Piece], merged: CroppedInstance) -> np.ndarray:
         """(4,) x1 y1 x2 y2: each side from the piece that saw that side deepest inside its
-        tile, among the pieces not cut on that side; the merged mask's bound where all are.
+        tile, among the pieces whose mask reaches the merged mask's bound on that side and
+        are not cut there; the merged mask's bound where none is. The box always holds the
+        centre of every pixel of the merged mask.
 
         The model's regressed box is more exact than a mask's bounds (shapes canvas, small
         crops: box AP 0.717 with the model's boxes, 0.662 with the masks' bounds), but a
-        piece cut by its tile's border saw only part of the object on that side.
+        piece cut by its tile's border saw only part of the object on that side, and a piece
+        that does not reach the side saw another part of the object (one arm of a C whose
+        other arm reaches further): its box side is not the object's.
         """
-        box = np.array([merged.x0, merged.y0, merged.x1, merged.y1], dtype=np.float32)
+        bounds = np.array([merged.x0, merged.y0, merged.x1, merged.y1], dtype=np.float32)
+        box = bounds.copy()
         for side in range(4):  # x1, y1, x2, y2
             best: tuple[tuple[int, float], float] | None = None
             for m in members:
                 i, t = m.instance, m.tile
-                if self._cut_on(i, t, side):
+                if self._cut_on(i, t, side) or not _reaches(i, merged, side):
                     continue
                 vertical = side in (0, 2)  # the side is a vertical line at x = box[side]
                 along = (i.box[1] + i.box[3]) / 2 if vertical else (i.box[0] + i.box[2]) / 2
@@ -227,6 +232,10 @@ class SeamMerger:
                     best = (key, float(i.box[side]))
             if best is not None:
                 box[side] = best[1]
+        # every mask pixel's centre inside the box (a pixel column x has its centre at x + 0.5)
+        low, high = box[:2] > bounds[:2] + 0.5, box[2:] < bounds[2:] - 0.5
+        box[:2][low] = bounds[:2][low]
+        box[2:][high] = bounds[2:][high]
         return box
 
     def _cut_on(self, i: CroppedInstance, t: TileWindow, side: int) -> bool:
@@ -258,6 +267,17 @@ def _axis_depth(coords: np.ndarray, start: int, end: int, length: int) -> np.nda
     if end < length:
         depth = np.minimum(depth, end - 1 - coords)
     return depth
+
+
+def _reaches(piece: CroppedInstance, merged: CroppedInstance, side: int) -> bool:
+    """Whether the piece's mask reaches the merged mask's bound on `side` (0 left, 1 top, 2 right, 3 bottom)."""
+    if side == 0:
+        return piece.x0 <= merged.x0
+    if side == 1:
+        return piece.y0 <= merged.y0
+    if side == 2:
+        return piece.x1 >= merged.x1
+    return piece.y1 >= merged.y1
 
 
 def _intersection(a: TileWindow, b: TileWindow) -> tuple[int, int, int, int] | None:
