@@ -181,4 +181,11 @@ REGISTRY: dict[str, AsWritten | StandIn | CoveredBy] = {
     "tensorboard --logdir runs/": CoveredBy("tests/engine/test_tensorboard_log.py::test_tiny_run_writes_scalars_and_pictures"),
     "python benchmarks/serve_load.py --weights runs/demo/model_final.pt --seconds 60 --clients 8 --json serve_load.json":
         CoveredBy("tests/serve/test_serve_load_benchmark.py::test_the_load_benchmark_runs_and_reports"),
+    "python benchmarks/onnx_accuracy.py --weights runs/demo/best.pt --annotations runs/demo/data/val.json --images "
+    "runs/demo/data/images --keep runs/onnx_accuracy --json benchmarks/results/2026-12-07_onnx_accuracy_demo.json":
+        CoveredBy("tests/export/test_onnx_accuracy.py::test_onnx_results_score_as_maskrcnn_evaluate"),
+    "maskrcnn evaluate --annotations runs/demo/data/val.json --predictions runs/onnx_accuracy/exact_flips_results.json":
+        CoveredBy("tests/export/test_onnx_accuracy.py::test_onnx_results_score_as_maskrcnn_evaluate"),
+    "maskrcnn evaluate --annotations runs/demo/data/val.json --images runs/demo/data/images --weights runs/demo/best.pt":
+        CoveredBy("tests/cli/test_cli_evaluate.py::test_evaluate_weights_prints_table_and_writes_json"),
 }
