@@ -19,7 +19,7 @@ from maskrcnn.ops.anchors import AnchorGenerator
 from maskrcnn.ops.boxes import BoxCoder, clip_boxes, remove_small_boxes
 from maskrcnn.ops.matcher import Matcher
 from maskrcnn.ops.nms import batched_nms
-from maskrcnn.ops.sampler import sample_balanced
+from maskrcnn.ops.sampler import sample_balanced_batch
 from maskrcnn.structures import ImageBatch
 
 
@@ -161,8 +161,7 @@ class RegionProposalNetwork(nn.Module):
             zeros = torch.zeros(anchors.shape[0], dtype=torch.int64, device=anchors.device)
             return zeros.float(), zeros
         matched = self.matcher.match_boxes(gt_boxes, anchors)  # IoU (G, T) -> (T,), in chunks when large
-        labels = (matched >= 0).float()
-        labels[matched == Matcher.BETWEEN_THRESHOLDS] = -1.0
+        labels = torch.where(matched == Matcher.BETWEEN_THRESHOLDS, -1.0, (matched >= 0).float())
         return labels, matched.clamp(min=0)
 
     def losses(
@@ -170,10 +169,12 @@ class RegionProposalNetwork(nn.Module):
     ) -> dict[str, Tensor]:
         """anchors (T, 4), logits (B, T), deltas (B, T, 4), gt_boxes per image (G, 4)."""
         num_anchors = anchors.shape[0]
+        labelled = [self.label_anchors(anchors, boxes) for boxes in gt_boxes]  # per image (T,), (T,)
+        samples = sample_balanced_batch(
+            [labels for labels, _ in labelled], self.batch_size_per_image, self.positive_fraction
+        )  # one read of the batch's counts
         all_labels, positives, negatives, target_deltas = [], [], [], []
-        for i, boxes in enumerate(gt_boxes):
-            labels, matched = self.label_anchors(anchors, boxes)
-            pos, neg = sample_balanced(labels, self.batch_size_per_image, self.positive_fraction)
+        for i, (boxes, (labels, matched), (pos, neg)) in enumerate(zip(gt_boxes, labelled, samples)):
             if pos.numel() > 0:
                 target_deltas.append(self.box_coder.encode(boxes[matched[pos]], anchors[pos]))
             all_labels.append(labels)

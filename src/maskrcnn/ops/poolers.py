@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -36,8 +37,8 @@ def assign_levels(
 
 def infer_scale(feature_size: tuple[int, int], image_size: tuple[int, int]) -> float:
     """Feature-to-image scale, a power of two: 2 ** round(log2(feature_h / image_h))."""
-    approx = float(feature_size[0]) / float(image_size[0])
-    return 2 ** float(torch.tensor(approx).log2().round())
+    approx = np.float32(float(feature_size[0]) / float(image_size[0]))
+    return 2 ** float(np.round(np.log2(approx)))  # float32 log2, half to even: as torch's
 
 
 def _boxes_to_rois(boxes: list[Tensor]) -> Tensor:
