@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from maskrcnn.model.losses import fast_rcnn_losses, mask_loss, mask_probabilities
 from maskrcnn.ops.boxes import BoxCoder, box_iou, clip_boxes, remove_small_boxes
 from maskrcnn.ops.exact_paste import align_mask_grids
-from maskrcnn.ops.masks import crop_and_resize_masks
+from maskrcnn.ops.mask_targets import mask_targets_batch
 from maskrcnn.ops.matcher import Matcher
 from maskrcnn.ops.nms import batched_nms
 from maskrcnn.ops.poolers import infer_scale, multilevel_roi_align
@@ -247,19 +247,15 @@ class RoIHeads(nn.Module):
         pooled = self.shared_head(self.mask_pooler(features, fg_boxes, image_sizes))
         mask_logits = self.mask_predictor(self.mask_head(pooled)).float()  # (F, K, M, M)
         mask_size = mask_logits.shape[-1]
-        mask_targets = []
-        for sample, target in zip(samples, targets):
-            if sample.num_foreground == 0:
-                continue
-            if target.masks is None:
-                raise ValueError("training the mask head needs ResizedTargets.masks for every image with instances")
-            # Each RoI reads its matched gt mask by index: no per-RoI copy of a full mask.
-            mask_targets.append(
-                crop_and_resize_masks(
-                    target.masks, sample.foreground_boxes, mask_size, mask_indices=sample.foreground_matched_gt
-                )
-            )
-        targets_tensor = torch.cat(mask_targets).to(mask_logits.dtype)  # (F, M, M)
+        used = [(s, t) for s, t in zip(samples, targets) if s.num_foreground > 0]
+        if any(t.masks is None for _, t in used):
+            raise ValueError("training the mask head needs ResizedTargets.masks for every image with instances")
+        # All images in one RoIAlign call; each RoI reads its matched gt mask by index (no
+        # per-RoI copy of a full mask).
+        targets_tensor = mask_targets_batch(
+            [t.masks for _, t in used], [s.foreground_boxes for s, _ in used],
+            [s.foreground_matched_gt for s, _ in used], mask_size,
+        ).to(mask_logits.dtype)  # (F, M, M)
         return mask_loss(mask_logits, fg_labels, targets_tensor, self.mask_loss_kind)
 
     def mask_rois(self, sample: SampledRoIs) -> SampledRoIs:
