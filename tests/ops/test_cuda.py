@@ -52,3 +52,15 @@ def test_masks_and_anchors_cuda_match_cpu():
     on_cpu = generator_cuda((64, 96), [(16, 24), (8, 12)], "cpu", torch.float32)
     for a, b in zip(on_gpu, on_cpu):
         assert torch.equal(a.cpu(), b)
+
+
+@pytest.mark.parametrize("num", [300, 6000])  # shifted boxes / one pass with categories
+def test_batched_nms_cuda_with_valid_mask_matches_cpu(num):
+    generator = torch.Generator().manual_seed(3)
+    corner = torch.rand((num, 2), generator=generator) * 400
+    boxes = torch.cat([corner, corner + torch.rand((num, 2), generator=generator) * 60 + 1], dim=1)
+    scores = torch.rand(num, generator=generator)
+    idxs = torch.randint(0, 5, (num,), generator=generator)
+    valid = torch.rand(num, generator=generator) > 0.3
+    on_gpu = batched_nms(boxes.cuda(), scores.cuda(), idxs.cuda(), 0.7, valid.cuda())
+    assert torch.equal(on_gpu.cpu(), batched_nms(boxes, scores, idxs, 0.7, valid))

@@ -110,3 +110,16 @@ def test_device_sweep_keeps_what_the_block_sweep_keeps(monkeypatch):
         on_device = nms_module._greedy_keep_on_device(sorted_boxes, threshold)
         assert on_device == nms_module._greedy_keep(sorted_boxes, threshold), threshold
         assert len(on_device) > 1
+
+
+def test_valid_mask_equals_filtering_first():
+    generator = torch.Generator().manual_seed(3)
+    corner = torch.rand((300, 2), generator=generator) * 100
+    boxes = torch.cat([corner, corner + torch.rand((300, 2), generator=generator) * 30 + 1], dim=1)
+    scores = torch.rand(300, generator=generator)
+    idxs = torch.randint(0, 4, (300,), generator=generator)
+    valid = torch.rand(300, generator=generator) > 0.3
+    members = torch.where(valid)[0]
+    assert torch.equal(nms(boxes, scores, 0.5, valid), members[nms(boxes[members], scores[members], 0.5)])
+    expected = members[batched_nms(boxes[members], scores[members], idxs[members], 0.5)]
+    assert torch.equal(batched_nms(boxes, scores, idxs, 0.5, valid), expected)

@@ -104,15 +104,18 @@ def train_step(
     names = list(loss_dict)
     local = torch.stack([loss_dict[name].detach().float().reshape(()) for name in names])  # (L,)
     averaged = du.all_reduce_mean(local)  # a NaN on any process reaches every process
-    if not torch.isfinite(averaged).all():
-        bad = [f"{n}={v:.4g}" for n, v in zip(names, averaged.tolist()) if not np.isfinite(v)]
+    total = sum(loss_dict.values())
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(total).backward()
+    # The losses' one read, after the backward pass is queued (a GPU keeps working while
+    # the host waits) and before any update: a non-finite loss still stops the run first.
+    loss_values = averaged.tolist()
+    if not all(np.isfinite(loss_values)):
+        bad = [f"{n}={v:.4g}" for n, v in zip(names, loss_values) if not np.isfinite(v)]
         raise NonFiniteLossError(
             f"iteration {iteration}: non-finite loss ({', '.join(bad)}); training stopped, "
             "the last checkpoint written before it is kept (lower solver.lr or set solver.clip_grad_norm)"
         )
-    total = sum(loss_dict.values())
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(total).backward()
     if clip_grad_norm > 0:
         scaler.unscale_(optimizer)
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
@@ -121,8 +124,8 @@ def train_step(
             raise NonFiniteLossError(f"iteration {iteration}: gradient norm is {float(grad_norm)}; training stopped")
     scaler.step(optimizer)
     scaler.update()
-    values = {name: float(v) for name, v in zip(names, averaged.tolist())}
-    values["loss_total"] = float(averaged.sum())
+    values = dict(zip(names, loss_values))
+    values["loss_total"] = float(np.sum(np.asarray(loss_values, dtype=np.float32)))  # float32, as the tensor sum
     return values
 
 

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from maskrcnn.model.losses import rpn_losses
 from maskrcnn.model.norm import make_norm
 from maskrcnn.ops.anchors import AnchorGenerator
-from maskrcnn.ops.boxes import BoxCoder, clip_boxes, remove_small_boxes
+from maskrcnn.ops.boxes import BoxCoder, clip_boxes, large_enough
 from maskrcnn.ops.matcher import Matcher
 from maskrcnn.ops.nms import batched_nms
 from maskrcnn.ops.sampler import sample_balanced_batch
@@ -146,11 +146,10 @@ class RegionProposalNetwork(nn.Module):
         final_boxes, final_scores = [], []
         for image_boxes, image_scores, image_levels, size in zip(boxes, scores, levels, image_sizes):
             image_boxes = clip_boxes(image_boxes, size)
-            keep = remove_small_boxes(image_boxes, self.min_size)
-            image_boxes, image_scores, image_levels = image_boxes[keep], image_scores[keep], image_levels[keep]
-            keep = torch.where(image_scores >= self.score_thresh)[0]
-            image_boxes, image_scores, image_levels = image_boxes[keep], image_scores[keep], image_levels[keep]
-            keep = batched_nms(image_boxes, image_scores, image_levels, self.nms_thresh)[:post_n]
+            # small and low-scored boxes take no part in NMS (filtered inside it: on a GPU
+            # no count to wait for)
+            valid = large_enough(image_boxes, self.min_size) & (image_scores >= self.score_thresh)  # (K,)
+            keep = batched_nms(image_boxes, image_scores, image_levels, self.nms_thresh, valid)[:post_n]
             final_boxes.append(image_boxes[keep])
             final_scores.append(image_scores[keep])
         return final_boxes, final_scores

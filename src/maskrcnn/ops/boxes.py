@@ -42,12 +42,16 @@ def clip_boxes(boxes: Tensor, image_size: tuple[int, int]) -> Tensor:
     return torch.stack((x, y), dim=-1).reshape(boxes.shape)
 
 
-def remove_small_boxes(boxes: Tensor, min_size: float) -> Tensor:
-    """Indices (int64) of the (N, 4) boxes with width >= min_size and height >= min_size."""
+def large_enough(boxes: Tensor, min_size: float) -> Tensor:
+    """(N,) bool: the (N, 4) boxes with width >= min_size and height >= min_size."""
     widths = boxes[:, 2] - boxes[:, 0]
     heights = boxes[:, 3] - boxes[:, 1]
-    keep = (widths >= min_size) & (heights >= min_size)
-    return torch.where(keep)[0]
+    return (widths >= min_size) & (heights >= min_size)
+
+
+def remove_small_boxes(boxes: Tensor, min_size: float) -> Tensor:
+    """Indices (int64) of the (N, 4) boxes with width >= min_size and height >= min_size."""
+    return torch.where(large_enough(boxes, min_size))[0]
 
 
 def masks_to_boxes(masks: Tensor) -> Tensor:
