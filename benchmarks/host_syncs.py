@@ -54,14 +54,14 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_utils import finish_report, machine_info  # noqa: E402
-from train import synthetic_batch  # noqa: E402
+from bench_utils import finish_report, machine_info
+from train import synthetic_batch
 
-from maskrcnn.config import load_config  # noqa: E402
-from maskrcnn.engine.schedule import build_optimizer  # noqa: E402
-from maskrcnn.engine.train import train_step  # noqa: E402
-from maskrcnn.model.build import build_model  # noqa: E402
-from maskrcnn.ops import roi_align as roi_align_module  # noqa: E402
+from maskrcnn.config import load_config
+from maskrcnn.engine.schedule import build_optimizer
+from maskrcnn.engine.train import train_step
+from maskrcnn.model.build import build_model
+from maskrcnn.ops import roi_align as roi_align_module
 
 SETUPS: dict[str, tuple[str, list[str], int, int]] = {
     # name: (config, overrides, image size, batch size or 0 for the config's data.batch_size)
@@ -126,7 +126,9 @@ def host_reads_counted() -> Iterator[None]:
     ]
     patches += [(torch, name, wrap("host::tensor_to_device", getattr(torch, name), copies_to_device))
                 for name in ("tensor", "as_tensor")]
-    patches += [(module, "batched_nms", wrap("host::nms", module.batched_nms)) for module in (rpn_module, roi_heads_module)]
+    patches += [(module, name, wrap("host::nms", getattr(module, name)))
+                for module, name in ((rpn_module, "nms_per_image"), (roi_heads_module, "batched_nms"))
+                if hasattr(module, name)]
     originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     for owner, name, replacement in patches:
         setattr(owner, name, replacement)

@@ -123,3 +123,19 @@ def test_valid_mask_equals_filtering_first():
     assert torch.equal(nms(boxes, scores, 0.5, valid), members[nms(boxes[members], scores[members], 0.5)])
     expected = members[batched_nms(boxes[members], scores[members], idxs[members], 0.5)]
     assert torch.equal(batched_nms(boxes, scores, idxs, 0.5, valid), expected)
+
+
+def test_one_copy_nms_per_image_keeps_what_batched_nms_keeps():
+    from maskrcnn.ops.segment_nms import nms_per_image
+
+    generator = torch.Generator().manual_seed(5)
+    segments = [40, 25, 9]
+    corner = torch.rand((3, 74, 2), generator=generator) * 60
+    boxes = torch.cat([corner, corner + torch.rand((3, 74, 2), generator=generator) * 25 + 0.5], dim=2)
+    scores = torch.rand((3, 74), generator=generator)
+    valid = torch.rand((3, 74), generator=generator) > 0.2
+    valid[2] = False  # an image with no valid candidate
+    one_copy = nms_per_image(boxes, scores, valid, segments, 0.6, 30, one_copy=True)
+    per_image = nms_per_image(boxes, scores, valid, segments, 0.6, 30, one_copy=False)
+    assert [k.tolist() for k in one_copy] == [k.tolist() for k in per_image]
+    assert one_copy[2].numel() == 0 and 0 < one_copy[0].numel() <= 30

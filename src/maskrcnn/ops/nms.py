@@ -129,7 +129,7 @@ def _greedy_keep_on_device(
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # (N,)
     table = torch.cat([boxes, areas[:, None]], dim=1).t().contiguous()  # (5, N)
     padded_cols = (num + 7) // 8 * 8
-    bit_values = torch.tensor([1 << k for k in range(8)], dtype=torch.uint8, device=boxes.device)  # (8,)
+    bit_values = torch.tensor([1 << k for k in range(8)], dtype=torch.uint8).to(boxes.device, non_blocking=True)  # (8,)
     packed_blocks = []
     for start in range(0, num, _DEVICE_ROWS):
         rows = table[:, start:start + _DEVICE_ROWS].contiguous()  # (5, R)
