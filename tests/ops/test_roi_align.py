@@ -150,3 +150,11 @@ def test_roi_pool_partly_outside_matches_plain_loop():
     out = roi_pool(feature, rois, (3, 4), 0.5)
     torch.testing.assert_close(out, roi_pool_reference(feature, rois, 3, 4, 0.5), atol=0, rtol=0)
     assert out[2].abs().sum() == 0  # wholly outside -> 0
+
+
+def test_compiled_ops_are_never_used_off_cuda(monkeypatch):
+    from maskrcnn.ops.compiled import OWN_OPS_ENV, torchvision_ops
+
+    assert torchvision_ops(torch.device("cpu")) is None
+    monkeypatch.setenv(OWN_OPS_ENV, "1")
+    assert torchvision_ops(torch.device("cuda")) is None  # forced: this project's ops

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from maskrcnn.ops.compiled import torchvision_ops
+
 _ROW_BLOCK = 128  # rows of the IoU matrix per greedy step (128 measured best of 64..512)
 # IoU tiles stay below PyTorch's parallel grain (32768 elements), so each op runs on one
 # thread: on this shared 2-core machine, hundreds of 2-thread regions per call cost 5-50x
@@ -172,6 +174,9 @@ def nms(
         )
     if boxes.shape[0] == 0:
         return torch.zeros((0,), dtype=torch.int64, device=boxes.device)
+    compiled = torchvision_ops(boxes.device)
+    if compiled is not None and valid is None and categories is None:  # torchvision's CUDA kernel
+        return compiled.nms(boxes, scores, iou_threshold)
     if boxes.device.type == "cpu" and valid is not None:
         members = _only_valid(valid)
         return members[nms(boxes[members], scores[members], iou_threshold)]
@@ -234,6 +239,9 @@ def batched_nms(
         )
     if boxes.shape[0] == 0:
         return torch.zeros((0,), dtype=torch.int64, device=boxes.device)
+    compiled = torchvision_ops(boxes.device)
+    if compiled is not None and valid is None:  # torchvision's CUDA kernels
+        return compiled.batched_nms(boxes, scores, idxs, iou_threshold)
     if valid is not None and boxes.device.type == "cpu":
         members = _only_valid(valid)
         return members[batched_nms(boxes[members], scores[members], idxs[members], iou_threshold)]

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from maskrcnn.ops.compiled import torchvision_ops
 from maskrcnn.ops.sparse_sampling import weighted_gather
 
 _NNZ_BUDGET = 1 << 22  # RoIAlign: taps built at once (per chunk of RoIs with similar grids)
@@ -200,6 +201,10 @@ def roi_align(
     num = rois.shape[0]
     if num == 0 or channels == 0:
         return input.new_zeros((num, channels, out_h, out_w))
+    compiled = torchvision_ops(input.device)
+    if compiled is not None:  # torchvision's CUDA kernel (ops/compiled.py)
+        rois = rois.detach().to(device=input.device, dtype=input.dtype)
+        return compiled.roi_align(input, rois, (out_h, out_w), spatial_scale, sampling_ratio, aligned)
     # half / bfloat16 maps are sampled in float32 (sparse products need float32/64) and cast back
     dtype = input.dtype if input.dtype in (torch.float32, torch.float64) else torch.float32
     rois = rois.detach().to(device=input.device, dtype=dtype)
