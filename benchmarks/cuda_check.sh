@@ -57,6 +57,8 @@ step 210 python3 -c "import sys; from maskrcnn.cli import main; sys.exit(main())
 cp /tmp/demo_amp/metrics.json "$OUT/demo_amp_metrics.json" 2>/dev/null
 cp /tmp/demo_amp/summary.json "$OUT/demo_amp_summary.json" 2>/dev/null
 cp /tmp/demo_amp/overlays.png "$OUT/demo_amp_overlays.png" 2>/dev/null
+# The share of each iteration the demo's training waited for data (pinned batches on CUDA).
+step 20 python3 benchmarks/data_wait_share.py /tmp/demo_amp --json "$OUT/demo_amp_data_wait.json"
 # DistributedDataParallel over NCCL (one process: one GPU).
 step 90 torchrun --nproc_per_node=1 -m maskrcnn.engine.train --config shapes_demo --output /tmp/ddp \
     --set train.device=cuda --set solver.amp=true --set solver.max_iter=100 --set solver.max_time_s=0
