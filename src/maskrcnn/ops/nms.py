@@ -114,6 +114,11 @@ def _greedy_keep(boxes: Tensor, iou_threshold: float) -> list[int]:
     return kept
 
 
+def bit_weights(device: torch.device) -> Tensor:
+    """(8,) uint8 1, 2, 4, ..., 128 made on the device (no copy from the host to wait for)."""
+    return torch.pow(2, torch.arange(8, device=device)).to(torch.uint8)
+
+
 def _greedy_keep_on_device(
     boxes: Tensor, iou_threshold: float, categories: Tensor | None = None, valid: Tensor | None = None
 ) -> list[int]:
@@ -131,7 +136,7 @@ def _greedy_keep_on_device(
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # (N,)
     table = torch.cat([boxes, areas[:, None]], dim=1).t().contiguous()  # (5, N)
     padded_cols = (num + 7) // 8 * 8
-    bit_values = torch.tensor([1 << k for k in range(8)], dtype=torch.uint8).to(boxes.device, non_blocking=True)  # (8,)
+    bit_values = bit_weights(boxes.device)  # (8,)
     packed_blocks = []
     for start in range(0, num, _DEVICE_ROWS):
         rows = table[:, start:start + _DEVICE_ROWS].contiguous()  # (5, R)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from maskrcnn.ops.nms import _DEVICE_ROWS, _suppressed_by, _sweep, batched_nms
+from maskrcnn.ops.nms import _DEVICE_ROWS, _suppressed_by, _sweep, batched_nms, bit_weights
 
 
 def nms_per_image(
@@ -53,8 +53,7 @@ def _packed_bits(bits: Tensor) -> Tensor:
     rows, cols = bits.shape
     padded = torch.zeros((rows, (cols + 7) // 8 * 8), dtype=torch.uint8, device=bits.device)
     padded[:, :cols] = bits
-    weights = torch.tensor([1 << k for k in range(8)], dtype=torch.uint8).to(bits.device, non_blocking=True)
-    return (padded.view(rows, -1, 8) * weights).sum(dim=2, dtype=torch.uint8)
+    return (padded.view(rows, -1, 8) * bit_weights(bits.device)).sum(dim=2, dtype=torch.uint8)
 
 
 def _one_copy(
