@@ -57,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_utils import finish_report, machine_info
 from train import synthetic_batch
 
+import maskrcnn
 from maskrcnn.config import load_config
 from maskrcnn.engine.schedule import build_optimizer
 from maskrcnn.engine.train import train_step
@@ -95,7 +96,8 @@ SYNC_OPS = frozenset({
 # Counted only when a wait happens inside it (a child in SYNC_OPS): repeat_interleave
 # without output_size reads its total back, with output_size it does not.
 SYNC_WHEN_INNER = frozenset({"aten::repeat_interleave"})
-PACKAGE_MARK = f"{Path('src', 'maskrcnn')}"
+PACKAGE_DIR = str(Path(maskrcnn.__file__).resolve().parent)  # wrapper frames: absolute file names
+PACKAGE_PREFIX = "maskrcnn/"  # profiler events: file names relative to sys.path
 
 
 @contextlib.contextmanager
@@ -111,7 +113,7 @@ def host_reads_counted() -> Iterator[None]:
     def wrap(label: str, original: Callable[..., Any], when: Callable[..., bool] = lambda *a, **k: True) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             frame = sys._getframe(1)
-            if PACKAGE_MARK not in frame.f_code.co_filename or not when(*args, **kwargs):
+            if not frame.f_code.co_filename.startswith(PACKAGE_DIR) or not when(*args, **kwargs):
                 return original(*args, **kwargs)
             with record_function(f"{label} {Path(frame.f_code.co_filename).name}:{frame.f_lineno}"):
                 return original(*args, **kwargs)
@@ -151,8 +153,8 @@ def _source(event: Any) -> str:
     if event.name.startswith("host::"):
         return event.name.split(" ", 1)[1]
     while event is not None:
-        if PACKAGE_MARK in event.name and "(" in event.name:
-            return event.name.split(PACKAGE_MARK + "/", 1)[-1]
+        if event.name.startswith(PACKAGE_PREFIX) and "(" in event.name:
+            return event.name[len(PACKAGE_PREFIX):]
         event = event.cpu_parent
     return "outside the package"
 
