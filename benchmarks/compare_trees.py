@@ -32,7 +32,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_utils import finish_report, machine_info
 
-
 CPU_CHILD = """
 import statistics, sys, time, torch
 root, setup, iters, warmup = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
