@@ -129,7 +129,7 @@ def host_reads_counted() -> Iterator[None]:
     patches += [(torch, name, wrap("host::tensor_to_device", getattr(torch, name), copies_to_device))
                 for name in ("tensor", "as_tensor")]
     patches += [(module, name, wrap("host::nms", getattr(module, name)))
-                for module, name in ((rpn_module, "nms_per_image"), (roi_heads_module, "batched_nms"))
+                for module in (rpn_module, roi_heads_module) for name in ("nms_per_image", "batched_nms")
                 if hasattr(module, name)]
     originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     for owner, name, replacement in patches:
