@@ -19,7 +19,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from maskrcnn.ops.nms import _DEVICE_ROWS, _suppressed_by, _sweep, batched_nms, bit_weights
+from maskrcnn.ops.nms import (
+    _DEVICE_ROWS,
+    _suppressed_by,
+    _sweep,
+    batched_nms,
+    bit_weights,
+)
 
 
 def nms_per_image(
