@@ -16,7 +16,7 @@
 # project and of torchvision's maskrcnn_resnet50_fpn trained the same way, R50-FPN 800 px
 # batch 2 and the demo model, float32 and AMP, GPU busy share from the profiler) and
 # train_cuda_own_ops.json (the same with this project's ops instead of torchvision's
-# kernels, MASKRCNN_OWN_OPS=1). The first run (one H200, 2026-11-30) took 375 s without the
+# kernels, MASKRCNN_OWN_OPS=1) and train_cuda_bf16.json (bfloat16 autocast, both models). The first run (one H200, 2026-11-30) took 375 s without the
 # training profile; the profile adds about 60 s.
 set -uo pipefail
 OUT=${OUT:-runs/cuda_check}
@@ -71,6 +71,8 @@ step 180 python3 benchmarks/train.py --device cuda --amp both --setups shapes_de
     --iters 20 --warmup 5 --profile 3 --json "$OUT/train_cuda.json"
 step 90 env MASKRCNN_OWN_OPS=1 python3 benchmarks/train.py --device cuda --amp both --setups r50_fpn_800 \
     --iters 20 --warmup 5 --json "$OUT/train_cuda_own_ops.json"
+step 60 python3 benchmarks/train.py --device cuda --amp on --amp-dtype bfloat16 --setups shapes_demo r50_fpn_800 \
+    --torchvision --iters 20 --warmup 5 --json "$OUT/train_cuda_bf16.json"
 # The whole suite with the GPU visible (the browser tests need packages the image lacks).
 export OMP_NUM_THREADS=2
 step 600 python3 -m pytest -v -n 8 -p no:cacheprovider tests --ignore=tests/serve

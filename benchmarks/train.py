@@ -80,7 +80,9 @@ def synthetic_batch(batch_size: int, image_size: int, seed: int) -> tuple[list[t
     return images, targets
 
 
-def torchvision_step(cfg: Config, image_size: int, images: list, targets: list, device: torch.device, amp: bool):
+def torchvision_step(
+    cfg: Config, image_size: int, images: list, targets: list, device: torch.device, amp: bool, amp_dtype: str
+):
     """torchvision's maskrcnn_resnet50_fpn (random weights) and one SGD step of it, as
     `train_step` does ours: float16 autocast and loss scaling under `amp`."""
     from torchvision.models.detection import maskrcnn_resnet50_fpn
@@ -91,11 +93,12 @@ def torchvision_step(cfg: Config, image_size: int, images: list, targets: list, 
     ).to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=min(cfg.solver.lr, 0.002), momentum=cfg.solver.momentum,
                                 weight_decay=cfg.solver.weight_decay)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    half = getattr(torch, amp_dtype)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and half == torch.float16)
     tv_targets = [{"boxes": t.boxes, "labels": t.labels, "masks": t.masks} for t in targets]
 
     def step(_iteration: int) -> None:
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+        with torch.autocast(device_type=device.type, dtype=half, enabled=amp):
             losses = model(images, tv_targets)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(sum(losses.values())).backward()
@@ -117,7 +120,7 @@ def bench_setup(
     targets = [target.to(device) for target in targets]
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     if torchvision_model:
-        model, one_step = torchvision_step(cfg, image_size, images, targets, device, amp)
+        model, one_step = torchvision_step(cfg, image_size, images, targets, device, amp, args.amp_dtype)
     else:
         model = build_model(cfg.model).to(device).train()
         if cfg.train.channels_last:  # as `maskrcnn train` does (engine/run_setup.py)
@@ -125,10 +128,12 @@ def bench_setup(
         optimizer = build_optimizer(model, cfg.solver)
         for group in optimizer.param_groups:  # a small step: timing only, and no divergence
             group["lr"] = min(group["lr"], 0.002)
-        scaler = torch.amp.GradScaler(device.type, enabled=amp)
+        half = getattr(torch, args.amp_dtype)
+        scaler = torch.amp.GradScaler(device.type, enabled=amp and half == torch.float16)
 
         def one_step(iteration: int) -> None:
-            train_step(model, images, targets, optimizer=optimizer, scaler=scaler, iteration=iteration, amp=amp)
+            train_step(model, images, targets, optimizer=optimizer, scaler=scaler, iteration=iteration, amp=amp,
+                       amp_dtype=half)
 
     def step(iteration: int) -> None:
         one_step(iteration)
@@ -151,7 +156,7 @@ def bench_setup(
         "batch_size": batch_size,
         "image_hw": [image_size, image_size],
         "device": str(device),
-        "amp_float16": amp,
+        "amp": args.amp_dtype if amp else False,
         "iterations_timed": len(times),
         "iterations_per_s": round(len(times) / sum(times), 4),
         "fastest_iteration_s": round(min(times), 4),
@@ -255,6 +260,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1, help="untimed iterations first")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--amp", default=None, choices=("both", "off", "on"), help="CUDA: default both")
+    parser.add_argument("--amp-dtype", default="float16", choices=("float16", "bfloat16"),
+                        help="the half type of --amp (float16 with loss scaling; bfloat16 without)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     add_malloc_option(parser)
     parser.add_argument("--profile", type=int, default=0, metavar="N",

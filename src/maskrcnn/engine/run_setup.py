@@ -333,7 +333,7 @@ def _solver(cfg: Config, model: nn.Module, info: du.DistInfo, device: torch.devi
     amp = cfg.solver.amp and device.type == "cuda"
     if cfg.solver.amp and not amp:
         note("solver.amp ignored: mixed precision is used on CUDA only")
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp and cfg.solver.amp_dtype == "float16")  # bf16: no scaling
     return SolverParts(optimizer, build_lr_scheduler(optimizer, cfg.solver), scaler, amp, lr)
 
 

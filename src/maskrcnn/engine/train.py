@@ -57,7 +57,7 @@ from maskrcnn.engine.run_setup import (
     setup_run,
     with_init_weights,
 )
-from maskrcnn.engine.schedule import check_solver, reschedule
+from maskrcnn.engine.schedule import AMP_DTYPES, check_solver, reschedule
 from maskrcnn.engine.time_budget import (
     describe_shortening,
     describe_stop,
@@ -94,12 +94,13 @@ def train_step(
     iteration: int,
     amp: bool = False,
     clip_grad_norm: float = 0.0,
+    amp_dtype: torch.dtype = torch.float16,
 ) -> dict[str, float]:
     """Forward, check the losses, backward, (clip), update. Returns the losses averaged
     over processes, plus `loss_total`. Raises NonFiniteLossError naming the iteration and
     loss before any gradient is applied, so the weights stay those of the last good step."""
     device_type = images[0].device.type if images else "cpu"
-    with torch.autocast(device_type=device_type, dtype=torch.float16, enabled=amp):
+    with torch.autocast(device_type=device_type, dtype=amp_dtype, enabled=amp):
         loss_dict = model(images, targets)
     names = list(loss_dict)
     local = torch.stack([loss_dict[name].detach().float().reshape(()) for name in names])  # (L,)
@@ -218,7 +219,7 @@ def run_loop(run: TrainingRun) -> float:
         images, targets = _to_device(images, targets, run.device)
         lr = run.optimizer.param_groups[0]["lr"]
         try:
-            losses = train_step(run.train_model, images, targets, optimizer=run.optimizer, scaler=run.scaler, iteration=iteration, amp=run.amp, clip_grad_norm=cfg.solver.clip_grad_norm)
+            losses = train_step(run.train_model, images, targets, optimizer=run.optimizer, scaler=run.scaler, iteration=iteration, amp=run.amp, clip_grad_norm=cfg.solver.clip_grad_norm, amp_dtype=AMP_DTYPES[cfg.solver.amp_dtype])
         except NonFiniteLossError as exc:
             run.metrics_log.write({"type": "error", "iteration": iteration, "message": str(exc)})
             bar.close()
