@@ -9,6 +9,10 @@ project's own `engine.train.train_step` with SGD from the config's solver):
                 images, its batch size (4)
   r50_fpn_512   maskrcnn_resnet50_fpn, batch 2, 512 x 512 images, transform min/max size
                 set to 512 so the network sees 512 x 512 (the default would upsample to 800)
+  r50_fpn_800   maskrcnn_resnet50_fpn, batch 2, 800 x 800 images (COCO's size; for a GPU)
+--torchvision also trains torchvision's maskrcnn_resnet50_fpn (random weights, the same
+             images, batch, network size and SGD settings) for the R50-FPN setups, in the
+             same run: `<setup>_torchvision` entries (where torchvision is installed).
 Each figure: --warmup untimed iterations, then --iters timed ones (iterations/s from
 their total, and the fastest). Peak memory: CPU RSS sampled during the timed iterations
 (and its growth over the RSS before them); on CUDA torch.cuda.max_memory_allocated. On
@@ -60,6 +64,7 @@ SETUPS: dict[str, tuple[str, list[str], int, int]] = {
         512,
         2,
     ),
+    "r50_fpn_800": ("maskrcnn_resnet50_fpn", [], 800, 2),  # the COCO setting (GPU runs)
 }
 
 
@@ -75,25 +80,63 @@ def synthetic_batch(batch_size: int, image_size: int, seed: int) -> tuple[list[t
     return images, targets
 
 
-def bench_setup(name: str, args: argparse.Namespace, device: torch.device, amp: bool) -> dict[str, Any]:
+def torchvision_step(
+    cfg: Config, image_size: int, images: list, targets: list, device: torch.device, amp: bool, amp_dtype: str
+):
+    """torchvision's maskrcnn_resnet50_fpn (random weights) and one SGD step of it, as
+    `train_step` does ours: float16 autocast and loss scaling under `amp`."""
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    model = maskrcnn_resnet50_fpn(
+        weights=None, weights_backbone=None, num_classes=cfg.model.num_classes,
+        min_size=image_size, max_size=max(image_size, 1333 if image_size >= 800 else image_size),
+    ).to(device).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=min(cfg.solver.lr, 0.002), momentum=cfg.solver.momentum,
+                                weight_decay=cfg.solver.weight_decay)
+    half = getattr(torch, amp_dtype)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and half == torch.float16)
+    tv_targets = [{"boxes": t.boxes, "labels": t.labels, "masks": t.masks} for t in targets]
+
+    def step(_iteration: int) -> None:
+        with torch.autocast(device_type=device.type, dtype=half, enabled=amp):
+            losses = model(images, tv_targets)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(sum(losses.values())).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    return model, step
+
+
+def bench_setup(
+    name: str, args: argparse.Namespace, device: torch.device, amp: bool, torchvision_model: bool = False
+) -> dict[str, Any]:
     config_name, overrides, image_size, batch_size = SETUPS[name]
     cfg: Config = load_config(config_name, overrides)
     batch_size = batch_size or cfg.data.batch_size
     torch.manual_seed(0)
-    model = build_model(cfg.model).to(device).train()
-    if cfg.train.channels_last:  # as `maskrcnn train` does (engine/run_setup.py)
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model, cfg.solver)
-    for group in optimizer.param_groups:  # a small step: timing only, and no divergence
-        group["lr"] = min(group["lr"], 0.002)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
     images, targets = synthetic_batch(batch_size, image_size, seed=0)
     images = [image.to(device) for image in images]
     targets = [target.to(device) for target in targets]
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    if torchvision_model:
+        model, one_step = torchvision_step(cfg, image_size, images, targets, device, amp, args.amp_dtype)
+    else:
+        model = build_model(cfg.model).to(device).train()
+        if cfg.train.channels_last:  # as `maskrcnn train` does (engine/run_setup.py)
+            model = model.to(memory_format=torch.channels_last)
+        optimizer = build_optimizer(model, cfg.solver)
+        for group in optimizer.param_groups:  # a small step: timing only, and no divergence
+            group["lr"] = min(group["lr"], 0.002)
+        half = getattr(torch, args.amp_dtype)
+        scaler = torch.amp.GradScaler(device.type, enabled=amp and half == torch.float16)
+
+        def one_step(iteration: int) -> None:
+            train_step(model, images, targets, optimizer=optimizer, scaler=scaler, iteration=iteration, amp=amp,
+                       amp_dtype=half)
 
     def step(iteration: int) -> None:
-        train_step(model, images, targets, optimizer=optimizer, scaler=scaler, iteration=iteration, amp=amp)
+        one_step(iteration)
         sync()
 
     for i in range(args.warmup):
@@ -107,12 +150,13 @@ def bench_setup(name: str, args: argparse.Namespace, device: torch.device, amp: 
             step(args.warmup + i)
             times.append(time.perf_counter() - start)
     result: dict[str, Any] = {
+        "model": "torchvision maskrcnn_resnet50_fpn" if torchvision_model else "this project's",
         "config": config_name,
         "overrides": overrides,
         "batch_size": batch_size,
         "image_hw": [image_size, image_size],
         "device": str(device),
-        "amp_float16": amp,
+        "amp": args.amp_dtype if amp else False,
         "iterations_timed": len(times),
         "iterations_per_s": round(len(times) / sum(times), 4),
         "fastest_iteration_s": round(min(times), 4),
@@ -216,11 +260,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1, help="untimed iterations first")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--amp", default=None, choices=("both", "off", "on"), help="CUDA: default both")
+    parser.add_argument("--amp-dtype", default="float16", choices=("float16", "bfloat16"),
+                        help="the half type of --amp (float16 with loss scaling; bfloat16 without)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     add_malloc_option(parser)
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="profile N more iterations per setup (0: no profile)")
     parser.add_argument("--quick", action="store_true", help="shapes_demo only, 2 iterations")
+    parser.add_argument("--torchvision", action="store_true",
+                        help="also train torchvision's maskrcnn_resnet50_fpn for the R50-FPN setups")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the JSON here")
     args = parser.parse_args(argv)
     if args.quick:
@@ -250,6 +298,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report["setups"] = {
         f"{name}{'_amp' if amp else ''}": bench_setup(name, args, device, amp) for name in args.setups for amp in amp_values
     }
+    if args.torchvision:
+        for name in (n for n in args.setups if n.startswith("r50")):
+            for amp in amp_values:
+                report["setups"][f"{name}{'_amp' if amp else ''}_torchvision"] = bench_setup(name, args, device, amp, True)
     return finish_report(report, args.json)
 
 

@@ -247,6 +247,8 @@ class SolverConfig:
     gamma: float = 0.1  # multistep: lr factor at each step
     clip_grad_norm: float = 0.0  # 0: no clipping
     amp: bool = False  # mixed precision (CUDA only)
+    # amp's half type: float16 (with loss scaling) | bfloat16 (float32's range: no scaling)
+    amp_dtype: str = "float16"
     # images per update (data.batch_size x processes) that `lr` is stated for: 0.02 is
     # detectron2's rate for 16 images
     reference_batch_size: int = 16

@@ -46,12 +46,18 @@ class Targets:
     def __len__(self) -> int:
         return self.boxes.shape[0]
 
-    def to(self, device: torch.device | str) -> "Targets":
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Targets":
         return Targets(
-            boxes=self.boxes.to(device),
-            labels=self.labels.to(device),
-            masks=None if self.masks is None else self.masks.to(device),
+            boxes=self.boxes.to(device, non_blocking=non_blocking),
+            labels=self.labels.to(device, non_blocking=non_blocking),
+            masks=None if self.masks is None else self.masks.to(device, non_blocking=non_blocking),
         )
+
+    def pin_memory(self) -> "Targets":
+        """Page-locked copies (a DataLoader with pin_memory=True calls this), so that copies
+        to a GPU can run while the host goes on."""
+        return Targets(self.boxes.pin_memory(), self.labels.pin_memory(),
+                       None if self.masks is None else self.masks.pin_memory())
 
     @staticmethod
     def empty(height: int, width: int) -> "Targets":

@@ -65,3 +65,22 @@ def test_huge_learning_rate_diverges_into_a_clear_error(tmp_path):
     cfg = apply_override(cfg_for(tmp_path), "solver.lr=1e30")
     with pytest.raises(NonFiniteLossError, match=r"iteration \d+: non-finite loss \(loss_classifier="):
         train(cfg, model=PoisonedModel(bad_call=-1, poison=0.0), train_set=OneBoxDataset())
+
+
+def test_train_step_runs_the_forward_in_the_amp_dtype():
+    from maskrcnn.engine.train import train_step
+
+    seen = []
+
+    class Probe(PoisonedModel):
+        def forward(self, images, targets):
+            seen.append(torch.mm(images[0][0], images[0][0]).dtype)  # autocast picks the matmul's dtype
+            return super().forward(images, targets)
+
+    model = Probe(bad_call=0, poison=0.0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    images, targets = [torch.rand((3, 4, 4))], [OneBoxDataset()[0][1]]
+    losses = train_step(model, images, targets, optimizer=optimizer, scaler=scaler, iteration=0, amp=True,
+                        amp_dtype=torch.bfloat16)
+    assert seen == [torch.bfloat16] and set(losses) == {"loss_classifier", "loss_mask", "loss_total"}

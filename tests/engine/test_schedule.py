@@ -79,3 +79,11 @@ def test_bad_solver_values_raise_config_errors():
     frozen = torch.nn.Linear(2, 1).requires_grad_(False)
     with pytest.raises(ConfigError, match="no trainable parameters"):
         build_optimizer(frozen, SolverConfig())
+
+
+def test_amp_dtype_names_the_field():
+    from maskrcnn.engine.schedule import check_solver
+
+    check_solver(SolverConfig(amp_dtype="bfloat16"))
+    with pytest.raises(ConfigError, match=r"solver.amp_dtype: expected one of \['float16', 'bfloat16'\], got 'half'"):
+        check_solver(SolverConfig(amp_dtype="half"))

@@ -3,7 +3,7 @@ import torch
 
 from maskrcnn.ops.boxes import box_iou
 from maskrcnn.ops.matcher import Matcher
-from maskrcnn.ops.sampler import sample_balanced
+from maskrcnn.ops.sampler import sample_balanced, sample_balanced_batch
 
 
 def test_matcher_thresholds():
@@ -77,3 +77,43 @@ def test_match_boxes_in_chunks_equals_the_whole_iou_matrix(low_quality, max_pair
     got = matcher.match_boxes(gt, boxes, max_pairs=max_pairs)
     assert torch.equal(got, expected)
     assert (expected >= 0).any() and (expected < 0).any()
+
+
+def test_sampler_batch_counts_are_exact_per_image_and_never_ignored():
+    generator = torch.Generator().manual_seed(1)
+    images = [
+        torch.tensor([1] * 3 + [0] * 40 + [-1] * 30),  # few positives: negatives fill up
+        torch.tensor([2] * 50 + [0] * 5 + [-1] * 10),  # few negatives: fewer than the batch
+        torch.full((7,), -1),  # all ignored: nothing sampled
+    ]
+    samples = sample_balanced_batch(images, 16, 0.5, generator=generator)
+    assert [(s.positive.numel(), s.negative.numel()) for s in samples] == [(3, 13), (8, 5), (0, 0)]
+    for labels, sample in zip(images, samples):
+        assert (labels[sample.positive] >= 1).all() and (labels[sample.negative] == 0).all()
+        assert sample.positive.unique().numel() == sample.positive.numel()
+        assert sample.negative.unique().numel() == sample.negative.numel()
+
+
+def test_sampler_picks_uniformly():
+    """Each of 20 positives is picked by 5-of-20 draws with probability 1/4: over 4000 draws
+    every index's count is within 6 standard deviations of 1000 (binomial, sd ~27)."""
+    labels = torch.tensor([1] * 20 + [0] * 20 + [-1] * 20)
+    generator = torch.Generator().manual_seed(5)
+    positive_counts = torch.zeros(60)
+    negative_counts = torch.zeros(60)
+    for _ in range(4000):
+        pos, neg = sample_balanced(labels, 10, 0.5, generator=generator)
+        positive_counts[pos] += 1
+        negative_counts[neg] += 1
+    assert (positive_counts[:20] - 1000).abs().max() < 6 * 27.4
+    assert (negative_counts[20:40] - 1000).abs().max() < 6 * 27.4
+    assert positive_counts[20:].sum() == 0 and negative_counts[:20].sum() == 0 and negative_counts[40:].sum() == 0
+
+
+def test_sampler_is_deterministic_under_the_global_seed():
+    labels = torch.tensor([1] * 30 + [0] * 300)
+    torch.manual_seed(7)
+    a = sample_balanced(labels, 64, 0.25)
+    torch.manual_seed(7)
+    b = sample_balanced(labels, 64, 0.25)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])

@@ -110,3 +110,32 @@ def test_device_sweep_keeps_what_the_block_sweep_keeps(monkeypatch):
         on_device = nms_module._greedy_keep_on_device(sorted_boxes, threshold)
         assert on_device == nms_module._greedy_keep(sorted_boxes, threshold), threshold
         assert len(on_device) > 1
+
+
+def test_valid_mask_equals_filtering_first():
+    generator = torch.Generator().manual_seed(3)
+    corner = torch.rand((300, 2), generator=generator) * 100
+    boxes = torch.cat([corner, corner + torch.rand((300, 2), generator=generator) * 30 + 1], dim=1)
+    scores = torch.rand(300, generator=generator)
+    idxs = torch.randint(0, 4, (300,), generator=generator)
+    valid = torch.rand(300, generator=generator) > 0.3
+    members = torch.where(valid)[0]
+    assert torch.equal(nms(boxes, scores, 0.5, valid), members[nms(boxes[members], scores[members], 0.5)])
+    expected = members[batched_nms(boxes[members], scores[members], idxs[members], 0.5)]
+    assert torch.equal(batched_nms(boxes, scores, idxs, 0.5, valid), expected)
+
+
+def test_one_copy_nms_per_image_keeps_what_batched_nms_keeps():
+    from maskrcnn.ops.segment_nms import nms_per_image
+
+    generator = torch.Generator().manual_seed(5)
+    segments = [40, 25, 9]
+    corner = torch.rand((3, 74, 2), generator=generator) * 60
+    boxes = torch.cat([corner, corner + torch.rand((3, 74, 2), generator=generator) * 25 + 0.5], dim=2)
+    scores = torch.rand((3, 74), generator=generator)
+    valid = torch.rand((3, 74), generator=generator) > 0.2
+    valid[2] = False  # an image with no valid candidate
+    one_copy = nms_per_image(boxes, scores, valid, segments, 0.6, 30, one_copy=True)
+    per_image = nms_per_image(boxes, scores, valid, segments, 0.6, 30, one_copy=False)
+    assert [k.tolist() for k in one_copy] == [k.tolist() for k in per_image]
+    assert one_copy[2].numel() == 0 and 0 < one_copy[0].numel() <= 30

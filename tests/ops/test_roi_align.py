@@ -30,10 +30,12 @@ def test_roi_align_outside_map_is_zero_and_empty_inputs():
         roi_align(feature, torch.zeros((3, 4)), 2, 1.0)
 
 
+@pytest.mark.parametrize("host_bounds", [False, True])  # True: a GPU's path, tap counts from host bounds
 @pytest.mark.parametrize("aligned", [False, True])
 @pytest.mark.parametrize("sampling_ratio", [2, -1])
-def test_roi_align_matches_plain_loop_with_mixed_grids(aligned, sampling_ratio, monkeypatch):
+def test_roi_align_matches_plain_loop_with_mixed_grids(aligned, sampling_ratio, host_bounds, monkeypatch):
     monkeypatch.setattr(roi_align_module, "_NNZ_BUDGET", 2000)  # force several chunks
+    monkeypatch.setattr(roi_align_module, "HOST_BOUNDS_EVERYWHERE", host_bounds)
     generator = torch.Generator().manual_seed(1)
     feature = torch.rand((2, 2, 12, 15), generator=generator, dtype=torch.float64)
     corner = torch.rand((9, 2), generator=generator, dtype=torch.float64) * 50 - 6
@@ -148,3 +150,11 @@ def test_roi_pool_partly_outside_matches_plain_loop():
     out = roi_pool(feature, rois, (3, 4), 0.5)
     torch.testing.assert_close(out, roi_pool_reference(feature, rois, 3, 4, 0.5), atol=0, rtol=0)
     assert out[2].abs().sum() == 0  # wholly outside -> 0
+
+
+def test_compiled_ops_are_never_used_off_cuda(monkeypatch):
+    from maskrcnn.ops.compiled import OWN_OPS_ENV, torchvision_ops
+
+    assert torchvision_ops(torch.device("cpu")) is None
+    monkeypatch.setenv(OWN_OPS_ENV, "1")
+    assert torchvision_ops(torch.device("cuda")) is None  # forced: this project's ops

@@ -124,6 +124,7 @@ def build_loader(
     distributed: bool = False,
     seed: int = 0,
     num_workers: int = 0,
+    pin_memory: bool = False,
 ) -> DataLoader:
     """A DataLoader yielding (images, targets, infos) lists.
 
@@ -147,6 +148,7 @@ def build_loader(
         batch_sampler=batch_sampler,
         collate_fn=collate,
         num_workers=num_workers,
+        pin_memory=pin_memory,  # page-locked batches: copies to a GPU without a host wait
         generator=generator,
         persistent_workers=False,
     )

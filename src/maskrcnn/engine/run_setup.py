@@ -333,11 +333,11 @@ def _solver(cfg: Config, model: nn.Module, info: du.DistInfo, device: torch.devi
     amp = cfg.solver.amp and device.type == "cuda"
     if cfg.solver.amp and not amp:
         note("solver.amp ignored: mixed precision is used on CUDA only")
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp and cfg.solver.amp_dtype == "float16")  # bf16: no scaling
     return SolverParts(optimizer, build_lr_scheduler(optimizer, cfg.solver), scaler, amp, lr)
 
 
-def _loaders(cfg: Config, info: du.DistInfo, train_set: Any, val_set: Any) -> tuple[Any, Any]:
+def _loaders(cfg: Config, info: du.DistInfo, train_set: Any, val_set: Any, pin_memory: bool = False) -> tuple[Any, Any]:
     """The training loader (a distributed sampler under DDP) and rank 0's validation loader."""
     data = cfg.data
     loader = build_loader(
@@ -348,6 +348,7 @@ def _loaders(cfg: Config, info: du.DistInfo, train_set: Any, val_set: Any) -> tu
         distributed=info.enabled,
         seed=cfg.train.seed,
         num_workers=data.num_workers,
+        pin_memory=pin_memory,
     )
     val_loader = None
     if val_set is not None and info.is_main:
@@ -379,7 +380,7 @@ def setup_run(cfg: Config, *, resume: bool, info: du.DistInfo, device: torch.dev
         model = model.to(memory_format=torch.channels_last)  # 4-D weights; convolutions then keep NHWC
     solver = _solver(cfg, model, info, device)
     seed_everything(cfg.train.seed + 1000 * info.rank)  # same init everywhere, own augmentation per rank
-    loader, val_loader = _loaders(cfg, info, train_set, val_set)
+    loader, val_loader = _loaders(cfg, info, train_set, val_set, pin_memory=device.type == "cuda")
 
     metrics_log = MetricsLog(out / "metrics.jsonl", enabled=info.is_main)
     if ckpt is not None:

@@ -68,12 +68,17 @@ def lr_factor(
     return decay * warmup_factor_at(iteration, warmup_iters=warmup_iters, warmup_factor=warmup_factor)
 
 
+AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}  # solver.amp_dtype
+
+
 def check_solver(solver: SolverConfig) -> None:
     """Raise one clear ConfigError for a solver setting that cannot work."""
     if solver.schedule not in SCHEDULES:
         raise ConfigError(f"solver.schedule: expected one of {list(SCHEDULES)}, got {solver.schedule!r}")
     if solver.max_iter < 1:
         raise ConfigError(f"solver.max_iter: expected a positive number of iterations, got {solver.max_iter}")
+    if solver.amp_dtype not in AMP_DTYPES:
+        raise ConfigError(f"solver.amp_dtype: expected one of {list(AMP_DTYPES)}, got {solver.amp_dtype!r}")
     if solver.lr <= 0:
         raise ConfigError(f"solver.lr: expected a positive learning rate, got {solver.lr}")
     if solver.warmup_iters < 0:

@@ -59,7 +59,7 @@ from maskrcnn.engine.run_setup import (
     setup_run,
     with_init_weights,
 )
-from maskrcnn.engine.schedule import check_solver, reschedule
+from maskrcnn.engine.schedule import AMP_DTYPES, check_solver, reschedule
 from maskrcnn.engine.tensorboard_log import tensorboard_logging
 from maskrcnn.engine.time_budget import (
     describe_shortening,
@@ -97,25 +97,29 @@ def train_step(
     iteration: int,
     amp: bool = False,
     clip_grad_norm: float = 0.0,
+    amp_dtype: torch.dtype = torch.float16,
 ) -> dict[str, float]:
     """Forward, check the losses, backward, (clip), update. Returns the losses averaged
     over processes, plus `loss_total`. Raises NonFiniteLossError naming the iteration and
     loss before any gradient is applied, so the weights stay those of the last good step."""
     device_type = images[0].device.type if images else "cpu"
-    with torch.autocast(device_type=device_type, dtype=torch.float16, enabled=amp):
+    with torch.autocast(device_type=device_type, dtype=amp_dtype, enabled=amp):
         loss_dict = model(images, targets)
     names = list(loss_dict)
     local = torch.stack([loss_dict[name].detach().float().reshape(()) for name in names])  # (L,)
     averaged = du.all_reduce_mean(local)  # a NaN on any process reaches every process
-    if not torch.isfinite(averaged).all():
-        bad = [f"{n}={v:.4g}" for n, v in zip(names, averaged.tolist()) if not np.isfinite(v)]
+    total = sum(loss_dict.values())
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(total).backward()
+    # The losses' one read, after the backward pass is queued (a GPU keeps working while
+    # the host waits) and before any update: a non-finite loss still stops the run first.
+    loss_values = averaged.tolist()
+    if not all(np.isfinite(loss_values)):
+        bad = [f"{n}={v:.4g}" for n, v in zip(names, loss_values) if not np.isfinite(v)]
         raise NonFiniteLossError(
             f"iteration {iteration}: non-finite loss ({', '.join(bad)}); training stopped, "
             "the last checkpoint written before it is kept (lower solver.lr or set solver.clip_grad_norm)"
         )
-    total = sum(loss_dict.values())
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(total).backward()
     if clip_grad_norm > 0:
         scaler.unscale_(optimizer)
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
@@ -124,13 +128,14 @@ def train_step(
             raise NonFiniteLossError(f"iteration {iteration}: gradient norm is {float(grad_norm)}; training stopped")
     scaler.step(optimizer)
     scaler.update()
-    values = {name: float(v) for name, v in zip(names, averaged.tolist())}
-    values["loss_total"] = float(averaged.sum())
+    values = dict(zip(names, loss_values))
+    values["loss_total"] = float(np.sum(np.asarray(loss_values, dtype=np.float32)))  # float32, as the tensor sum
     return values
 
 
 def _to_device(images: list[torch.Tensor], targets: list[Any], device: torch.device) -> tuple[list, list]:
-    return [im.to(device, non_blocking=True) for im in images], [t.to(device) for t in targets]
+    # non-blocking: with the loader's page-locked batches on CUDA the host does not wait
+    return [im.to(device, non_blocking=True) for im in images], [t.to(device, non_blocking=True) for t in targets]
 
 
 def _parameters_fingerprints(model: nn.Module) -> list[str]:
@@ -229,7 +234,7 @@ def run_loop(run: TrainingRun, stop: StopOnSignal | None = None) -> float:
         images, targets = _to_device(images, targets, run.device)
         lr = run.optimizer.param_groups[0]["lr"]
         try:
-            losses = train_step(run.train_model, images, targets, optimizer=run.optimizer, scaler=run.scaler, iteration=iteration, amp=run.amp, clip_grad_norm=cfg.solver.clip_grad_norm)
+            losses = train_step(run.train_model, images, targets, optimizer=run.optimizer, scaler=run.scaler, iteration=iteration, amp=run.amp, clip_grad_norm=cfg.solver.clip_grad_norm, amp_dtype=AMP_DTYPES[cfg.solver.amp_dtype])
         except NonFiniteLossError as exc:
             run.metrics_log.write({"type": "error", "iteration": iteration, "message": str(exc)})
             bar.close()

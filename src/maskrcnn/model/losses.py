@@ -36,16 +36,19 @@ def rpn_losses(
 
 
 def fast_rcnn_losses(
-    class_logits: Tensor, box_deltas: Tensor, labels: Tensor, target_deltas: Tensor
+    class_logits: Tensor, box_deltas: Tensor, labels: Tensor, target_deltas: Tensor, foreground: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
     """Cross-entropy over all sampled RoIs; smooth L1 (beta 1/9) on the gt class's deltas of
     foreground RoIs, summed and divided by the number of sampled RoIs (torchvision's choice).
 
     class_logits (R, K), box_deltas (R, K*4), labels (R,) int64 (0 = background),
-    target_deltas (F, 4) for the foreground RoIs in order of `labels > 0`.
+    target_deltas (F, 4) for the foreground RoIs in order of `labels > 0`; `foreground`
+    (F,) their indices when the caller knows them (found here otherwise, a count a GPU
+    would make the host wait for).
     """
     classification = F.cross_entropy(class_logits, labels)
-    foreground = torch.where(labels > 0)[0]  # (F,)
+    if foreground is None:
+        foreground = torch.where(labels > 0)[0]  # (F,)
     deltas = box_deltas.reshape(box_deltas.shape[0], -1, 4)  # (R, K*4) -> (R, K, 4)
     box_regression = F.smooth_l1_loss(
         deltas[foreground, labels[foreground]], target_deltas, beta=1.0 / 9, reduction="sum"

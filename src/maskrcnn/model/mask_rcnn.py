@@ -159,6 +159,34 @@ def check_targets(targets: list[Targets], images: list[Tensor], num_classes: int
             )
         if labels.dtype != torch.int64:
             raise TypeError(f"targets[{i}].labels: expected dtype torch.int64, got {labels.dtype}")
+        if need_masks:
+            masks = target.masks
+            expected = (boxes.shape[0], image.shape[-2], image.shape[-1])
+            if masks is None:
+                raise ValueError(f"targets[{i}].masks: the mask head needs masks of shape {expected}, got None")
+            if tuple(masks.shape) != expected:
+                raise ValueError(
+                    f"targets[{i}].masks: expected shape (N, H, W) = {expected} (one mask per box, image size), "
+                    f"got {tuple(masks.shape)}"
+                )
+    check_target_values(targets, num_classes)
+
+
+def check_target_values(targets: list[Targets], num_classes: int) -> None:
+    """Labels in 1..num_classes-1 and boxes with x2 > x1, y2 > y1: one clear error naming
+    the first bad one. Every image's verdict reaches the host in one read (a GPU waits
+    for it once per batch, not once per image and check)."""
+    flags = [
+        torch.stack([
+            ((t.labels < 1) | (t.labels >= num_classes)).any(),
+            ((t.boxes[:, 2] <= t.boxes[:, 0]) | (t.boxes[:, 3] <= t.boxes[:, 1])).any(),
+        ])
+        for t in targets
+    ]
+    if not flags or not any(torch.stack(flags).flatten().tolist()):  # the one read
+        return
+    for i, target in enumerate(targets):
+        boxes, labels = target.boxes, target.labels
         if labels.numel() > 0:
             low, high = int(labels.min()), int(labels.max())
             if low < 1 or high >= num_classes:
@@ -173,14 +201,4 @@ def check_targets(targets: list[Targets], images: list[Tensor], num_classes: int
                 j = int(torch.where(degenerate)[0][0])
                 raise ValueError(
                     f"targets[{i}].boxes[{j}] = {boxes[j].tolist()}: expected x2 > x1 and y2 > y1 (xyxy pixels)"
-                )
-        if need_masks:
-            masks = target.masks
-            expected = (boxes.shape[0], image.shape[-2], image.shape[-1])
-            if masks is None:
-                raise ValueError(f"targets[{i}].masks: the mask head needs masks of shape {expected}, got None")
-            if tuple(masks.shape) != expected:
-                raise ValueError(
-                    f"targets[{i}].masks: expected shape (N, H, W) = {expected} (one mask per box, image size), "
-                    f"got {tuple(masks.shape)}"
                 )

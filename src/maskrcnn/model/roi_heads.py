@@ -16,11 +16,11 @@ from torch import Tensor, nn
 from maskrcnn.model.losses import fast_rcnn_losses, mask_loss, mask_probabilities
 from maskrcnn.ops.boxes import BoxCoder, box_iou, clip_boxes, remove_small_boxes
 from maskrcnn.ops.exact_paste import align_mask_grids
-from maskrcnn.ops.masks import crop_and_resize_masks
+from maskrcnn.ops.mask_targets import mask_targets_batch
 from maskrcnn.ops.matcher import Matcher
 from maskrcnn.ops.nms import batched_nms
 from maskrcnn.ops.poolers import infer_scale, multilevel_roi_align
-from maskrcnn.ops.sampler import sample_balanced
+from maskrcnn.ops.sampler import SampledIndices, sample_balanced_batch
 from maskrcnn.structures import ResizedTargets, RoIDetections
 
 
@@ -50,6 +50,16 @@ class SampledRoIs:
     @property
     def foreground_matched_gt(self) -> Tensor:  # (F,)
         return self.matched_gt[: self.num_foreground]
+
+
+def foreground_rows(samples: list[SampledRoIs], device: torch.device) -> Tensor:
+    """(F,) int64 rows of the foreground RoIs in the batch's image-major rows, from the
+    counts the host already has (each image's foreground comes first)."""
+    rows, offset = [], 0
+    for sample in samples:
+        rows.append(torch.arange(offset, offset + sample.num_foreground, device=device))
+        offset += sample.boxes.shape[0]
+    return torch.cat(rows)
 
 
 class RoIPooler(nn.Module):
@@ -150,6 +160,22 @@ class RoIHeads(nn.Module):
 
     def sample_proposals(self, proposals: Tensor, targets: ResizedTargets) -> SampledRoIs:
         """Add gt boxes, match (IoU 0.5), sample 512 at 25% foreground: proposals (P, 4) -> S RoIs."""
+        return self.sample_batch([proposals], [targets])[0]
+
+    def sample_batch(self, proposals: list[Tensor], targets: list[ResizedTargets]) -> list[SampledRoIs]:
+        """`sample_proposals` for every image, with one read of the batch's counts."""
+        labelled = [self.label_proposals(p, t) for p, t in zip(proposals, targets)]
+        samples = sample_balanced_batch(
+            [sampler_labels for *_, sampler_labels in labelled], self.batch_size_per_image, self.positive_fraction
+        )
+        return [
+            self.sampled_rois(boxes, labels, matched, target.boxes.to(boxes.dtype), sample)
+            for (boxes, labels, matched, _), target, sample in zip(labelled, targets, samples)
+        ]
+
+    def label_proposals(self, proposals: Tensor, targets: ResizedTargets) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Proposals (P, 4) + gt boxes -> boxes (P+G, 4), class labels (P+G,) (0 background,
+        -1 ignored), matched gt (P+G,) and the sampler's labels (1 / 0 / -1)."""
         gt_boxes = targets.boxes.to(proposals.dtype)
         boxes = torch.cat([proposals, gt_boxes])  # (P + G, 4)
         if gt_boxes.shape[0] == 0:  # background image: every RoI is background
@@ -158,11 +184,17 @@ class RoIHeads(nn.Module):
         else:
             matched = self.matcher(box_iou(gt_boxes, boxes))  # (G, P+G) -> (P+G,)
             labels = targets.labels[matched.clamp(min=0)].to(torch.int64)
-            labels[matched == Matcher.BELOW_LOW_THRESHOLD] = 0
-            labels[matched == Matcher.BETWEEN_THRESHOLDS] = -1
+            labels = torch.where(matched == Matcher.BELOW_LOW_THRESHOLD, 0, labels)
+            labels = torch.where(matched == Matcher.BETWEEN_THRESHOLDS, -1, labels)
             matched = matched.clamp(min=0)
         sampler_labels = torch.where(labels > 0, 1, torch.where(labels == 0, 0, -1))
-        positive, negative = sample_balanced(sampler_labels, self.batch_size_per_image, self.positive_fraction)
+        return boxes, labels, matched, sampler_labels
+
+    def sampled_rois(
+        self, boxes: Tensor, labels: Tensor, matched: Tensor, gt_boxes: Tensor, sample: SampledIndices
+    ) -> SampledRoIs:
+        """The chosen RoIs, foreground first, with their box-regression targets."""
+        positive, negative = sample
         sampled = torch.cat([positive, negative])
         foreground = sampled[: positive.numel()]
         target_deltas = self.box_coder.encode(gt_boxes[matched[foreground]], boxes[foreground])  # (F, 4)
@@ -181,13 +213,14 @@ class RoIHeads(nn.Module):
         image_sizes: list[tuple[int, int]],
         targets: list[ResizedTargets],
     ) -> dict[str, Tensor]:
-        samples = [self.sample_proposals(p, t) for p, t in zip(proposals, targets)]
+        samples = self.sample_batch(proposals, targets)
         labels = torch.cat([s.labels for s in samples])  # (R,)
         target_deltas = torch.cat([s.target_deltas for s in samples])  # (F, 4), image-major like `labels > 0`
         pooled = self.shared_head(self.box_pooler(features, [s.boxes for s in samples], image_sizes))  # (R, C, S, S)
         class_logits, box_deltas = self.box_predictor(self.box_head(pooled))  # (R, K), (R, K*4)
         class_logits, box_deltas = class_logits.float(), box_deltas.float()  # float32 losses under autocast
-        loss_classifier, loss_box_reg = fast_rcnn_losses(class_logits, box_deltas, labels, target_deltas)
+        foreground = foreground_rows(samples, labels.device)  # (F,)
+        loss_classifier, loss_box_reg = fast_rcnn_losses(class_logits, box_deltas, labels, target_deltas, foreground)
         losses = {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
         if self.mask_on:
             losses["loss_mask"] = self.mask_training_loss(features, samples, image_sizes, targets)
@@ -214,19 +247,15 @@ class RoIHeads(nn.Module):
         pooled = self.shared_head(self.mask_pooler(features, fg_boxes, image_sizes))
         mask_logits = self.mask_predictor(self.mask_head(pooled)).float()  # (F, K, M, M)
         mask_size = mask_logits.shape[-1]
-        mask_targets = []
-        for sample, target in zip(samples, targets):
-            if sample.num_foreground == 0:
-                continue
-            if target.masks is None:
-                raise ValueError("training the mask head needs ResizedTargets.masks for every image with instances")
-            # Each RoI reads its matched gt mask by index: no per-RoI copy of a full mask.
-            mask_targets.append(
-                crop_and_resize_masks(
-                    target.masks, sample.foreground_boxes, mask_size, mask_indices=sample.foreground_matched_gt
-                )
-            )
-        targets_tensor = torch.cat(mask_targets).to(mask_logits.dtype)  # (F, M, M)
+        used = [(s, t) for s, t in zip(samples, targets) if s.num_foreground > 0]
+        if any(t.masks is None for _, t in used):
+            raise ValueError("training the mask head needs ResizedTargets.masks for every image with instances")
+        # All images in one RoIAlign call; each RoI reads its matched gt mask by index (no
+        # per-RoI copy of a full mask).
+        targets_tensor = mask_targets_batch(
+            [t.masks for _, t in used], [s.foreground_boxes for s, _ in used],
+            [s.foreground_matched_gt for s, _ in used], mask_size,
+        ).to(mask_logits.dtype)  # (F, M, M)
         return mask_loss(mask_logits, fg_labels, targets_tensor, self.mask_loss_kind)
 
     def mask_rois(self, sample: SampledRoIs) -> SampledRoIs:

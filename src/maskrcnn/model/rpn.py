@@ -16,10 +16,10 @@ from torch import Tensor, nn
 from maskrcnn.model.losses import rpn_losses
 from maskrcnn.model.norm import make_norm
 from maskrcnn.ops.anchors import AnchorGenerator
-from maskrcnn.ops.boxes import BoxCoder, clip_boxes, remove_small_boxes
+from maskrcnn.ops.boxes import BoxCoder, clip_boxes, large_enough
 from maskrcnn.ops.matcher import Matcher
-from maskrcnn.ops.nms import batched_nms
-from maskrcnn.ops.sampler import sample_balanced
+from maskrcnn.ops.sampler import sample_balanced_batch
+from maskrcnn.ops.segment_nms import nms_per_image
 from maskrcnn.structures import ImageBatch
 
 
@@ -129,31 +129,28 @@ class RegionProposalNetwork(nn.Module):
         """
         pre_n, post_n = budget
         logits = logits.detach()
-        top_indices, top_levels = [], []
+        top_indices = []
         offset = 0
-        for level, level_logits in enumerate(logits.split(anchors_per_level, dim=1)):
+        for level_logits in logits.split(anchors_per_level, dim=1):
             k = min(pre_n, level_logits.shape[1])
             _, index = level_logits.topk(k, dim=1)  # (B, k)
             top_indices.append(index + offset)
-            top_levels.append(torch.full_like(index, level))
             offset += level_logits.shape[1]
-        index = torch.cat(top_indices, dim=1)  # (B, K)
-        levels = torch.cat(top_levels, dim=1)
+        index = torch.cat(top_indices, dim=1)  # (B, K), levels in contiguous segments
         batch_index = torch.arange(logits.shape[0], device=logits.device)[:, None]
         scores = torch.sigmoid(logits[batch_index, index])  # (B, K)
         boxes = boxes[batch_index, index]  # (B, K, 4)
 
-        final_boxes, final_scores = [], []
-        for image_boxes, image_scores, image_levels, size in zip(boxes, scores, levels, image_sizes):
-            image_boxes = clip_boxes(image_boxes, size)
-            keep = remove_small_boxes(image_boxes, self.min_size)
-            image_boxes, image_scores, image_levels = image_boxes[keep], image_scores[keep], image_levels[keep]
-            keep = torch.where(image_scores >= self.score_thresh)[0]
-            image_boxes, image_scores, image_levels = image_boxes[keep], image_scores[keep], image_levels[keep]
-            keep = batched_nms(image_boxes, image_scores, image_levels, self.nms_thresh)[:post_n]
-            final_boxes.append(image_boxes[keep])
-            final_scores.append(image_scores[keep])
-        return final_boxes, final_scores
+        boxes = torch.stack([clip_boxes(b, size) for b, size in zip(boxes, image_sizes)])  # (B, K, 4)
+        # small and low-scored boxes take no part in NMS (filtered inside it: on a GPU no
+        # count to wait for)
+        valid = large_enough(boxes.view(-1, 4), self.min_size).view(scores.shape) & (scores >= self.score_thresh)
+        # training on a GPU: one copy back for the whole batch; otherwise NMS image by image
+        keeps = nms_per_image(
+            boxes, scores, valid, [t.shape[1] for t in top_indices], self.nms_thresh, post_n,
+            one_copy=None if self.training else False,
+        )
+        return [b[keep] for b, keep in zip(boxes, keeps)], [s[keep] for s, keep in zip(scores, keeps)]
 
     def label_anchors(self, anchors: Tensor, gt_boxes: Tensor) -> tuple[Tensor, Tensor]:
         """(T,) labels 1 positive / 0 negative / -1 ignored, and (T,) matched gt index (clamped at 0)."""
@@ -161,8 +158,7 @@ class RegionProposalNetwork(nn.Module):
             zeros = torch.zeros(anchors.shape[0], dtype=torch.int64, device=anchors.device)
             return zeros.float(), zeros
         matched = self.matcher.match_boxes(gt_boxes, anchors)  # IoU (G, T) -> (T,), in chunks when large
-        labels = (matched >= 0).float()
-        labels[matched == Matcher.BETWEEN_THRESHOLDS] = -1.0
+        labels = torch.where(matched == Matcher.BETWEEN_THRESHOLDS, -1.0, (matched >= 0).float())
         return labels, matched.clamp(min=0)
 
     def losses(
@@ -170,10 +166,12 @@ class RegionProposalNetwork(nn.Module):
     ) -> dict[str, Tensor]:
         """anchors (T, 4), logits (B, T), deltas (B, T, 4), gt_boxes per image (G, 4)."""
         num_anchors = anchors.shape[0]
+        labelled = [self.label_anchors(anchors, boxes) for boxes in gt_boxes]  # per image (T,), (T,)
+        samples = sample_balanced_batch(
+            [labels for labels, _ in labelled], self.batch_size_per_image, self.positive_fraction
+        )  # one read of the batch's counts
         all_labels, positives, negatives, target_deltas = [], [], [], []
-        for i, boxes in enumerate(gt_boxes):
-            labels, matched = self.label_anchors(anchors, boxes)
-            pos, neg = sample_balanced(labels, self.batch_size_per_image, self.positive_fraction)
+        for i, (boxes, (labels, matched), (pos, neg)) in enumerate(zip(gt_boxes, labelled, samples)):
             if pos.numel() > 0:
                 target_deltas.append(self.box_coder.encode(boxes[matched[pos]], anchors[pos]))
             all_labels.append(labels)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -34,11 +35,13 @@ from maskrcnn.structures import (
 
 def resize_scale_factor(height: int, width: int, min_size: float, max_size: float) -> float:
     """The factor that brings the short side to `min_size` unless the long side would pass `max_size`."""
-    sides = torch.tensor([height, width])
-    short_side = torch.min(sides).to(dtype=torch.float32)
-    long_side = torch.max(sides).to(dtype=torch.float32)
-    scale = torch.min(min_size / short_side, max_size / long_side)  # float32, as torchvision
-    return scale.item()
+    short_side = np.float32(min(height, width))
+    long_side = np.float32(max(height, width))
+    # float32 arithmetic, as torchvision's tensors (`number / tensor` is reciprocal, then
+    # multiply); NumPy on the host: no tensor, nothing to read back
+    one = np.float32(1.0)
+    scale = min(np.float32(min_size) * (one / short_side), np.float32(max_size) * (one / long_side))
+    return float(scale)
 
 
 class ResizeError(UserError):
@@ -67,12 +70,9 @@ def thin_image_size(height: int, width: int, scale: float, min_size: int, max_si
 
 def resize_boxes(boxes: Tensor, old_size: tuple[int, int], new_size: tuple[int, int]) -> Tensor:
     """Scale (N, 4) xyxy boxes from an image of `old_size` (h, w) to one of `new_size`."""
-    ratio_h = torch.tensor(new_size[0], dtype=torch.float32, device=boxes.device) / torch.tensor(
-        old_size[0], dtype=torch.float32, device=boxes.device
-    )
-    ratio_w = torch.tensor(new_size[1], dtype=torch.float32, device=boxes.device) / torch.tensor(
-        old_size[1], dtype=torch.float32, device=boxes.device
-    )
+    # float32 ratios as torchvision's, computed on the host (no copy to the device per call)
+    ratio_h = float(np.float32(new_size[0]) / np.float32(old_size[0]))
+    ratio_w = float(np.float32(new_size[1]) / np.float32(old_size[1]))
     x1, y1, x2, y2 = boxes.unbind(1)
     return torch.stack((x1 * ratio_w, y1 * ratio_h, x2 * ratio_w, y2 * ratio_h), dim=1)
 

@@ -42,12 +42,16 @@ def clip_boxes(boxes: Tensor, image_size: tuple[int, int]) -> Tensor:
     return torch.stack((x, y), dim=-1).reshape(boxes.shape)
 
 
-def remove_small_boxes(boxes: Tensor, min_size: float) -> Tensor:
-    """Indices (int64) of the (N, 4) boxes with width >= min_size and height >= min_size."""
+def large_enough(boxes: Tensor, min_size: float) -> Tensor:
+    """(N,) bool: the (N, 4) boxes with width >= min_size and height >= min_size."""
     widths = boxes[:, 2] - boxes[:, 0]
     heights = boxes[:, 3] - boxes[:, 1]
-    keep = (widths >= min_size) & (heights >= min_size)
-    return torch.where(keep)[0]
+    return (widths >= min_size) & (heights >= min_size)
+
+
+def remove_small_boxes(boxes: Tensor, min_size: float) -> Tensor:
+    """Indices (int64) of the (N, 4) boxes with width >= min_size and height >= min_size."""
+    return torch.where(large_enough(boxes, min_size))[0]
 
 
 def masks_to_boxes(masks: Tensor) -> Tensor:
@@ -101,8 +105,7 @@ class BoxCoder:
 
     def encode(self, gt_boxes: Tensor, reference_boxes: Tensor) -> Tensor:
         """Deltas (N, 4) that move each reference box (N, 4) onto its gt box (N, 4)."""
-        weights = torch.as_tensor(self.weights, dtype=gt_boxes.dtype, device=gt_boxes.device)
-        wx, wy, ww, wh = weights[0], weights[1], weights[2], weights[3]
+        wx, wy, ww, wh = self.weights  # Python numbers: no copy to the device per call
 
         ref_x1, ref_y1 = reference_boxes[:, 0:1], reference_boxes[:, 1:2]
         ref_x2, ref_y2 = reference_boxes[:, 2:3], reference_boxes[:, 3:4]
@@ -150,9 +153,8 @@ class BoxCoder:
         pred_ctr_y = dy * heights[:, None] + ctr_y[:, None]
         pred_w = torch.exp(dw) * widths[:, None]
         pred_h = torch.exp(dh) * heights[:, None]
-        half = torch.tensor(0.5, dtype=pred_ctr_y.dtype, device=pred_h.device)
-        half_h = half * pred_h
-        half_w = half * pred_w
+        half_h = 0.5 * pred_h  # 0.5 is exact in every float type: the same as torchvision's tensor
+        half_w = 0.5 * pred_w
         boxes = torch.stack(
             (pred_ctr_x - half_w, pred_ctr_y - half_h, pred_ctr_x + half_w, pred_ctr_y + half_h),
             dim=2,

@@ -47,17 +47,18 @@ class Matcher:
         low_quality = None
         if self.allow_low_quality_matches:
             best_for_each_gt = match_quality.max(dim=1).values  # (M,)
-            low_quality = torch.where(match_quality == best_for_each_gt[:, None])[1]
+            low_quality = (match_quality == best_for_each_gt[:, None]).any(dim=0)  # (N,) bool
         return self._assign(best_quality, best_gt, low_quality)
 
     def _assign(self, best_quality: Tensor, best_gt: Tensor, low_quality: Tensor | None) -> Tensor:
-        """Best gt per prediction (N,) -> matches with -1 / -2 codes; the predictions in
-        `low_quality` (the best of some gt) keep their best gt whatever their quality."""
-        matches = best_gt.clone()
-        matches[best_quality < self.low_threshold] = self.BELOW_LOW_THRESHOLD
-        matches[(best_quality >= self.low_threshold) & (best_quality < self.high_threshold)] = self.BETWEEN_THRESHOLDS
+        """Best gt per prediction (N,) -> matches with -1 / -2 codes; the predictions marked in
+        `low_quality` (N,) bool (the best of some gt) keep their best gt whatever their quality.
+        Element-wise selects only: no count the host would wait for on a GPU."""
+        matches = torch.where(best_quality < self.low_threshold, self.BELOW_LOW_THRESHOLD, best_gt)
+        between = (best_quality >= self.low_threshold) & (best_quality < self.high_threshold)
+        matches = torch.where(between, self.BETWEEN_THRESHOLDS, matches)
         if low_quality is not None:
-            matches[low_quality] = best_gt[low_quality]
+            matches = torch.where(low_quality, best_gt, matches)
         return matches
 
     def match_boxes(self, gt_boxes: Tensor, boxes: Tensor, max_pairs: int = IOU_PAIRS_AT_ONCE) -> Tensor:
@@ -86,6 +87,6 @@ class Matcher:
             found = []
             for start in range(0, num_boxes, step):
                 quality = box_iou(gt_boxes, boxes[start : start + step])  # (M, chunk)
-                found.append(torch.where(quality == highest[:, None])[1] + start)
+                found.append((quality == highest[:, None]).any(dim=0))  # (chunk,) bool
             low_quality = torch.cat(found)
         return self._assign(torch.cat(best_quality), torch.cat(best_gt), low_quality)

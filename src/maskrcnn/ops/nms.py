@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from maskrcnn.ops.compiled import torchvision_ops
+
 _ROW_BLOCK = 128  # rows of the IoU matrix per greedy step (128 measured best of 64..512)
 # IoU tiles stay below PyTorch's parallel grain (32768 elements), so each op runs on one
 # thread: on this shared 2-core machine, hundreds of 2-thread regions per call cost 5-50x
@@ -112,37 +114,64 @@ def _greedy_keep(boxes: Tensor, iou_threshold: float) -> list[int]:
     return kept
 
 
-def _greedy_keep_on_device(boxes: Tensor, iou_threshold: float) -> list[int]:
+def bit_weights(device: torch.device) -> Tensor:
+    """(8,) uint8 1, 2, 4, ..., 128 made on the device (no copy from the host to wait for)."""
+    return torch.pow(2, torch.arange(8, device=device)).to(torch.uint8)
+
+
+def _greedy_keep_on_device(
+    boxes: Tensor, iou_threshold: float, categories: Tensor | None = None, valid: Tensor | None = None
+) -> list[int]:
     """Greedy NMS over score-sorted (N, 4) boxes on a GPU -> kept positions (ascending).
 
     The blocks of `_greedy_keep` each wait for the GPU and copy a block back (a training
     iteration made hundreds of such round trips). Here the whole "box i suppresses box j"
     matrix is computed on the device, _DEVICE_ROWS rows at a time, packed there into bytes
     (bit k of byte b: column 8b + k, numpy's little bit order) and copied to the host once;
-    the greedy sweep over it is the same loop of integer ORs.
+    the greedy sweep over it is the same loop of integer ORs. `categories` (N,): a box
+    suppresses only boxes of its own category (batched NMS in one pass); `valid` (N,) bool:
+    boxes marked False are never kept and suppress nothing, their bits ride in the same copy.
     """
     num = boxes.shape[0]
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # (N,)
     table = torch.cat([boxes, areas[:, None]], dim=1).t().contiguous()  # (5, N)
     padded_cols = (num + 7) // 8 * 8
-    bit_values = torch.tensor([1 << k for k in range(8)], dtype=torch.uint8, device=boxes.device)  # (8,)
+    bit_values = bit_weights(boxes.device)  # (8,)
     packed_blocks = []
     for start in range(0, num, _DEVICE_ROWS):
         rows = table[:, start:start + _DEVICE_ROWS].contiguous()  # (5, R)
         bits = torch.zeros((rows.shape[1], padded_cols), dtype=torch.uint8, device=boxes.device)  # (R, N padded)
-        bits[:, :num] = _suppressed_by(rows, table, iou_threshold)
+        suppressed = _suppressed_by(rows, table, iou_threshold)  # (R, N)
+        if categories is not None:
+            suppressed &= categories[start:start + _DEVICE_ROWS, None] == categories[None, :]
+        bits[:, :num] = suppressed
         packed_blocks.append((bits.view(rows.shape[1], -1, 8) * bit_values).sum(dim=2, dtype=torch.uint8))
-    packed = torch.cat(packed_blocks).cpu().numpy()  # (N, N padded / 8): the one copy back
+    if valid is not None:  # one more row: the boxes removed before the sweep starts
+        bits = torch.zeros((1, padded_cols), dtype=torch.uint8, device=boxes.device)
+        bits[0, :num] = ~valid
+        packed_blocks.append((bits.view(1, -1, 8) * bit_values).sum(dim=2, dtype=torch.uint8))
+    packed = torch.cat(packed_blocks).cpu().numpy()  # (N [+ 1], N padded / 8): the one copy back
+    removed = int.from_bytes(packed[num].tobytes(), "little") if valid is not None else 0
     kept: list[int] = []
-    _sweep(range(num), packed, 0, kept)
+    _sweep(range(num), packed, removed, kept)
     return kept
 
 
-def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+def _only_valid(valid: Tensor) -> Tensor:
+    """(V,) indices of the boxes marked valid (on the CPU, where the count costs no wait)."""
+    return torch.where(valid)[0]
+
+
+def nms(
+    boxes: Tensor, scores: Tensor, iou_threshold: float, valid: Tensor | None = None, categories: Tensor | None = None
+) -> Tensor:
     """Greedy NMS: indices (K,) int64 of kept boxes, by decreasing score.
 
     A box is dropped when its IoU with a kept, higher-scored box is > iou_threshold.
     Equal scores keep their input order (stable descending sort, as torchvision).
+    `valid` (N,) bool: only these boxes take part (as if the others were filtered out
+    first; on a GPU without the count that filtering would wait for). `categories` (N,),
+    on a GPU only: boxes of different categories never suppress each other.
     """
     if boxes.dim() != 2 or boxes.shape[-1] != 4 or scores.shape != boxes.shape[:1]:
         raise ValueError(
@@ -150,12 +179,25 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
         )
     if boxes.shape[0] == 0:
         return torch.zeros((0,), dtype=torch.int64, device=boxes.device)
+    compiled = torchvision_ops(boxes.device)
+    if compiled is not None and valid is None and categories is None:  # torchvision's CUDA kernel
+        return compiled.nms(boxes, scores, iou_threshold)
+    if boxes.device.type == "cpu" and valid is not None:
+        members = _only_valid(valid)
+        return members[nms(boxes[members], scores[members], iou_threshold)]
     order = torch.sort(scores, dim=0, descending=True, stable=True)[1]  # (N,)
     sorted_boxes = boxes.index_select(0, order)
     if not sorted_boxes.is_floating_point():
         sorted_boxes = sorted_boxes.float()
-    greedy_keep = _greedy_keep if boxes.device.type == "cpu" else _greedy_keep_on_device
-    kept = greedy_keep(sorted_boxes, iou_threshold)
+    if boxes.device.type == "cpu":
+        kept = _greedy_keep(sorted_boxes, iou_threshold)
+    else:
+        kept = _greedy_keep_on_device(
+            sorted_boxes,
+            iou_threshold,
+            None if categories is None else categories.index_select(0, order),
+            None if valid is None else valid.index_select(0, order),
+        )
     kept_positions = torch.as_tensor(kept, dtype=torch.int64, device=boxes.device)
     return order.index_select(0, kept_positions)
 
@@ -184,13 +226,17 @@ def _nms_each_category(shifted: Tensor, scores: Tensor, idxs: Tensor, iou_thresh
     return order.index_select(0, torch.from_numpy(merged).to(torch.int64))
 
 
-def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+def batched_nms(
+    boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float, valid: Tensor | None = None
+) -> Tensor:
     """NMS done independently per category `idxs` (N,): kept indices (K,) by decreasing score.
 
     Mirrors torchvision (so that float rounding, and thus the keep list, is the same): for
     up to 1000 boxes (5000 on CUDA) every category's boxes are shifted by
     idxs * (max coordinate + 1) so that categories never overlap and one NMS runs; for more,
-    NMS runs per category and the union is sorted by score.
+    NMS runs per category and the union is sorted by score (on a GPU: in one pass that
+    lets boxes suppress only their own category, one copy back instead of one per category).
+    `valid` (N,) bool: only these boxes take part, as if the others were filtered out first.
     """
     if idxs.shape != scores.shape:
         raise ValueError(
@@ -198,13 +244,22 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
         )
     if boxes.shape[0] == 0:
         return torch.zeros((0,), dtype=torch.int64, device=boxes.device)
+    compiled = torchvision_ops(boxes.device)
+    if compiled is not None and valid is None:  # torchvision's CUDA kernels
+        return compiled.batched_nms(boxes, scores, idxs, iou_threshold)
+    if valid is not None and boxes.device.type == "cpu":
+        members = _only_valid(valid)
+        return members[batched_nms(boxes[members], scores[members], idxs[members], iou_threshold)]
     if boxes.numel() <= (4000 if boxes.device.type == "cpu" else 20000):
-        max_coordinate = boxes.max()
-        offsets = idxs.to(boxes) * (max_coordinate + torch.tensor(1).to(boxes))  # (N,)
+        # the largest coordinate of the boxes taking part, as if the others were filtered out
+        max_coordinate = boxes.max() if valid is None else torch.where(valid[:, None], boxes, -torch.inf).max()
+        offsets = idxs.to(boxes) * (max_coordinate + 1)  # (N,)
         shifted = boxes + offsets[:, None]  # (N, 4)
         if boxes.device.type == "cpu" and iou_threshold >= 0 and bool(boxes.min() >= 0):
             return _nms_each_category(shifted, scores, idxs, iou_threshold)
-        return nms(shifted, scores, iou_threshold)
+        return nms(shifted, scores, iou_threshold, valid)
+    if boxes.device.type != "cpu":
+        return nms(boxes, scores, iou_threshold, valid, categories=idxs)
     keep_mask = torch.zeros_like(scores, dtype=torch.bool)
     for category in torch.unique(idxs).tolist():
         members = torch.where(idxs == category)[0]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -36,8 +37,8 @@ def assign_levels(
 
 def infer_scale(feature_size: tuple[int, int], image_size: tuple[int, int]) -> float:
     """Feature-to-image scale, a power of two: 2 ** round(log2(feature_h / image_h))."""
-    approx = float(feature_size[0]) / float(image_size[0])
-    return 2 ** float(torch.tensor(approx).log2().round())
+    approx = np.float32(float(feature_size[0]) / float(image_size[0]))
+    return 2 ** float(np.round(np.log2(approx)))  # float32 log2, half to even: as torch's
 
 
 def _boxes_to_rois(boxes: list[Tensor]) -> Tensor:
@@ -81,15 +82,22 @@ def multilevel_roi_align(
     if not boxes:
         return first.new_zeros((0, first.shape[1], out_h, out_w))
     rois = _boxes_to_rois([b.to(device=first.device) for b in boxes])  # (K, 5)
+    if rois.shape[0] == 0:
+        return first.new_zeros((0, first.shape[1], out_h, out_w))
     if len(features) == 1:
         return pool_level(first, rois, scales[0])
     k_min = int(round(-math.log2(scales[0])))
     k_max = int(round(-math.log2(scales[-1])))
     levels = assign_levels(rois[:, 1:], k_min, k_max, canonical_scale, canonical_level)  # (K,)
-    result = first.new_zeros((rois.shape[0], first.shape[1], out_h, out_w))
-    for level, (feature, scale) in enumerate(zip(features, scales)):
-        in_level = torch.where(levels == level)[0]
-        if in_level.numel() == 0:
-            continue
-        result[in_level] = pool_level(feature, rois[in_level], scale).to(result.dtype)
-    return result
+    # RoIs grouped by level; the group sizes reach the host in one read (not one per level)
+    order = torch.sort(levels, stable=True).indices  # (K,)
+    counts = torch.bincount(levels, minlength=len(features)).tolist()
+    pooled, start = [], 0
+    for count, feature, scale in zip(counts, features, scales):
+        if count > 0:
+            pooled.append(pool_level(feature, rois[order[start : start + count]], scale))
+        start += count
+    grouped = torch.cat(pooled) if len(pooled) > 1 else pooled[0]  # (K, C, oh, ow) in level order
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.shape[0], device=order.device)
+    return grouped[inverse].to(first.dtype)

@@ -17,19 +17,29 @@ weights form one row of a sparse matrix S, and out = S @ (channels-last map) is 
 sparse-dense product (ops/sparse_sampling.py, with an explicit backward). Taps are either
 two per sample (the sample's low and high pixel) or one contiguous band of pixels
 (cheaper when samples are dense, as with adaptive sampling); the cheaper one is used.
+
+Every tap count is known on the host before the taps are built, so that on a GPU the host
+never waits for a size: with the config's sampling ratio (> 0) the counts follow from it
+(two taps per sample); with adaptive sampling the grid and band bounds of each group of
+RoIs come back in one read per call.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from maskrcnn.ops.compiled import torchvision_ops
 from maskrcnn.ops.sparse_sampling import weighted_gather
 
 _NNZ_BUDGET = 1 << 22  # RoIAlign: taps built at once (per chunk of RoIs with similar grids)
+# True: take the GPU's path (tap counts from host-known bounds only) on the CPU as well.
+HOST_BOUNDS_EVERYWHERE = False
+_KEY_SIDE = 32  # adaptive sampling: grids grouped by ceil(log2(grid)) per axis, 0..31
 
 
 def _pair(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -81,44 +91,91 @@ def _sample_taps(
     return index, weight
 
 
-def _band_taps(index: Tensor, weight: Tensor, length: int) -> tuple[Tensor, Tensor]:
-    """Same taps merged into one contiguous band of pixels per bin: (K, out, E) each."""
+def _band_taps(index: Tensor, weight: Tensor, length: int, band_len: int) -> tuple[Tensor, Tensor]:
+    """Same taps merged into one contiguous band of `band_len` pixels per bin: (K, out, E) each.
+
+    `band_len` is a bound known on the host (`_band_bound`): at least the span of a bin's
+    used samples; samples past a RoI's grid carry weight 0 and are folded into the band's
+    last pixel."""
     band_start = index.amin(dim=2, keepdim=True)  # (K, out, 1)
-    offset = index - band_start  # (K, out, 2G)
-    band_len = int(offset.max()) + 1
+    offset = (index - band_start).clamp(max=band_len - 1)  # (K, out, 2G)
     band_weight = torch.zeros(index.shape[:2] + (band_len,), dtype=weight.dtype, device=weight.device)
     band_weight.scatter_add_(2, offset, weight)
     band_index = (band_start + torch.arange(band_len, device=index.device)).clamp(max=length - 1)
     return band_index, band_weight
 
 
+def _band_bound(bin_size: Tensor) -> Tensor:
+    """Pixels a bin's samples can touch along one axis, per RoI: the samples span less
+    than a bin, so their low pixels cover at most ceil(bin) + 1 values and the high
+    neighbours one more."""
+    return torch.ceil(bin_size).to(torch.int64) + 2
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """RoIs whose taps are built at once, with tap counts known on the host."""
+
+    members: Tensor | slice  # RoI indices (adaptive sampling: grouped by grid) or a range
+    grid: tuple[int, int]  # samples per bin along y, x (the chunk's largest)
+    band: tuple[int, int]  # band length along y, x; 0: two taps per sample instead
+
+
+def _fixed_grid_chunks(num: int, grid: int, bins_per_roi: int) -> list[_Chunk]:
+    """A sampling ratio from the config: every size is known on the host, no read."""
+    step = max(1, _NNZ_BUDGET // (4 * grid * grid * bins_per_roi))
+    return [_Chunk(slice(i, min(i + step, num)), (grid, grid), (0, 0)) for i in range(0, num, step)]
+
+
+def _adaptive_chunks(grid_h: Tensor, grid_w: Tensor, bin_h: Tensor, bin_w: Tensor, bins_per_roi: int) -> list[_Chunk]:
+    """Adaptive sampling (a grid per RoI): RoIs grouped by their grids' powers of two, in
+    chunks that fit the nonzero budget; the sizes of every group come to the host in one read."""
+    num = grid_h.shape[0]
+    key_h = torch.ceil(torch.log2(grid_h.clamp(min=1).double())).long().clamp(max=_KEY_SIDE - 1)  # buckets by powers of 2
+    key_w = torch.ceil(torch.log2(grid_w.clamp(min=1).double())).long().clamp(max=_KEY_SIDE - 1)
+    key = key_h * _KEY_SIDE + key_w  # (K,)
+    order = torch.sort(key, stable=True).indices  # (K,) RoIs grouped by bucket
+    per_roi = torch.stack([grid_h.clamp(min=1), grid_w.clamp(min=1), _band_bound(bin_h), _band_bound(bin_w)])  # (4, K)
+    table = torch.zeros((5, _KEY_SIDE * _KEY_SIDE), dtype=torch.int64, device=key.device)
+    table[0].scatter_add_(0, key, torch.ones_like(key))
+    table[1:].scatter_reduce_(1, key.expand(4, -1), per_roi, "amax")
+    counts, max_gh, max_gw, band_h, band_w = table.tolist()  # the one read: sizes of every bucket
+    chunks, offset = [], 0
+    for bucket, count in enumerate(counts):
+        if count == 0:
+            continue
+        grid = (max_gh[bucket], max_gw[bucket])
+        band = tuple(b if b < 2 * g else 0 for b, g in zip((band_h[bucket], band_w[bucket]), grid))
+        taps = (band[0] or 2 * grid[0]) * (band[1] or 2 * grid[1])
+        step = max(1, _NNZ_BUDGET // (taps * bins_per_roi))
+        for i in range(offset, offset + count, step):
+            chunks.append(_Chunk(order[i : min(i + step, offset + count)], grid, band))  # type: ignore[arg-type]
+        offset += count
+    if len(chunks) == 1:
+        return [_Chunk(slice(0, num), chunks[0].grid, chunks[0].band)]
+    return chunks
+
+
 def _axis_taps(
-    start: Tensor, bin_size: Tensor, grid: Tensor, out_size: int, length: int
+    start: Tensor, bin_size: Tensor, grid: Tensor, out_size: int, length: int, max_grid: int, band_len: int | None
 ) -> tuple[Tensor, Tensor]:
-    """Taps of one axis for a chunk of RoIs, whichever of the two forms has fewer."""
-    max_grid = max(int(grid.max()), 1)
+    """Taps of one axis for a chunk of RoIs: two per sample, or one band (band_len > 0).
+    band_len None: the band's exact length is read from the taps and the form with fewer
+    taps is used (on the CPU, where reading a value costs no wait)."""
     index, weight = _sample_taps(start, bin_size, grid, out_size, max_grid, length)
-    band_index, band_weight = _band_taps(index, weight, length)
-    if band_index.shape[2] < index.shape[2]:
-        return band_index, band_weight
+    if band_len is None:
+        exact = int((index - index.amin(dim=2, keepdim=True)).max()) + 1
+        band_len = exact if exact < index.shape[2] else 0
+    if band_len > 0:
+        return _band_taps(index, weight, length, band_len)
     return index, weight
 
 
-def _chunks(grid_h: Tensor, grid_w: Tensor, bins_per_roi: int) -> list[Tensor]:
-    """Split RoI indices into chunks of similar sample grids that fit the nonzero budget."""
-    num = grid_h.shape[0]
-    key_h = torch.ceil(torch.log2(grid_h.clamp(min=1).double())).long()  # buckets by powers of 2
-    key_w = torch.ceil(torch.log2(grid_w.clamp(min=1).double())).long()
-    key = key_h * 64 + key_w
-    chunks = []
-    for bucket in torch.unique(key).tolist():
-        members = torch.where(key == bucket)[0]
-        taps = 4 * int(grid_h[members].max().clamp(min=1)) * int(grid_w[members].max().clamp(min=1))
-        step = max(1, _NNZ_BUDGET // (taps * bins_per_roi))
-        chunks.extend(members[i : i + step] for i in range(0, members.shape[0], step))
-    if len(chunks) == 1 and chunks[0].shape[0] == num:
-        return [torch.arange(num, device=grid_h.device)]
-    return chunks
+def reads_exact_bands(device: torch.device) -> bool:
+    """Whether RoIAlign reads exact band lengths back (fewer taps) instead of host bounds:
+    on the CPU, unless HOST_BOUNDS_EVERYWHERE (benchmarks/host_syncs.py sets it to count
+    a GPU's path on the CPU)."""
+    return device.type == "cpu" and not HOST_BOUNDS_EVERYWHERE
 
 
 def roi_align(
@@ -144,6 +201,10 @@ def roi_align(
     num = rois.shape[0]
     if num == 0 or channels == 0:
         return input.new_zeros((num, channels, out_h, out_w))
+    compiled = torchvision_ops(input.device)
+    if compiled is not None:  # torchvision's CUDA kernel (ops/compiled.py)
+        rois = rois.detach().to(device=input.device, dtype=input.dtype)
+        return compiled.roi_align(input, rois, (out_h, out_w), spatial_scale, sampling_ratio, aligned)
     # half / bfloat16 maps are sampled in float32 (sparse products need float32/64) and cast back
     dtype = input.dtype if input.dtype in (torch.float32, torch.float64) else torch.float32
     rois = rois.detach().to(device=input.device, dtype=dtype)
@@ -167,10 +228,17 @@ def roi_align(
 
     parts = []
     index_dtype = torch.int32 if batch * height * width < 2**31 - 1 else torch.int64  # halves tap memory
-    chunks = _chunks(grid_h, grid_w, out_h * out_w)
-    for members in chunks:
-        index_y, weight_y = _axis_taps(start_y[members], bin_h[members], grid_h[members], out_h, height)
-        index_x, weight_x = _axis_taps(start_x[members], bin_w[members], grid_w[members], out_w, width)
+    if sampling_ratio > 0:
+        chunks = _fixed_grid_chunks(num, sampling_ratio, out_h * out_w)
+    else:
+        chunks = _adaptive_chunks(grid_h, grid_w, bin_h, bin_w, out_h * out_w)
+    exact_bands = reads_exact_bands(input.device)
+    for chunk in chunks:
+        members = chunk.members
+        (max_grid_h, max_grid_w), bands = chunk.grid, chunk.band
+        band_h, band_w = (None, None) if exact_bands else bands
+        index_y, weight_y = _axis_taps(start_y[members], bin_h[members], grid_h[members], out_h, height, max_grid_h, band_h)
+        index_x, weight_x = _axis_taps(start_x[members], bin_w[members], grid_w[members], out_w, width, max_grid_w, band_w)
         base = batch_index[members] * (height * width)  # (k,)
         flat_index = (
             base[:, None, None, None, None]
@@ -178,12 +246,12 @@ def roi_align(
             + index_x[:, None, :, None, :]
         )  # (k, oh, ow, Ey, Ex): channels-last pixel of each tap
         weights = weight_y[:, :, None, :, None] * weight_x[:, None, :, None, :]  # (k, oh, ow, Ey, Ex)
-        num_bins = members.shape[0] * out_h * out_w
+        num_bins = base.shape[0] * out_h * out_w
         parts.append((flat_index.reshape(num_bins, -1).to(index_dtype), weights.reshape(num_bins, -1)))
     pooled = weighted_gather(input.to(dtype), parts)  # (K*oh*ow, C) in chunk order
     out = pooled.view(num, out_h, out_w, channels)
-    if len(chunks) > 1:
-        order = torch.cat(chunks)
+    if any(isinstance(chunk.members, Tensor) for chunk in chunks):  # grouped by grid: back to input order
+        order = torch.cat([chunk.members for chunk in chunks])  # type: ignore[misc]
         inverse = torch.empty_like(order)
         inverse[order] = torch.arange(num, device=order.device)
         out = out[inverse]

@@ -80,7 +80,9 @@ class _SparseSample(torch.autograd.Function):
         # S transposed as CSR: entries sorted by pixel (stable, so rows stay ascending)
         sorted_col, order = torch.sort(col.to(torch.int64), stable=True)
         row_lengths = crow[1:].to(torch.int64) - crow[:-1].to(torch.int64)  # (n,)
-        entry_rows = torch.repeat_interleave(torch.arange(num_rows, device=col.device), row_lengths)  # (nnz,)
+        entry_rows = torch.repeat_interleave(
+            torch.arange(num_rows, device=col.device), row_lengths, output_size=col.shape[0]
+        )  # (nnz,); output_size: no read-back of the total
         counts = torch.bincount(sorted_col, minlength=num_pixels)  # (P,)
         crow_t = torch.zeros(num_pixels + 1, dtype=torch.int64, device=col.device)
         torch.cumsum(counts, 0, out=crow_t[1:])
@@ -120,7 +122,7 @@ def weighted_gather(input: Tensor, parts: list[tuple[Tensor, Tensor]]) -> Tensor
         num_rows, taps = index.shape
         crows.append(torch.arange(offset, offset + num_rows * taps, taps, device=input.device, dtype=index_dtype))
         offset += num_rows * taps
-    crows.append(torch.tensor([offset], device=input.device, dtype=index_dtype))
+    crows.append(torch.full((1,), offset, device=input.device, dtype=index_dtype))
     crow = torch.cat(crows)  # (n + 1,)
     col = torch.cat([index.reshape(-1) for index, _ in parts]).to(index_dtype)  # (nnz,)
     values = torch.cat([weight.reshape(-1) for _, weight in parts])  # (nnz,)
