@@ -80,6 +80,8 @@ class StopOnSignal:
     def agreed(self, device: torch.device) -> bool:
         """Whether any process was asked to stop (collective under DDP: every rank calls it
         after every iteration, so all stop after the same one)."""
+        if not du.is_dist():  # one process: no tensor, so no wait on a GPU
+            return bool(self.requested)
         flag = torch.tensor([1.0 if self.requested else 0.0], device=device)
         return bool(du.all_reduce_max(flag)[0] > 0)
 
