@@ -68,12 +68,16 @@ def test_an_unknown_paste_stops_in_one_line() -> None:
         load_config("shapes_demo", tiny_overrides() + ["model.roi_heads.mask_paste=nearest"])
 
 
-def test_export_says_that_the_graph_pastes_as_torchvision(checkpoints, tmp_path, capsys) -> None:
-    pytest.importorskip("onnx")
+def test_export_pastes_as_the_checkpoint_does_and_says_so(checkpoints, tmp_path, capsys) -> None:
+    onnx = pytest.importorskip("onnx")
     from maskrcnn.cli import main
 
-    assert main(["export", "--weights", str(checkpoints["exact"]), "--output", str(tmp_path / "m.onnx")]) == 0
-    assert "mask_paste exact is not in the ONNX graph" in capsys.readouterr().out
+    for paste in ("exact", "torchvision"):
+        path = tmp_path / f"{paste}.onnx"
+        assert main(["export", "--weights", str(checkpoints[paste]), "--output", str(path)]) == 0
+        assert f"mask paste: {paste};" in capsys.readouterr().out
+        metadata = {prop.key: prop.value for prop in onnx.load(str(path), load_external_data=False).metadata_props}
+        assert metadata["maskrcnn.mask_paste"] == paste
 
 
 def test_mask_paste_option_switches_a_trained_checkpoint(checkpoints, tmp_path, capsys) -> None:

@@ -23,6 +23,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from tiny_model import TINY_TRAINING_MODEL
 
 from maskrcnn import cli, io_utils
 from maskrcnn.config import dump_config, load_config
@@ -42,17 +43,9 @@ from maskrcnn.io_utils import DiskFullError
 SUBPROCESS_TIMEOUT_S = 1200
 MAX_ITER = 8
 
-# test_resume.py's plain-CNN Mask R-CNN on eight 64 px shapes images, logging every iteration
+# the plain-CNN Mask R-CNN of tests/tiny_model.py on eight 64 px shapes images, logging every iteration
 TINY = [
-    "model.num_classes=4",
-    "model.backbone.name=plain", "model.backbone.norm=bn", "model.backbone.freeze_at=0",
-    "model.backbone.plain_channels=[8,16,16,16,16]", "model.backbone.fpn_channels=16",
-    "model.anchors.sizes=[[8],[16],[24],[32],[48]]",
-    "model.rpn.pre_nms_top_n_train=100", "model.rpn.post_nms_top_n_train=50",
-    "model.rpn.pre_nms_top_n_test=50", "model.rpn.post_nms_top_n_test=20", "model.rpn.batch_size_per_image=32",
-    "model.roi_heads.box_head_dim=32", "model.roi_heads.mask_head_channels=8", "model.roi_heads.batch_size_per_image=32",
-    "model.roi_heads.detections_per_img=5",
-    "model.transform.min_size=[64]", "model.transform.max_size=64",
+    *TINY_TRAINING_MODEL,
     "data.train.kind=shapes", "data.train.num_images=8", "data.train.image_size=64", "data.train.seed=0",
     "data.batch_size=2",
     "solver.lr=0.01", f"solver.max_iter={MAX_ITER}", "solver.warmup_iters=3", "solver.schedule=cosine",

@@ -15,6 +15,7 @@ import sys
 
 import pytest
 import torch
+from tiny_model import TINY_TRAINING_MODEL
 
 from maskrcnn.engine.metrics import read_metrics
 from maskrcnn.engine.train import KILL_AFTER_ITER_ENV
@@ -24,15 +25,7 @@ SUBPROCESS_TIMEOUT_S = 1200
 
 # A plain-CNN Mask R-CNN on eight 64 px shapes images: a few tenths of a second per step.
 TINY = [
-    "model.num_classes=4",
-    "model.backbone.name=plain", "model.backbone.norm=bn", "model.backbone.freeze_at=0",
-    "model.backbone.plain_channels=[8,16,16,16,16]", "model.backbone.fpn_channels=16",
-    "model.anchors.sizes=[[8],[16],[24],[32],[48]]",
-    "model.rpn.pre_nms_top_n_train=100", "model.rpn.post_nms_top_n_train=50",
-    "model.rpn.pre_nms_top_n_test=50", "model.rpn.post_nms_top_n_test=20", "model.rpn.batch_size_per_image=32",
-    "model.roi_heads.box_head_dim=32", "model.roi_heads.mask_head_channels=8", "model.roi_heads.batch_size_per_image=32",
-    "model.roi_heads.detections_per_img=5",
-    "model.transform.min_size=[64]", "model.transform.max_size=64",
+    *TINY_TRAINING_MODEL,
     "data.train.kind=shapes", "data.train.num_images=8", "data.train.image_size=64", "data.train.seed=0",
     "data.batch_size=2",
     "solver.lr=0.01", "solver.max_iter=12", "solver.warmup_iters=4", "solver.schedule=cosine",

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from tiny_model import TINY_TRAINING_MODEL
 
 from maskrcnn.config import load_config
 from maskrcnn.engine.tensorboard_log import MissingTensorBoardError, tensorboard_logging
@@ -17,15 +18,8 @@ from maskrcnn.errors import error_message
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 
 TINY = [
-    "model.num_classes=4",
-    "model.backbone.name=plain", "model.backbone.norm=bn", "model.backbone.freeze_at=0",
-    "model.backbone.plain_channels=[8,16,16,16,16]", "model.backbone.fpn_channels=16",
-    "model.anchors.sizes=[[8],[16],[24],[32],[48]]",
-    "model.rpn.pre_nms_top_n_train=100", "model.rpn.post_nms_top_n_train=50",
-    "model.rpn.pre_nms_top_n_test=50", "model.rpn.post_nms_top_n_test=20", "model.rpn.batch_size_per_image=32",
-    "model.roi_heads.box_head_dim=32", "model.roi_heads.mask_head_channels=8", "model.roi_heads.batch_size_per_image=32",
-    "model.roi_heads.detections_per_img=5", "model.roi_heads.score_thresh=0.0",
-    "model.transform.min_size=[64]", "model.transform.max_size=64", "model.test_augment=none",
+    *TINY_TRAINING_MODEL,
+    "model.roi_heads.score_thresh=0.0", "model.test_augment=none",
     "data.train.kind=shapes", "data.train.num_images=4", "data.train.image_size=64", "data.batch_size=2",
     "data.val.kind=shapes", "data.val.num_images=2", "data.val.image_size=64", "data.val.seed=5",
     "solver.lr=0.01", "solver.max_iter=2", "solver.warmup_iters=1",

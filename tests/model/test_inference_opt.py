@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import json
 import math
 from pathlib import Path
 
@@ -253,7 +254,7 @@ def test_no_detections_and_empty_roi_batches():
 
 # ---- parity with torchvision on the prepared path ---------------------------------------
 
-PARITY = Path(__file__).resolve().parents[2].parent / "shared" / "parity"
+PARITY = Path(__file__).resolve().with_name("parity")  # torchvision's recorded answers (tests/model/test_parity.py)
 
 
 def _parity_module():
@@ -263,7 +264,6 @@ def _parity_module():
     return module
 
 
-@pytest.mark.usefixtures("parity_dir")  # skipped without ../shared, a failure when CI is set
 @pytest.mark.parametrize(
     "model_name, images",
     [("maskrcnn_resnet50_fpn", ("astronaut.png", "chelsea.png", "coffee.png")), ("maskrcnn_resnet50_fpn_v2", ("astronaut.png",))],
@@ -271,7 +271,8 @@ def _parity_module():
 def test_torchvision_parity_on_the_prepared_path(model_name, images):
     parity = _parity_module()
     weights = parity.load_make_weights()
-    state_dict = weights.make_weights(weights.load_spec(PARITY / model_name / "spec.json"))
+    spec = json.loads((PARITY / model_name / "spec.json").read_text())
+    state_dict = weights.make_weights(weights.load_spec(PARITY / model_name / "spec.json"), seed=spec["seed"])
     model = build_model(load_config(model_name).model)
     load_state_dict_into(model, state_dict)
     model = prepare_for_inference(model.eval())
