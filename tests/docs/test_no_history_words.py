@@ -23,7 +23,7 @@ THIS_FILE = Path(__file__).resolve()
 HISTORY_WORDS = re.compile(
     r"(?<![-\w])rounds?[ _-]?\d+\b"  # "round 4", "Round 1 -> 2", "rounds 3-5" (not `--rounds 2`)
     r"|\bjudged?\b|\bjudging\b"
-    r"|\bthis session\b"
+    r"|\bthis session\b|\bother sessions\b"
     r"|\blent once\b",
     re.IGNORECASE,
 )
@@ -62,6 +62,7 @@ def json_commands(value) -> list[str]:
 def test_the_patterns_find_what_they_should():
     assert history_hits("Round 4 (2026-11-30): ...; rounds 3-5 trained; round8") == ["Round 4", "rounds 3", "round8"]
     assert history_hits("the judged command, in this session, lent once") == ["judged", "this session", "lent once"]
+    assert history_hits("a machine shared with 7 other sessions") == ["other sessions"]
     assert history_hits("benchmarks/omp_wait.py --rounds 2; rounded to 3 decimals; a round number") == []
 
 
